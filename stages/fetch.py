@@ -1,0 +1,108 @@
+"""Getting the SBD archive: a resumable HTTP download, an MD5 check and a safe, atomic extraction."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from stages import atomic
+
+CHUNK = 1 << 20
+
+
+class FetchError(RuntimeError):
+    """The archive could not be obtained or verified; the message says what to do."""
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url: str, dest: Path, timeout: float = 30.0) -> Path:
+    """Stream ``url`` to ``dest``, resuming ``dest.part`` with an HTTP Range request.
+
+    The finished file appears under ``dest`` only once complete.  A server that ignores the
+    Range header gets a clean restart rather than a corrupt concatenation.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - URL comes from params
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # our partial file is already the whole thing
+            os.replace(part, dest)
+            return dest
+        raise FetchError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise FetchError(
+            f"cannot download {url} ({getattr(exc, 'reason', exc)}). Without network access, download "
+            f"benchmark.tgz elsewhere and either copy it to {dest} or set data.archive in params.yaml "
+            f"to its path, then run `dvc repro` again."
+        ) from exc
+    with response:
+        resumed = have and response.status == 206
+        if not resumed:
+            have = 0
+        length = response.headers.get("Content-Length")
+        total = have + int(length) if length is not None else None
+        with open(part, "ab" if resumed else "wb") as f, tqdm(
+            total=total, initial=have, unit="B", unit_scale=True, desc=f"download {dest.name}"
+        ) as bar:
+            while block := response.read(CHUNK):
+                f.write(block)
+                bar.update(len(block))
+    if total is not None and part.stat().st_size != total:
+        raise FetchError(f"download of {url} ended early at {part.stat().st_size} of {total} bytes; run again to resume")
+    os.replace(part, dest)
+    return dest
+
+
+def verify(path: Path, md5: str | None) -> None:
+    """Raise :class:`FetchError` unless ``path`` has MD5 ``md5`` (skipped when ``md5`` is empty)."""
+    if not md5:
+        return
+    got = md5sum(path)
+    if got.lower() != md5.lower():
+        raise FetchError(
+            f"{path}: MD5 {got} does not match data.md5 {md5}. The file is corrupt or not the "
+            f"expected release; delete it and download again, or fix data.md5 in params.yaml."
+        )
+
+
+def extract(archive: Path, out_dir: Path, member_root: str) -> None:
+    """Extract ``member_root`` of a tar archive to ``out_dir``, atomically and safely.
+
+    tarfile's ``data`` filter rejects members that would land outside the target (``../``,
+    absolute paths, links pointing out) and special files.  Extraction goes to a temporary
+    directory that replaces ``out_dir`` only on success.
+    """
+    archive = Path(archive)
+    with atomic.target(out_dir, directory=True) as tmp:
+        work = tmp / "_extract"
+        try:
+            with tarfile.open(archive) as tar:
+                tar.extractall(work, filter="data")
+        except tarfile.FilterError as exc:
+            raise FetchError(f"{archive}: unsafe archive member rejected ({exc})") from exc
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise FetchError(f"{archive}: cannot extract ({type(exc).__name__}: {exc})") from exc
+        src = work / member_root
+        if not src.is_dir():
+            raise FetchError(f"{archive}: has no {member_root}/ directory; is this the SBD benchmark.tgz?")
+        for item in src.iterdir():
+            shutil.move(str(item), tmp / item.name)
+        shutil.rmtree(work)

@@ -1,0 +1,71 @@
+"""Crop windows, resizing and paste-back for images and masks (conventions in ``stages/__init__``).
+
+A training sample is the square window around a box (:func:`stages.boxes.square_window`),
+resized to ``size x size``.  :func:`crop` and :func:`paste` are inverses up to resampling, so a
+prediction made on a crop lands on the right pixels of the full image.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from stages.boxes import Box, clip
+
+
+def _overlap(window: Box, height: int, width: int) -> tuple[Box, Box]:
+    """The part of ``window`` inside the image, in image and in window coordinates."""
+    inside = clip(window, height, width)
+    local = Box(inside.x1 - window.x1, inside.y1 - window.y1, inside.x2 - window.x1, inside.y2 - window.y1)
+    return inside, local
+
+
+def crop(array: np.ndarray, window: Box, size: int, fill: float = 0) -> np.ndarray:
+    """Cut ``window`` out of ``array`` (H x W or H x W x C), pad outside the image with ``fill``,
+    and resize to ``size x size``.
+
+    Shrinking uses area averaging (no aliasing), enlarging uses bilinear interpolation.  The
+    dtype is kept; crop masks as ``float32`` and threshold them if a hard mask is wanted.
+    """
+    h, w = array.shape[:2]
+    canvas = np.full((window.height, window.width) + array.shape[2:], fill, dtype=array.dtype)
+    inside, local = _overlap(window, h, w)
+    if inside.area:
+        canvas[local.y1 : local.y2, local.x1 : local.x2] = array[inside.y1 : inside.y2, inside.x1 : inside.x2]
+    interp = cv2.INTER_AREA if window.width > size else cv2.INTER_LINEAR
+    out = cv2.resize(canvas, (size, size), interpolation=interp)
+    return out.reshape((size, size) + array.shape[2:])
+
+
+def crop_mask(mask: np.ndarray, window: Box, size: int) -> np.ndarray:
+    """Crop a binary mask: resample it as a fraction of coverage, then keep pixels >= 0.5."""
+    return (crop(mask.astype(np.float32), window, size) >= 0.5).astype(np.uint8)
+
+
+def paste(crop_values: np.ndarray, window: Box, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`crop` for a 2-D ``float`` crop: a ``height x width`` ``float32`` map,
+    zero outside ``window``."""
+    full = np.zeros((height, width), np.float32)
+    inside, local = _overlap(window, height, width)
+    if not inside.area:
+        return full
+    resized = cv2.resize(crop_values.astype(np.float32), (window.width, window.height), interpolation=cv2.INTER_LINEAR)
+    full[inside.y1 : inside.y2, inside.x1 : inside.x2] = resized[local.y1 : local.y2, local.x1 : local.x2]
+    return full
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two binary masks; two empty masks agree perfectly (1.0)."""
+    a = a.astype(bool)
+    b = b.astype(bool)
+    union = np.count_nonzero(a | b)
+    if union == 0:
+        return 1.0
+    return np.count_nonzero(a & b) / union
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """Boolean map of the mask's inner boundary (object pixels with a 4-neighbour outside it)."""
+    m = mask.astype(np.uint8)
+    eroded = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return (m > 0) & (eroded == 0)
