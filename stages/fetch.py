@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import tarfile
@@ -29,46 +30,65 @@ def md5sum(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(url: str, dest: Path, timeout: float = 30.0) -> Path:
-    """Stream ``url`` to ``dest``, resuming ``dest.part`` with an HTTP Range request.
+def download(url: str, dest: Path, timeout: float = 30.0, attempts: int = 5) -> Path:
+    """Stream ``url`` to ``dest``, resuming ``dest.part`` with HTTP Range requests.
 
-    The finished file appears under ``dest`` only once complete.  A server that ignores the
-    Range header gets a clean restart rather than a corrupt concatenation.
+    A dropped connection is resumed where it stopped, up to ``attempts`` times; a part file
+    left by an earlier, interrupted run is resumed too.  The finished file appears under
+    ``dest`` only once complete.  A server that ignores Range gets a clean restart rather than
+    a corrupt concatenation.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
+    for attempt in range(1, attempts + 1):
+        try:
+            if _fetch_once(url, part, timeout):
+                os.replace(part, dest)
+                return dest
+        except _Interrupted as exc:
+            print(f"download interrupted ({exc}); resuming, attempt {attempt + 1} of {attempts}")
+    raise FetchError(f"download of {url} kept failing after {attempts} attempts; run again to resume from {part}")
+
+
+class _Interrupted(Exception):
+    """The transfer stopped early; the part file holds what arrived."""
+
+
+def _fetch_once(url: str, part: Path, timeout: float) -> bool:
+    """One request; True when ``part`` is now the complete file."""
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - URL comes from params
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # our partial file is already the whole thing
-            os.replace(part, dest)
-            return dest
+            return True
         raise FetchError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(
             f"cannot download {url} ({getattr(exc, 'reason', exc)}). Without network access, download "
-            f"benchmark.tgz elsewhere and either copy it to {dest} or set data.archive in params.yaml "
-            f"to its path, then run `dvc repro` again."
+            f"benchmark.tgz elsewhere and either copy it to {part.with_suffix('')} or set data.archive in "
+            f"params.yaml to its path, then run `dvc repro` again."
         ) from exc
     with response:
-        resumed = have and response.status == 206
+        resumed = bool(have) and response.status == 206
         if not resumed:
             have = 0
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
-        with open(part, "ab" if resumed else "wb") as f, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, desc=f"download {dest.name}"
-        ) as bar:
-            while block := response.read(CHUNK):
-                f.write(block)
-                bar.update(len(block))
-    if total is not None and part.stat().st_size != total:
-        raise FetchError(f"download of {url} ended early at {part.stat().st_size} of {total} bytes; run again to resume")
-    os.replace(part, dest)
-    return dest
+        try:
+            with open(part, "ab" if resumed else "wb") as f, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=f"download {part.stem}"
+            ) as bar:
+                while block := response.read(CHUNK):
+                    f.write(block)
+                    bar.update(len(block))
+        except (http.client.IncompleteRead, OSError) as exc:
+            raise _Interrupted(f"{type(exc).__name__} after {part.stat().st_size} bytes") from exc
+    if total is not None and part.stat().st_size < total:
+        raise _Interrupted(f"got {part.stat().st_size} of {total} bytes")
+    return True
 
 
 def verify(path: Path, md5: str | None) -> None:
