@@ -22,3 +22,13 @@ def tiny_sbd(tmp_path: Path) -> Path:
     out = tmp_path / "sbd"
     sample.generate(out, seed=7, cfg=TINY)
     return out
+
+
+@pytest.fixture
+def tiny_instances(tiny_sbd: Path) -> Path:
+    """The tiny dataset converted: instance table and masks."""
+    from stages import convert
+
+    out = tiny_sbd.parent / "instances"
+    convert.convert(tiny_sbd, out, 0.0)
+    return out

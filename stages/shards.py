@@ -1,0 +1,102 @@
+"""HDF5 training shards: fixed-size crops around each box with their three label masks.
+
+One shard file ``shard-NNNNN.h5`` holds ``n`` instances of one split.  Datasets (``S`` is
+``labels.crop_size``), chunked one instance per chunk and gzip-compressed:
+
+===============  ==================  ==========================================================
+name             shape, dtype        meaning
+===============  ==================  ==========================================================
+``image``        (n, S, S, 3) uint8  RGB crop of the square window around the box
+``box``          (n, S, S) uint8     box channel: 1 inside the (given) box
+``grabcut``      (n, S, S) uint8     GrabCut label
+``box_label``    (n, S, S) uint8     filled-box label (same pixels as ``box``)
+``gt``           (n, S, S) uint8     ground-truth mask
+``window``       (n, 4) int32        crop window ``(x1, y1, x2, y2)`` in image pixels (may leave the image)
+``box_xyxy``     (n, 4) int32        the given box ``(x1, y1, x2, y2)`` in image pixels
+``image_size``   (n, 2) int32        ``(height, width)`` of the full image
+``key``          (n,) str            ``"<image_id>/<instance_id>"``
+``category``     (n,) uint8          VOC class id
+``fallback``     (n,) str            GrabCut fallback reason, "" when GrabCut was used as is
+``iou_grabcut``  (n,) float32        IoU of the full-resolution GrabCut label with the ground truth
+``iou_box``      (n,) float32        IoU of the filled box with the ground truth
+===============  ==================  ==========================================================
+
+The file attribute ``fingerprint`` is the hash of everything that made the shard (params and
+input bytes); a shard whose fingerprint differs from the one expected is stale and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from stages import atomic
+
+LABEL_SOURCES = {"grabcut": "grabcut", "box": "box_label", "gt": "gt"}  # train.labels -> dataset
+MASK_FIELDS = ("box", "grabcut", "box_label", "gt")
+MANIFEST = "manifest.json"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.h5"
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-256 over JSON-able parts and raw ``bytes``, in order."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def write(path: Path, records: dict[str, np.ndarray], fp: str) -> None:
+    """Write one shard atomically (temp file, then rename)."""
+    with atomic.target(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["fingerprint"] = fp
+        for name, arr in records.items():
+            arr = np.asarray(arr)
+            if arr.dtype.kind == "U":
+                f.create_dataset(name, data=arr.astype(object), dtype=h5py.string_dtype())
+            elif arr.ndim >= 3:
+                f.create_dataset(name, data=arr, chunks=(1,) + arr.shape[1:], compression="gzip", compression_opts=4,
+                                 shuffle=True)  # fmt: skip
+            else:
+                f.create_dataset(name, data=arr)
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The shard's fingerprint, or ``None`` when the file is missing or unreadable (e.g. truncated)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs["fingerprint"])
+    except (OSError, KeyError):
+        return None
+
+
+def read(path: Path, fields: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Load a shard's datasets (all of them, or ``fields``) into memory; strings come back as ``str``."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name in fields or tuple(f.keys()):
+            ds = f[name]
+            out[name] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
+    return out
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run the labels stage first (dvc repro labels)")
+    return json.loads(path.read_text())
+
+
+def files(directory: str | Path, split: str) -> list[Path]:
+    """The shard files of ``split`` listed in the manifest, in order."""
+    directory = Path(directory)
+    return [directory / s["file"] for s in read_manifest(directory)["shards"] if s["split"] == split]

@@ -1,0 +1,87 @@
+import cv2
+import numpy as np
+import pytest
+
+from stages import grabcut, masks
+from stages.boxes import Box, fill
+
+CFG = grabcut.GrabCutConfig()
+
+
+def disc_image(h=80, w=100):
+    """A red disc on a noisy green background, and its mask."""
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal([40, 160, 40], 12, (h, w, 3)), 0, 255).astype(np.uint8)
+    mask = np.zeros((h, w), np.uint8)
+    cv2.circle(mask, (50, 40), 22, 1, -1)
+    img[mask > 0] = (30, 30, 200)
+    return img, mask
+
+
+def test_grabcut_finds_the_disc():
+    img, mask = disc_image()
+    out, reason = grabcut.segment(img, Box(26, 16, 75, 65), CFG, seed=1)
+    assert reason == "" and masks.iou(out, mask) > 0.9
+    assert masks.iou(fill(Box(26, 16, 75, 65), 80, 100), mask) < 0.85
+
+
+def test_roi_and_whole_image_agree_on_easy_case():
+    img, mask = disc_image()
+    roi, _ = grabcut.segment(img, Box(26, 16, 75, 65), CFG, seed=1)
+    whole, _ = grabcut.segment(img, Box(26, 16, 75, 65), grabcut.GrabCutConfig(roi_margin=-1), seed=1)
+    assert masks.iou(roi, whole) > 0.95
+
+
+def test_tiny_box_falls_back_to_box():
+    img, _ = disc_image()
+    out, reason = grabcut.segment(img, Box(10, 10, 11, 30), CFG, seed=1)
+    assert reason == "tiny_box" and out.sum() == 20
+
+
+def test_whole_image_box_uses_band_seeding():
+    img, mask = disc_image()
+    crop = np.ascontiguousarray(img[12:70, 22:80])
+    out, reason = grabcut.segment(crop, Box(0, 0, 58, 58), CFG, seed=1)
+    assert reason == "whole_image"
+    assert masks.iou(out, mask[12:70, 22:80]) > 0.8
+
+
+def test_empty_result_falls_back_to_ellipse(monkeypatch):
+    img, _ = disc_image()
+
+    def everything_background(image, mask, rect, bgd, fgd, iters, mode):
+        mask[:] = cv2.GC_BGD
+
+    monkeypatch.setattr(cv2, "grabCut", everything_background)
+    box = Box(26, 16, 75, 65)
+    out, reason = grabcut.segment(img, box, CFG, seed=1)
+    assert reason == "empty_grabcut"
+    np.testing.assert_array_equal(out, grabcut.ellipse(box, 80, 100))
+
+
+def test_opencv_error_falls_back(monkeypatch):
+    img, _ = disc_image()
+
+    def broken(*args):
+        raise cv2.error("simulated failure")
+
+    monkeypatch.setattr(cv2, "grabCut", broken)
+    box = Box(26, 16, 75, 65)
+    out, reason = grabcut.segment(img, box, grabcut.GrabCutConfig(fallback_shape="box"), seed=1)
+    assert reason == "opencv_error"
+    np.testing.assert_array_equal(out, fill(box, 80, 100))
+
+
+def test_ellipse_inside_box():
+    e = grabcut.ellipse(Box(10, 10, 30, 20), 40, 40)
+    assert e[10:20, 10:30].sum() == e.sum() > 0.7 * 200
+
+
+def test_unknown_fallback_shape():
+    with pytest.raises(ValueError, match="fallback_shape"):
+        grabcut.fallback(Box(0, 0, 4, 4), 8, 8, "star")
+
+
+def test_instance_seed_independent_of_order():
+    assert grabcut.instance_seed(1, "a", 2) == grabcut.instance_seed(1, "a", 2)
+    assert grabcut.instance_seed(1, "a", 2) != grabcut.instance_seed(1, "a", 3)

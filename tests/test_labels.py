@@ -1,0 +1,166 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from stages import labels, masks, sbd, shards
+from stages.instances import MaskReader, read_table
+from tests.conftest import ROOT
+
+CFG = labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=1)
+
+
+def shard_contents(directory: Path) -> dict:
+    out = {}
+    for entry in shards.read_manifest(directory)["shards"]:
+        out[entry["file"]] = shards.read(directory / entry["file"])
+    return out
+
+
+def assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for field in a[name]:
+            np.testing.assert_array_equal(a[name][field], b[name][field], err_msg=f"{name}:{field}")
+
+
+def test_shards_hold_all_instances(tiny_sbd, tiny_instances, tmp_path):
+    out = tmp_path / "shards"
+    result = labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    table = read_table(tiny_instances)
+    manifest = shards.read_manifest(out)
+    keys = [k for s in manifest["shards"] for k in s["keys"]]
+    assert sorted(keys) == sorted(f"{r.image_id}/{r.instance_id}" for r in table.itertuples())
+    assert manifest["counts"] == {"train": (table.split == "train").sum(), "val": (table.split == "val").sum()}
+    assert result["instances"] == len(table)
+    assert 0 < result["train"]["miou_box"] < result["train"]["miou_grabcut"] <= 1
+    data = shards.read(out / manifest["shards"][0]["file"])
+    n = manifest["shards"][0]["count"]
+    assert data["image"].shape == (n, 48, 48, 3) and data["image"].dtype == np.uint8
+    for f in ("box", "grabcut", "box_label", "gt"):
+        assert data[f].shape == (n, 48, 48) and set(np.unique(data[f])) <= {0, 1}
+    np.testing.assert_array_equal(data["box"], data["box_label"])
+    with h5py.File(out / manifest["shards"][0]["file"]) as f:
+        assert f["image"].chunks == (1, 48, 48, 3) and f["image"].compression == "gzip"
+
+
+def test_round_trip_paste_back_reproduces_full_mask(tiny_sbd, tiny_instances, tmp_path):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=128, shard_size=4, n_jobs=1), seed=3)
+    with MaskReader(tiny_instances) as reader:
+        for entry in shards.read_manifest(out)["shards"]:
+            data = shards.read(out / entry["file"])
+            for i, key in enumerate(data["key"]):
+                image_id, k = key.rsplit("/", 1)
+                full = reader.mask(image_id, int(k))
+                h, w = data["image_size"][i]
+                window = labels.Box(*data["window"][i])
+                back = masks.paste(data["gt"][i].astype(np.float32), window, h, w) >= 0.5
+                assert masks.iou(back, full) > 0.85, key
+                # The box channel pastes back onto the given box.
+                box_back = masks.paste(data["box"][i].astype(np.float32), window, h, w) >= 0.5
+                assert masks.iou(box_back, labels.fill(labels.Box(*data["box_xyxy"][i]), h, w)) > 0.9
+
+
+def test_same_output_for_any_n_jobs(tiny_sbd, tiny_instances, tmp_path):
+    labels.run(tiny_sbd, tiny_instances, tmp_path / "one", CFG, seed=3)
+    labels.run(tiny_sbd, tiny_instances, tmp_path / "two", labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=2),
+               seed=3)  # fmt: skip
+    assert_same(shard_contents(tmp_path / "one"), shard_contents(tmp_path / "two"))
+
+
+def test_unchanged_shards_are_reused_and_stale_ones_rebuilt(tiny_sbd, tiny_instances, tmp_path, capsys):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    first = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")}
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    assert "0 built" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")} == first
+
+    # Other params: every shard is stale.
+    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=1,
+               grabcut=labels.grabcut.GrabCutConfig(iterations=2)), seed=3)  # fmt: skip
+    assert f"0 reused from an earlier run, {len(first)} built" in capsys.readouterr().out
+
+    # Other input bytes: only the shard holding that image is rebuilt.
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    capsys.readouterr()
+    table = read_table(tiny_instances)
+    victim = table.image_id.iloc[0]
+    path = sbd.image_path(tiny_sbd, victim)
+    path.write_bytes(path.read_bytes() + b"\0")  # still a valid JPEG, other bytes
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    assert f"{len(first) - 1} reused from an earlier run, 1 built" in capsys.readouterr().out
+
+
+def test_fewer_instances_remove_extra_shards(tiny_sbd, tiny_instances, tmp_path):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    n = len(list(out.glob("shard-*.h5")))
+    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=48, shard_size=64, n_jobs=1), seed=3)
+    assert len(list(out.glob("shard-*.h5"))) == 2 < n  # one per split
+
+
+def _cli(tmp_path, sbd_dir, inst_dir, out, shard_size):
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["labels"].update(crop_size=48, shard_size=shard_size, n_jobs=1)
+    params = tmp_path / f"params-{out.name}.yaml"
+    params.write_text(yaml.safe_dump(p))
+    return [sys.executable, "-m", "stages.labels", "--params", str(params), "--sbd", str(sbd_dir),
+            "--instances", str(inst_dir), "--out", str(out), "--metrics", str(tmp_path / f"{out.name}.json")]
+
+
+def test_kill_and_resume_matches_uninterrupted_run(tiny_sbd, tiny_instances, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ref = tmp_path / "ref"
+    subprocess.run(_cli(tmp_path, tiny_sbd, tiny_instances, ref, 1), check=True, env=env, capture_output=True)
+    total = len(list(ref.glob("shard-*.h5")))
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(tmp_path, tiny_sbd, tiny_instances, out, 1), env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.glob("shard-*.h5"))) < 3:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")}
+    assert 3 <= len(done) < total, "the run should have been killed halfway"
+    assert not (out / shards.MANIFEST).exists()
+
+    res = subprocess.run(_cli(tmp_path, tiny_sbd, tiny_instances, out, 1), env=env, capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert f"{len(done)} reused from an earlier run" in res.stdout
+    for name, mtime in done.items():
+        assert (out / name).stat().st_mtime_ns == mtime, f"{name} was recomputed"
+    assert_same(shard_contents(out), shard_contents(ref))
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_truncated_shard_is_rebuilt(tiny_sbd, tiny_instances, tmp_path):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    ref = shard_contents(out)
+    victim = out / "shard-00000.h5"
+    victim.write_bytes(victim.read_bytes()[:500])
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    assert_same(shard_contents(out), ref)
+
+
+def test_unknown_param_is_an_error():
+    with pytest.raises(SystemExit, match="unknown keys under labels"):
+        labels.LabelsConfig.from_params({"crop_size": 64, "iteratons": 3})
+
+
+def test_params_types_from_yaml():
+    cfg = labels.LabelsConfig.from_params({"crop_size": 64, "roi_margin": 1, "iterations": 3.0})
+    assert cfg.crop_size == 64 and cfg.grabcut.roi_margin == 1.0 and cfg.grabcut.iterations == 3
+    assert isinstance(cfg.grabcut.iterations, int)
