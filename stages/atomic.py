@@ -38,7 +38,8 @@ def target(path: str | Path, directory: bool = False) -> Iterator[Path]:
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_MARK}{path.name}-", dir=path.parent))
     else:
-        fd, name = tempfile.mkstemp(prefix=f"{TMP_MARK}{path.name}-", dir=path.parent)
+        # Keep the full suffix (".weights.h5", ".keras"): some writers check the file name.
+        fd, name = tempfile.mkstemp(prefix=f"{TMP_MARK}{path.name}-", suffix="".join(path.suffixes), dir=path.parent)
         os.close(fd)
         tmp = Path(name)
     try:

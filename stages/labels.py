@@ -23,6 +23,7 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from stages import atomic, grabcut, masks, params, sbd, shards
+from stages.metrics import iou
 from stages.boxes import Box, fill, square_window
 from stages.instances import MaskReader, read_table
 
@@ -74,8 +75,8 @@ def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConf
         "box_xyxy": np.array(box, np.int32),
         "image_size": np.array([h, w], np.int32),
         "fallback": reason,
-        "iou_grabcut": np.float32(masks.iou(gc, gt)),
-        "iou_box": np.float32(masks.iou(box_mask, gt)),
+        "iou_grabcut": np.float32(iou(gc, gt)),
+        "iou_box": np.float32(iou(box_mask, gt)),
     }
 
 

@@ -54,16 +54,6 @@ def paste(crop_values: np.ndarray, window: Box, height: int, width: int) -> np.n
     return full
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two binary masks; two empty masks agree perfectly (1.0)."""
-    a = a.astype(bool)
-    b = b.astype(bool)
-    union = np.count_nonzero(a | b)
-    if union == 0:
-        return 1.0
-    return np.count_nonzero(a & b) / union
-
-
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Boolean map of the mask's inner boundary (object pixels with a 4-neighbour outside it)."""
     m = mask.astype(np.uint8)

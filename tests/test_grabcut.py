@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from stages import grabcut, masks
+from stages import metrics, grabcut, masks
 from stages.boxes import Box, fill
 
 CFG = grabcut.GrabCutConfig()
@@ -21,15 +21,15 @@ def disc_image(h=80, w=100):
 def test_grabcut_finds_the_disc():
     img, mask = disc_image()
     out, reason = grabcut.segment(img, Box(26, 16, 75, 65), CFG, seed=1)
-    assert reason == "" and masks.iou(out, mask) > 0.9
-    assert masks.iou(fill(Box(26, 16, 75, 65), 80, 100), mask) < 0.85
+    assert reason == "" and metrics.iou(out, mask) > 0.9
+    assert metrics.iou(fill(Box(26, 16, 75, 65), 80, 100), mask) < 0.85
 
 
 def test_roi_and_whole_image_agree_on_easy_case():
     img, mask = disc_image()
     roi, _ = grabcut.segment(img, Box(26, 16, 75, 65), CFG, seed=1)
     whole, _ = grabcut.segment(img, Box(26, 16, 75, 65), grabcut.GrabCutConfig(roi_margin=-1), seed=1)
-    assert masks.iou(roi, whole) > 0.95
+    assert metrics.iou(roi, whole) > 0.95
 
 
 def test_tiny_box_falls_back_to_box():
@@ -43,7 +43,7 @@ def test_whole_image_box_uses_band_seeding():
     crop = np.ascontiguousarray(img[12:70, 22:80])
     out, reason = grabcut.segment(crop, Box(0, 0, 58, 58), CFG, seed=1)
     assert reason == "whole_image"
-    assert masks.iou(out, mask[12:70, 22:80]) > 0.8
+    assert metrics.iou(out, mask[12:70, 22:80]) > 0.8
 
 
 def test_empty_result_falls_back_to_ellipse(monkeypatch):

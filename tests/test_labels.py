@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import labels, masks, sbd, shards
+from stages import metrics, labels, masks, sbd, shards
 from stages.instances import MaskReader, read_table
 from tests.conftest import ROOT
 
@@ -64,10 +64,10 @@ def test_round_trip_paste_back_reproduces_full_mask(tiny_sbd, tiny_instances, tm
                 h, w = data["image_size"][i]
                 window = labels.Box(*data["window"][i])
                 back = masks.paste(data["gt"][i].astype(np.float32), window, h, w) >= 0.5
-                assert masks.iou(back, full) > 0.85, key
+                assert metrics.iou(back, full) > 0.85, key
                 # The box channel pastes back onto the given box.
                 box_back = masks.paste(data["box"][i].astype(np.float32), window, h, w) >= 0.5
-                assert masks.iou(box_back, labels.fill(labels.Box(*data["box_xyxy"][i]), h, w)) > 0.9
+                assert metrics.iou(box_back, labels.fill(labels.Box(*data["box_xyxy"][i]), h, w)) > 0.9
 
 
 def test_same_output_for_any_n_jobs(tiny_sbd, tiny_instances, tmp_path):

@@ -1,6 +1,6 @@
 import numpy as np
 
-from stages import masks
+from stages import metrics, masks
 from stages.boxes import Box, square_window
 
 
@@ -11,7 +11,7 @@ def test_crop_then_paste_recovers_mask():
     window = square_window(Box(40, 30, 100, 70), 0.3)  # leaves the image on no side here
     c = masks.crop(m.astype(np.float32), window, 64)
     back = masks.paste(c, window, 120, 160) >= 0.5
-    assert masks.iou(back, m) > 0.95
+    assert metrics.iou(back, m) > 0.95
 
 
 def test_crop_pads_outside_image():
@@ -24,10 +24,10 @@ def test_crop_pads_outside_image():
 def test_iou():
     a = np.zeros((4, 4), bool)
     b = np.zeros((4, 4), bool)
-    assert masks.iou(a, b) == 1.0
+    assert metrics.iou(a, b) == 1.0
     a[:2] = True
     b[1:3] = True
-    assert masks.iou(a, b) == 4 / 12
+    assert metrics.iou(a, b) == 4 / 12
 
 
 def test_boundary_is_inner_ring():

@@ -1,0 +1,87 @@
+"""The ``tf.data`` input pipeline over HDF5 shards, with the training augmentations.
+
+Each element is ``(x, y)``: ``x`` the network input of :func:`stages.model.preprocess`
+(``S x S x 4``) and ``y`` the chosen label mask (``S x S``, float 0/1).  Augmentations, all set
+in params: horizontal flip, scale jitter (zoom about the crop centre), and box jitter (each side
+of the box channel moved by up to ``box_jitter`` times the box size, as a person's loose box).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from stages import shards
+from stages.model import preprocess
+
+
+@dataclass(frozen=True)
+class Augment:
+    flip: bool = True
+    scale_jitter: float = 0.15  # zoom factor in [1 - s, 1 + s]
+    box_jitter: float = 0.1
+
+
+def _instances(path: bytes, label_field: bytes):
+    """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file."""
+    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", label_field.decode()))
+    side = data["image"].shape[1]
+    windows = data["window"].astype(np.float32)
+    scale = side / (windows[:, 2] - windows[:, 0])
+    box = (data["box_xyxy"] - np.tile(windows[:, :2], 2)) * scale[:, None]
+    for i in range(len(windows)):
+        yield data["image"][i], box[i].astype(np.float32), data[label_field.decode()][i]
+
+
+def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
+    """Filled box ``(x1, y1, x2, y2)`` (crop pixels, x2/y2 exclusive) as a ``side x side`` float mask."""
+    r = tf.range(side, dtype=tf.float32) + 0.5
+    inx = tf.cast((r >= box[0]) & (r < box[2]), tf.float32)
+    iny = tf.cast((r >= box[1]) & (r < box[3]), tf.float32)
+    return iny[:, None] * inx[None, :]
+
+
+def _augment(rgb, box, label, side: int, aug: Augment, training: bool):
+    rgb = tf.cast(rgb, tf.float32)
+    label = tf.cast(label, tf.float32)
+    if training and aug.box_jitter > 0:
+        wh = tf.stack([box[2] - box[0], box[3] - box[1]])
+        box = box + tf.random.uniform([4], -aug.box_jitter, aug.box_jitter) * tf.tile(wh, [2])
+        box = tf.stack([tf.minimum(box[0], box[2] - 1), tf.minimum(box[1], box[3] - 1), box[2], box[3]])
+    stack = tf.concat([rgb, _box_mask(box, side)[..., None], label[..., None]], axis=-1)
+    if training and aug.flip:
+        stack = tf.cond(tf.random.uniform([]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
+    if training and aug.scale_jitter > 0:
+        z = tf.random.uniform([], 1 - aug.scale_jitter, 1 + aug.scale_jitter)
+        half = 0.5 / z  # a zoom by z shows the central 1/z of the crop
+        crop_box = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half])[None]
+        stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [side, side], extrapolation_value=0.0)[0]
+    box_ch = tf.cast(stack[..., 3] >= 0.5, tf.float32)
+    y = tf.cast(stack[..., 4] >= 0.5, tf.float32)
+    return preprocess(stack[..., :3], box_ch), y
+
+
+def dataset(files: list[Path], labels: str, batch_size: int, side: int, aug: Augment, training: bool,
+            seed: int = 0, shuffle_buffer: int = 512) -> tf.data.Dataset:
+    """Batches of ``(x, y)`` from the shard ``files``; ``labels`` is ``grabcut``, ``box`` or ``gt``.
+
+    Training reads shards in parallel interleave (in a seeded random order), shuffles instances,
+    augments and repeats forever; evaluation reads in order, once, unaugmented.
+    """
+    field = shards.LABEL_SOURCES[labels]
+    sig = (tf.TensorSpec((side, side, 3), tf.uint8), tf.TensorSpec((4,), tf.float32),
+           tf.TensorSpec((side, side), tf.uint8))  # fmt: skip
+    names = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
+    if training:
+        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    ds = names.interleave(
+        lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, field)),
+        cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training,
+    )
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed)
+    ds = ds.map(lambda r, b, y: _augment(r, b, y, side, aug, training), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
