@@ -26,44 +26,16 @@ from tqdm import tqdm
 from stages import atomic, metrics, params, sbd, shards
 from stages.boxes import Box
 from stages.instances import MaskReader
+from stages.draw import overlay
 from stages.masks import paste
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 
 
-def predict_crops(model, images: np.ndarray, boxes_ch: np.ndarray, batch_size: int) -> np.ndarray:
-    """Probability maps ``(n, S, S)`` for RGB crops ``(n, S, S, 3)`` and box channels ``(n, S, S)``."""
-    import tensorflow as tf
-
-    from stages.model import preprocess
-
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = preprocess(images[i : i + batch_size], boxes_ch[i : i + batch_size])
-        logits = model(x, training=False)["fused"]
-        out.append(tf.sigmoid(logits)[..., 0].numpy())
-    return np.concatenate(out) if out else np.zeros((0,) + images.shape[1:3], np.float32)
-
-
-def overlay(image_bgr: np.ndarray, items: list[tuple[Box, np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Image with each instance's predicted mask (filled), ground-truth outline and box drawn on it."""
-    out = image_bgr.astype(np.float32)
-    colours = [(60, 60, 230), (230, 120, 40), (40, 200, 230), (200, 60, 200), (60, 200, 60)]
-    for k, (_, pred, _) in enumerate(items):
-        c = np.array(colours[k % len(colours)], np.float32)
-        out[pred > 0] = 0.55 * out[pred > 0] + 0.45 * c
-    out = out.astype(np.uint8)
-    for box, _, gt in items:
-        contours, _ = cv2.findContours(gt.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(out, contours, -1, (80, 255, 80), 1)
-        cv2.rectangle(out, (box.x1, box.y1), (box.x2 - 1, box.y2 - 1), (0, 235, 255), 1)
-    return out
-
-
 def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: Path, threshold: float,
              tolerance: float, batch_size: int, n_overlays: int, plots_dir: Path) -> tuple[dict, dict]:
     """Score the model and the GrabCut labels on val; write the plots; return (summary, per-class)."""
-    from stages.model import load
+    from stages.model import load, predict_proba
 
     model = load(str(model_path))
     files = shards.files(shard_dir, "val")
@@ -75,7 +47,7 @@ def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: P
     with MaskReader(instances_dir) as reader, tqdm(total=total, desc="evaluate", unit="inst") as bar:
         for path in files:
             data = shards.read(path, ("image", "box", "grabcut", "window", "box_xyxy", "image_size", "key", "category"))
-            probs = predict_crops(model, data["image"], data["box"], batch_size)
+            probs = predict_proba(model, data["image"], data["box"], batch_size)
             for i, key in enumerate(data["key"]):
                 image_id, k = key.rsplit("/", 1)
                 if len(overlay_ids) < n_overlays:

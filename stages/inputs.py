@@ -79,7 +79,8 @@ def dataset(files: list[Path], labels: str, batch_size: int, side: int, aug: Aug
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = names.interleave(
         lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, field)),
-        cycle_length=min(4, len(files)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=not training,
+        cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=not training,
     )
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed)

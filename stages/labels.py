@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from stages import atomic, grabcut, masks, params, sbd, shards
 from stages.metrics import iou
-from stages.boxes import Box, fill, square_window
+from stages.boxes import Box, fill
 from stages.instances import MaskReader, read_table
 
 # Source files whose behaviour the shard content depends on: a change invalidates every shard.
@@ -62,14 +62,14 @@ def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConf
     h, w = gt.shape
     gc, reason = grabcut.segment(image, box, cfg.grabcut, seed)
     box_mask = fill(box, h, w)
-    window = square_window(box, cfg.context_margin)
     s = cfg.crop_size
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # the border: OpenCV's BGR stays in this stage
+    rgb_crop, box_crop, window = masks.crop_instance(rgb, box, s, cfg.context_margin)
     return {
-        "image": masks.crop(rgb, window, s),
-        "box": masks.crop_mask(box_mask, window, s),
+        "image": rgb_crop,
+        "box": box_crop,
         "grabcut": masks.crop_mask(gc, window, s),
-        "box_label": masks.crop_mask(box_mask, window, s),
+        "box_label": box_crop,
         "gt": masks.crop_mask(gt, window, s),
         "window": np.array(window, np.int32),
         "box_xyxy": np.array(box, np.int32),
@@ -153,6 +153,7 @@ def run(sbd_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed:
     print(f"labels: {len(entries)} shards, {reused} reused from an earlier run, {len(entries) - reused} built")
     manifest = {
         "crop_size": cfg.crop_size,
+        "context_margin": cfg.context_margin,
         "params_fingerprint": base_fp,
         "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
         "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in sbd.SPLITS},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stages.boxes import Box, clip
+from stages.boxes import Box, clip, fill, square_window
 
 
 def _overlap(window: Box, height: int, width: int) -> tuple[Box, Box]:
@@ -59,3 +59,14 @@ def boundary(mask: np.ndarray) -> np.ndarray:
     m = mask.astype(np.uint8)
     eroded = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return (m > 0) & (eroded == 0)
+
+
+def crop_instance(rgb: np.ndarray, box: Box, size: int, margin: float) -> tuple[np.ndarray, np.ndarray, Box]:
+    """The network's view of one instance: ``(rgb crop, box channel, window)``.
+
+    The window is :func:`stages.boxes.square_window` of ``box``; training crops, evaluation and
+    ``predict`` all go through here, so they see the same transform.
+    """
+    h, w = rgb.shape[:2]
+    window = square_window(box, margin)
+    return crop(rgb, window, size), crop_mask(fill(box, h, w), window, size), window

@@ -82,9 +82,11 @@ def osvos(trunk: keras.Model | None = None, side_channels: int = 16) -> keras.Mo
         f = up(f)
         up.set_weights([bilinear_kernel(2 * stride, side_channels)])
         ups.append(f)
-        outputs[side] = layers.Conv2D(1, 1, name=side, dtype="float32")(f)
+        # Heads start at zero, as in HED: the trunk's activations are large (hundreds), so random heads
+        # would start with huge logits and spend the first hundreds of steps undoing them.
+        outputs[side] = layers.Conv2D(1, 1, kernel_initializer="zeros", name=side, dtype="float32")(f)
     fused = layers.Concatenate(name="concat")(ups)
-    outputs["fused"] = layers.Conv2D(1, 1, name="fused", dtype="float32")(fused)
+    outputs["fused"] = layers.Conv2D(1, 1, kernel_initializer="zeros", name="fused", dtype="float32")(fused)
     return keras.Model(inp, outputs, name="osvos")
 
 
@@ -114,3 +116,13 @@ def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean") 
 def load(path: str) -> keras.Model:
     """Load a model written by the train stage (``.keras``)."""
     return keras.saving.load_model(path, compile=False)
+
+
+def predict_proba(net: keras.Model, rgb: np.ndarray, box: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Foreground probabilities ``(n, S, S)`` for RGB crops ``(n, S, S, 3)`` and box channels ``(n, S, S)``."""
+    out = [
+        tf.sigmoid(net(preprocess(rgb[i : i + batch_size], box[i : i + batch_size]), training=False)["fused"])[..., 0]
+        .numpy()
+        for i in range(0, len(rgb), batch_size)
+    ]
+    return np.concatenate(out) if out else np.zeros((0,) + rgb.shape[1:3], np.float32)

@@ -103,6 +103,11 @@ class NonFiniteLoss(FloatingPointError):
     pass
 
 
+def sidecar(model_path: Path) -> Path:
+    """``models/model.keras`` -> ``models/model.json``: the crop transform the model was trained with."""
+    return Path(model_path).with_suffix(".json")
+
+
 def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int) -> dict:
     """Train and save the model to ``out``; return the summary metrics."""
     import keras
@@ -222,6 +227,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         keras.mixed_precision.set_global_policy("float32")
     with atomic.target(out) as tmp:
         net.save(str(tmp))
+    # What predict needs to crop a new image exactly as the training crops were made.
+    atomic.write_json(sidecar(out), {"crop_size": side, "context_margin": float(manifest["context_margin"]),
+                                     "labels": cfg.labels})  # fmt: skip
     manager.save(checkpoint_number=int(step_var.numpy()))
     summary = {
         "labels": cfg.labels, "steps": int(step_var.numpy()), "lr": float(cfg.lr), "batch_size": cfg.batch_size,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,46 @@ def tiny_instances(tiny_sbd: Path) -> Path:
     out = tiny_sbd.parent / "instances"
     convert.convert(tiny_sbd, out, 0.0)
     return out
+
+
+@pytest.fixture
+def tiny_shards(tiny_sbd: Path, tiny_instances: Path) -> Path:
+    """Shards of the tiny dataset, 32-pixel crops."""
+    from stages import labels
+
+    out = tiny_sbd.parent / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=32, shard_size=4, n_jobs=1), seed=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def random_init(tmp_path_factory) -> Path:
+    """A 4-channel trunk weights file from the surgery stage (random init, so it is quick)."""
+    from stages import surgery
+
+    d = tmp_path_factory.mktemp("init")
+    (d / "params.yaml").write_text("base: {seed: 3}\nsurgery: {init: random, box_std: 0.01}\n")
+    surgery.main(["--params", str(d / "params.yaml"), "--out", str(d / "vgg16_4ch.weights.h5")])
+    return d / "vgg16_4ch.weights.h5"
+
+
+@dataclass
+class Built:
+    sbd: Path
+    instances: Path
+    shards: Path
+    model: Path
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, random_init: Path) -> Built:
+    """The tiny dataset taken through every stage up to a model trained for two steps (read-only)."""
+    from stages import convert, labels, train
+
+    d = tmp_path_factory.mktemp("built")
+    sample.generate(d / "sbd", seed=7, cfg=TINY)
+    convert.convert(d / "sbd", d / "instances", 0.0)
+    labels.run(d / "sbd", d / "instances", d / "shards", labels.LabelsConfig(crop_size=32, shard_size=4, n_jobs=1), 1)
+    cfg = train.TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=10, shuffle_buffer=8)
+    train.train(cfg, d / "shards", random_init, d / "model" / "model.keras", d / "ckpt", d / "live", seed=1)
+    return Built(d / "sbd", d / "instances", d / "shards", d / "model" / "model.keras")

@@ -1,0 +1,90 @@
+"""End to end through the real `dvc` CLI, in a temporary git repo, on a tiny params override."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+TINY = {
+    "data": {"sample": {"n_train": 8, "n_val": 4, "min_side": 96, "max_side": 128, "max_instances": 2}},
+    "labels": {"crop_size": 32, "n_jobs": 1, "shard_size": 4},
+    "surgery": {"init": "random"},
+    "train": {"steps": 2, "batch_size": 2, "log_every": 1, "checkpoint_every": 2, "shuffle_buffer": 8},
+    "evaluate": {"n_overlays": 2},
+}
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "GIT_AUTHOR_NAME": "wss test", "GIT_AUTHOR_EMAIL": "test@example.com",
+           "GIT_COMMITTER_NAME": "wss test", "GIT_COMMITTER_EMAIL": "test@example.com"}  # fmt: skip
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    return res.stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("stages", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
+        else:
+            shutil.copy(src, repo / name)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    for section, values in TINY.items():
+        target = params[section]
+        for key, value in values.items():
+            if isinstance(value, dict):
+                target[key].update(value)
+            else:
+                target[key] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(repo, "git", "init", "-q", "-b", "main")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "tiny pipeline")
+    return repo
+
+
+def test_repro_then_experiments_then_metrics_diff(repo: Path):
+    sh(repo, "dvc", "repro")
+    for f in ("metrics/labels.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
+              "metrics/eval/recall.tsv", "metrics/eval/per_class.tsv", "models/model.keras",
+              "metrics/train/plots/metrics/loss.tsv"):  # fmt: skip
+        assert (repo / f).is_file(), f
+    assert list((repo / "metrics/eval/overlays").glob("*.png"))
+    ev = json.loads((repo / "metrics/eval.json").read_text())
+    assert 0 <= ev["miou"] <= 1 and ev["instances"] > 0 and "grabcut_labels" in ev
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+
+    # The issue's acceptance command: the lr reaches training as the float 1e-6.
+    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=1e-6")
+    assert "Stage 'labels' didn't change" in out
+    assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr"] in (1e-6, "1e-06")
+    lr = json.loads((repo / "metrics/train.json").read_text())["lr"]
+    assert lr == 1e-6 and isinstance(lr, float)
+
+    # Changing the label source reruns train and evaluate only.
+    out = sh(repo, "dvc", "exp", "run", "-n", "box-labels", "-S", "train.labels=box", "-S", "train.lr=1e-4")
+    assert "Stage 'labels' didn't change" in out and "Running stage 'train'" in out
+    assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "box"
+    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD", "box-labels", "--json"))
+    assert "metrics/eval.json" in diff and "metrics/train.json" in diff
+
+    table = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
+    assert table  # parses
+
+    plots = json.loads(sh(repo, "dvc", "plots", "show", "--json"))
+    names = json.dumps(plots)
+    assert "recall.tsv" in names and "loss.tsv" in names and "overlays" in names

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stages import model
+
+
+def test_osvos_outputs_are_input_sized_logits():
+    net = model.osvos()
+    out = net(np.zeros((2, 32, 32, 4), np.float32))
+    assert set(out) == {"fused", *model.SIDES}
+    for v in out.values():
+        assert tuple(v.shape) == (2, 32, 32, 1) and v.dtype == tf.float32
+    assert not any(v.trainable for layer in net.layers if layer.name.endswith("_up") for v in layer.weights)
+
+
+@pytest.mark.parametrize("stride", [2, 4, 8, 16])
+def test_bilinear_upsampling_keeps_a_constant(stride):
+    up = tf.keras.layers.Conv2DTranspose(3, 2 * stride, strides=stride, padding="same", use_bias=False)
+    up.build((None, 4, 4, 3))
+    up.set_weights([model.bilinear_kernel(2 * stride, 3)])
+    y = up(np.full((1, 4, 4, 3), 2.0, np.float32)).numpy()
+    assert y.shape == (1, 4 * stride, 4 * stride, 3)
+    inner = y[0, stride:-stride, stride:-stride]  # the borders see zero padding
+    np.testing.assert_allclose(inner, 2.0, rtol=1e-5)
+
+
+def test_balanced_bce_matches_formula():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 4, 4, 1)).astype(np.float32)
+    labels = (rng.random((2, 4, 4)) > 0.7).astype(np.float32)
+    got_sum = float(model.balanced_bce(labels, logits, "sum"))
+    expect = []
+    for x, y in zip(logits[..., 0], labels):
+        p = 1 / (1 + np.exp(-x))
+        pos, n = y.sum(), y.size
+        expect.append((n - pos) / n * -np.log(p[y == 1]).sum() + pos / n * -np.log(1 - p[y == 0]).sum())
+    np.testing.assert_allclose(got_sum, np.mean(expect), rtol=1e-5)
+    np.testing.assert_allclose(float(model.balanced_bce(labels, logits, "mean")), np.mean(expect) / 16, rtol=1e-5)
+    with pytest.raises(ValueError):
+        model.balanced_bce(labels, logits, "median")
+
+
+def test_preprocess_is_caffe_bgr_plus_box():
+    rgb = np.zeros((1, 2, 2, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    box = np.array([[[1, 0], [0, 0]]], np.uint8)
+    x = model.preprocess(rgb, box).numpy()
+    assert x.shape == (1, 2, 2, 4)
+    np.testing.assert_allclose(x[0, 0, 0, :3], [-103.939, -116.779, 200 - 123.68], rtol=1e-5)
+    assert x[0, 0, 0, 3] == model.BOX_SCALE and x[0, 1, 1, 3] == 0
