@@ -25,15 +25,23 @@ class Augment:
     box_jitter: float = 0.1
 
 
-def _instances(path: bytes, label_field: bytes):
-    """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file."""
-    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", label_field.decode()))
+def _instances(path: bytes, label_field: bytes, skip_fallbacks: bool):
+    """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file.
+
+    With ``skip_fallbacks``, instances whose GrabCut label is a fallback shape (GrabCut failed,
+    see :mod:`stages.grabcut`) are left out: the decision uses GrabCut's output only, never the
+    ground truth, so training stays weakly supervised.
+    """
+    field = label_field.decode()
+    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", field))
     side = data["image"].shape[1]
     windows = data["window"].astype(np.float32)
     scale = side / (windows[:, 2] - windows[:, 0])
     box = (data["box_xyxy"] - np.tile(windows[:, :2], 2)) * scale[:, None]
     for i in range(len(windows)):
-        yield data["image"][i], box[i].astype(np.float32), data[label_field.decode()][i]
+        if skip_fallbacks and data["fallback"][i]:
+            continue
+        yield data["image"][i], box[i].astype(np.float32), data[field][i]
 
 
 def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
@@ -65,20 +73,22 @@ def _augment(rgb, box, label, side: int, aug: Augment, training: bool):
 
 
 def dataset(files: list[Path], labels: str, batch_size: int, side: int, aug: Augment, training: bool,
-            seed: int = 0, shuffle_buffer: int = 512) -> tf.data.Dataset:
+            seed: int = 0, shuffle_buffer: int = 512, skip_fallbacks: bool = False) -> tf.data.Dataset:
     """Batches of ``(x, y)`` from the shard ``files``; ``labels`` is ``grabcut``, ``box`` or ``gt``.
+    ``skip_fallbacks`` applies to ``grabcut`` labels only (see :func:`_instances`).
 
     Training reads shards in parallel interleave (in a seeded random order), shuffles instances,
     augments and repeats forever; evaluation reads in order, once, unaugmented.
     """
     field = shards.LABEL_SOURCES[labels]
+    skip = skip_fallbacks and labels == "grabcut"
     sig = (tf.TensorSpec((side, side, 3), tf.uint8), tf.TensorSpec((4,), tf.float32),
            tf.TensorSpec((side, side), tf.uint8))  # fmt: skip
     names = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
     if training:
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = names.interleave(
-        lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, field)),
+        lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, field, skip)),
         cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=not training,
     )

@@ -90,19 +90,21 @@ def osvos(trunk: keras.Model | None = None, side_channels: int = 16) -> keras.Mo
     return keras.Model(inp, outputs, name="osvos")
 
 
-def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean") -> tf.Tensor:
+def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", balance: bool = True) -> tf.Tensor:
     """OSVOS class-balanced sigmoid cross-entropy, averaged over the batch.
 
     Per image ``L = |Y-|/|Y| * sum_{Y+} -log s(x) + |Y+|/|Y| * sum_{Y-} -log(1 - s(x))``.  With
     ``reduction="sum"`` this is the published loss (it grows with the image, hence OSVOS's lr of
     1e-8); ``"mean"`` divides by ``|Y|`` so that the learning rate does not depend on crop size.
+    ``balance=False`` weighs both classes 1/2: plain cross-entropy, whose probabilities are
+    calibrated (the balanced loss pushes them up wherever the object is the smaller class).
     """
     labels = tf.cast(tf.reshape(labels, tf.shape(logits)), tf.float32)
     logits = tf.cast(logits, tf.float32)
     axes = list(range(1, len(logits.shape)))
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
     n = tf.cast(tf.reduce_prod(tf.shape(labels)[1:]), tf.float32)
-    pos = tf.reduce_sum(labels, axis=axes)
+    pos = tf.reduce_sum(labels, axis=axes) if balance else n / 2
     per_image = (n - pos) / n * tf.reduce_sum(labels * bce, axis=axes) + pos / n * tf.reduce_sum(
         (1 - labels) * bce, axis=axes
     )

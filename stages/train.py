@@ -41,6 +41,8 @@ class TrainConfig:
     side_boundaries: tuple[int, ...] = ()
     side_weights: tuple[float, ...] = (1.0,)
     loss_reduction: str = "mean"
+    class_balance: bool = True
+    skip_fallbacks: bool = False
     flip: bool = True
     scale_jitter: float = 0.15
     box_jitter: float = 0.1
@@ -108,6 +110,48 @@ def sidecar(model_path: Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
+def build(cfg: TrainConfig, init: Path):
+    """The OSVOS network on the surgery trunk ``init``, and its optimizer (built, so checkpoints match)."""
+    import keras
+
+    from stages.model import osvos, vgg16_trunk
+
+    trunk = vgg16_trunk(4)
+    trunk.load_weights(str(init))
+    net = osvos(trunk)
+    accum = cfg.accum_steps if cfg.accum_steps > 1 else None
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None,
+                                   gradient_accumulation_steps=accum)  # fmt: skip
+    else:
+        opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, gradient_accumulation_steps=accum)
+    if cfg.mixed_precision:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    opt.build(net.trainable_variables)
+    return net, opt
+
+
+def make_train_step(net, opt, cfg: TrainConfig, side_w):
+    """One compiled step: fused loss plus ``side_w`` times the side losses; returns (loss, fused loss)."""
+    import tensorflow as tf
+
+    from stages.model import SIDES, balanced_bce
+
+    @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            out = net(x, training=True)
+            fused = balanced_bce(y, out["fused"], cfg.loss_reduction, cfg.class_balance)
+            side_loss = tf.add_n([balanced_bce(y, out[s], cfg.loss_reduction, cfg.class_balance) for s in SIDES])
+            loss = fused + side_w * side_loss
+            scaled = opt.scale_loss(loss) if cfg.mixed_precision else loss
+        grads = tape.gradient(scaled, net.trainable_variables)
+        opt.apply(grads, net.trainable_variables)
+        return loss, fused
+
+    return train_step
+
+
 def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int) -> dict:
     """Train and save the model to ``out``; return the summary metrics."""
     import keras
@@ -116,7 +160,6 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     from dvclive import Live
 
     from stages import inputs
-    from stages.model import SIDES, balanced_bce, osvos, vgg16_trunk
 
     gpus = tf.config.list_physical_devices("GPU")
     if cfg.device == "gpu" and not gpus:
@@ -136,18 +179,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     )  # fmt: skip
 
     with tf.device(device):
-        trunk = vgg16_trunk(4)
-        trunk.load_weights(str(init))
-        net = osvos(trunk)
-        if cfg.optimizer == "sgd":
-            opt = keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None,
-                                       gradient_accumulation_steps=cfg.accum_steps if cfg.accum_steps > 1 else None)  # fmt: skip
-        else:
-            opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay,
-                                         gradient_accumulation_steps=cfg.accum_steps if cfg.accum_steps > 1 else None)  # fmt: skip
-        if cfg.mixed_precision:
-            opt = keras.optimizers.LossScaleOptimizer(opt)
-        opt.build(net.trainable_variables)
+        net, opt = build(cfg, init)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
         side_w = tf.Variable(1.0, trainable=False)
 
@@ -167,22 +199,12 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         if live_dir.exists():
             shutil.rmtree(live_dir)
 
-    @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            out = net(x, training=True)
-            fused = balanced_bce(y, out["fused"], cfg.loss_reduction)
-            side_loss = tf.add_n([balanced_bce(y, out[s], cfg.loss_reduction) for s in SIDES])
-            loss = fused + side_w * side_loss
-            scaled = opt.scale_loss(loss) if cfg.mixed_precision else loss
-        grads = tape.gradient(scaled, net.trainable_variables)
-        opt.apply(grads, net.trainable_variables)
-        return loss, fused
+    train_step = make_train_step(net, opt, cfg, side_w)
 
     aug = inputs.Augment(flip=cfg.flip, scale_jitter=cfg.scale_jitter, box_jitter=cfg.box_jitter)
     start = int(step_var.numpy())
     ds = inputs.dataset(files, cfg.labels, cfg.batch_size, side, aug, training=True, seed=seed + start,
-                        shuffle_buffer=cfg.shuffle_buffer)  # fmt: skip
+                        shuffle_buffer=cfg.shuffle_buffer, skip_fallbacks=cfg.skip_fallbacks)  # fmt: skip
     live = Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False, report=None)
     live.log_params({"lr": cfg.lr, "labels": cfg.labels, "steps": cfg.steps, "batch_size": cfg.batch_size,
                      "optimizer": cfg.optimizer, "device": device})  # fmt: skip

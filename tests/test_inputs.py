@@ -41,3 +41,26 @@ def test_box_mask_is_exclusive():
 
     m = inputs._box_mask(tf.constant([2.0, 1.0, 5.0, 3.0]), 8).numpy()
     assert m.sum() == 3 * 2 and m[1, 2] == 1 and m[3, 5] == 0
+
+
+def test_skip_fallbacks_leaves_out_failed_grabcut_only(tiny_shards):
+    files = shards.files(tiny_shards, "train")
+    fallback = np.concatenate([shards.read(f, ("fallback",))["fallback"] for f in files])
+    # Mark one instance as a fallback, as the labels stage does when GrabCut fails.
+    import h5py
+
+    with h5py.File(files[0], "a") as f:
+        values = f["fallback"].asstr()[()]
+        values[0] = "empty_grabcut"
+        del f["fallback"]
+        f.create_dataset("fallback", data=values.astype(object), dtype=h5py.string_dtype())
+    n = len(fallback)
+    expected_skipped = int((fallback != "").sum()) + (fallback[0] == "")
+
+    def count(labels, skip):
+        ds = inputs.dataset(files, labels, 1, 32, NO_AUG, training=False, skip_fallbacks=skip)
+        return sum(1 for _ in ds)
+
+    assert count("grabcut", False) == n
+    assert count("grabcut", True) == n - expected_skipped
+    assert count("gt", True) == n  # other label sources never skip

@@ -49,3 +49,11 @@ def test_preprocess_is_caffe_bgr_plus_box():
     assert x.shape == (1, 2, 2, 4)
     np.testing.assert_allclose(x[0, 0, 0, :3], [-103.939, -116.779, 200 - 123.68], rtol=1e-5)
     assert x[0, 0, 0, 3] == model.BOX_SCALE and x[0, 1, 1, 3] == 0
+
+
+def test_unbalanced_is_half_the_plain_cross_entropy():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 4, 4, 1)).astype(np.float32)
+    labels = (rng.random((2, 4, 4)) > 0.8).astype(np.float32)
+    plain = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels[..., None], logits=logits).numpy().mean()
+    np.testing.assert_allclose(float(model.balanced_bce(labels, logits, "mean", balance=False)), plain / 2, rtol=1e-5)

@@ -1,0 +1,119 @@
+"""Benchmark of training: step throughput, achieved GFLOP/s against the machine's own matmul
+GFLOP/s, and the input pipeline's rate against what a training step consumes.  All in one run::
+
+    python bench/train.py [--shards data/shards] [--init models/vgg16_4ch.weights.h5] [--steps 20]
+
+FLOPs are counted analytically from the network's convolutions (2 * multiply-adds), forward
+plus backward taken as 3x the forward pass, the usual convention.  Quote ratios, not seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from stages import inputs, params, shards, train  # noqa: E402
+
+
+def conv_flops(net, side: int) -> float:
+    """Forward FLOPs of one ``side x side`` image: 2 * multiply-adds of every (transposed) convolution."""
+    total = 0.0
+
+    def walk(model, scale_of):
+        nonlocal total
+        for layer in model.layers:
+            if hasattr(layer, "layers"):
+                walk(layer, scale_of)
+            elif isinstance(layer, (tf.keras.layers.Conv2D, tf.keras.layers.Conv2DTranspose)):
+                k = layer.kernel.shape  # (kh, kw, in, out) or (kh, kw, out, in) for transposed
+                out_hw = layer.output.shape[1] if layer.output.shape[1] else None
+                if out_hw is None:
+                    # Shapes are dynamic (None x None input): infer the resolution from the layer's stride history.
+                    out_hw = side // scale_of(layer.name)
+                in_hw = out_hw // layer.strides[0] if isinstance(layer, tf.keras.layers.Conv2DTranspose) else out_hw
+                spatial = in_hw if isinstance(layer, tf.keras.layers.Conv2DTranspose) else out_hw
+                total += 2.0 * spatial * spatial * k[0] * k[1] * k[2] * k[3]
+
+    def scale_of(name: str) -> int:
+        if name.startswith("block"):
+            return 2 ** (int(name[5]) - 1)
+        if name.endswith("_prep"):
+            return {"side2": 2, "side3": 4, "side4": 8, "side5": 16}[name[:5]]
+        return 1  # heads, fused and the upsampled outputs run at full resolution
+
+    walk(net, scale_of)
+    return total
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    f = tf.function(lambda a, b: tf.matmul(a, b))
+    f(a, b).numpy()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        c = f(a, b)
+    c.numpy()
+    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--shards", default="data/shards", type=Path)
+    ap.add_argument("--init", default="models/vgg16_4ch.weights.h5", type=Path)
+    ap.add_argument("--steps", type=int, default=20)
+    args = ap.parse_args()
+    cfg = train.TrainConfig.from_params(params.load(args.params)["train"])
+    side = int(shards.read_manifest(args.shards)["crop_size"])
+    files = shards.files(args.shards, "train")
+    aug = inputs.Augment(flip=cfg.flip, scale_jitter=cfg.scale_jitter, box_jitter=cfg.box_jitter)
+
+    ds = inputs.dataset(files, cfg.labels, cfg.batch_size, side, aug, training=True, seed=0)
+    it = iter(ds)
+    for _ in range(5):
+        next(it)
+    n_batches = max(50, 4 * args.steps)
+    t0 = time.perf_counter()
+    for _ in range(n_batches):
+        next(it)
+    pipeline = n_batches * cfg.batch_size / (time.perf_counter() - t0)
+
+    net, opt = train.build(cfg, args.init)
+    step = train.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
+    batches = [next(it) for _ in range(args.steps + 3)]
+    for x, y in batches[:3]:  # trace and warm up
+        step(x, y)
+    t0 = time.perf_counter()
+    for x, y in batches[3:]:
+        loss, _ = step(x, y)
+    float(loss)
+    images = args.steps * cfg.batch_size / (time.perf_counter() - t0)
+
+    fwd = conv_flops(net, side)
+    achieved = 3 * fwd * images / 1e9
+    peak = matmul_gflops()
+    print(f"\ncrop {side}, batch {cfg.batch_size}, {args.steps} timed steps, {os.cpu_count()} cores, "
+          f"device {'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}\n")
+    print("| measure | value |")
+    print("|---|---:|")
+    print(f"| training throughput | {images:.2f} images/s |")
+    print(f"| forward FLOPs per image | {fwd / 1e9:.2f} GFLOP |")
+    print(f"| achieved (fwd + bwd = 3x fwd) | {achieved:.1f} GFLOP/s |")
+    print(f"| fp32 matmul 2048^3, same run | {peak:.1f} GFLOP/s |")
+    print(f"| achieved / matmul | {achieved / peak:.2f} |")
+    print(f"| input pipeline | {pipeline:.1f} samples/s |")
+    print(f"| pipeline / training consumption | {pipeline / images:.1f}x (target >= 10x) |")
+
+
+if __name__ == "__main__":
+    main()
