@@ -43,18 +43,10 @@ class LabelsConfig:
 
     @classmethod
     def from_params(cls, section: dict) -> LabelsConfig:
-        gc_fields = {f.name: f.type for f in dataclasses.fields(grabcut.GrabCutConfig)}
-        gc = {k: _cast(gc_fields[k], v) for k, v in section.items() if k in gc_fields}
-        own = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "grabcut"}
-        unknown = set(section) - set(gc_fields) - set(own)
-        if unknown:
-            raise SystemExit(f"params.yaml: unknown keys under labels: {sorted(unknown)}")
-        return cls(**{k: _cast(own[k], v) for k, v in section.items() if k in own},
-                   grabcut=grabcut.GrabCutConfig(**gc))  # fmt: skip
-
-
-def _cast(kind: str, value: object) -> object:
-    return {"int": int, "float": float, "str": str}[kind](value)
+        # GrabCut's own settings sit flat in the labels section, next to the crop and shard settings.
+        mine = {f.name for f in dataclasses.fields(grabcut.GrabCutConfig)}
+        gc = params.typed(grabcut.GrabCutConfig, {k: v for k, v in section.items() if k in mine}, "labels")
+        return params.typed(cls, {k: v for k, v in section.items() if k not in mine}, "labels", grabcut=gc)
 
 
 def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConfig, seed: int) -> dict:

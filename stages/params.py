@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,38 @@ def loads(text: str) -> dict[str, Any]:
 def load(path: str | Path = "params.yaml") -> dict[str, Any]:
     """Load the whole params file."""
     return loads(Path(path).read_text())
+
+
+def typed(cls: type, section: dict[str, Any], where: str, **fixed: Any) -> Any:
+    """Build the dataclass ``cls`` from a params section, casting each value to its field's type.
+
+    Field types (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``tuple[float, ...]``)
+    are read from the annotations; ``fixed`` fields are passed through.  Unknown keys and values
+    of the wrong kind stop the stage with a message naming the key (``where`` is its section).
+    """
+    kinds = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in fixed}
+    unknown = set(section) - set(kinds)
+    if unknown:
+        raise SystemExit(f"params.yaml: unknown keys under {where}: {sorted(unknown)}")
+    return cls(**{k: _cast(_kind(kinds[k]), v, f"{where}.{k}") for k, v in section.items()}, **fixed)
+
+
+def _kind(annotation: Any) -> str:
+    """``"int"``, ``"tuple[float, ...]"``...: the annotation as text, whether postponed or not."""
+    if isinstance(annotation, str):
+        return annotation
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+
+
+def _cast(kind: str, value: Any, name: str) -> Any:
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise SystemExit(f"params.yaml: {name} must be true or false, not {value!r}")
+        return value
+    try:
+        if kind.startswith("tuple"):
+            item = int if "int" in kind else float
+            return tuple(item(v) for v in (value or ()))
+        return {"int": int, "float": float, "str": str}[kind](value)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"params.yaml: {name} must be {kind}, not {value!r}") from exc

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stages import atomic, sbd
+from stages import atomic, params, sbd
 
 FAMILIES = ("ellipse", "star", "crescent", "ell", "cross", "ring", "dumbbell", "triangle", "person", "mushroom")
 # Hue (OpenCV's 0..179 scale) of each class: spread out, then interleaved so that classes of
@@ -45,8 +45,7 @@ class SampleConfig:
 
     @classmethod
     def from_params(cls, section: dict) -> SampleConfig:
-        kinds = {f.name: f.type for f in cls.__dataclass_fields__.values()}
-        return cls(**{k: (float if kinds[k] == "float" else int)(v) for k, v in section.items()})
+        return params.typed(cls, section, "data.sample")
 
 
 def family_of(category: int) -> str:

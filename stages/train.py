@@ -21,7 +21,6 @@ from pathlib import Path
 
 from stages import atomic, params, shards
 
-SCHEDULE_KEYS = ("lr_boundaries", "lr_factors", "side_boundaries", "side_weights")
 
 
 @dataclass(frozen=True)
@@ -55,23 +54,7 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, section: dict) -> TrainConfig:
-        kinds = {f.name: f.type for f in fields(cls)}
-        unknown = set(section) - set(kinds)
-        if unknown:
-            raise SystemExit(f"params.yaml: unknown keys under train: {sorted(unknown)}")
-        values = {}
-        for key, value in section.items():
-            kind = kinds[key]
-            if kind.startswith("tuple"):
-                item = int if "int" in kind else float
-                values[key] = tuple(item(v) for v in (value or ()))
-            elif kind == "bool":
-                if not isinstance(value, bool):
-                    raise SystemExit(f"params.yaml: train.{key} must be true or false, not {value!r}")
-                values[key] = value
-            else:
-                values[key] = {"int": int, "float": float, "str": str}[kind](value)
-        cfg = cls(**values)
+        cfg = params.typed(cls, section, "train")
         cfg.validate()
         return cfg
 

@@ -21,3 +21,27 @@ def test_repo_params_load(tmp_path):
     p = params.load(ROOT / "params.yaml")
     assert p["data"]["source"] == "sample"
     assert isinstance(p["base"]["seed"], int)
+
+
+def test_typed_casts_and_names_bad_keys():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Section:
+        steps: int = 1
+        lr: float = 0.1
+        name: str = "x"
+        on: bool = False
+        bounds: tuple[int, ...] = ()
+
+    s = params.typed(Section, {"steps": 3.0, "lr": 1, "bounds": [1, 2.0], "on": True}, "train")
+    assert s == Section(steps=3, lr=1.0, bounds=(1, 2), on=True)
+    assert isinstance(s.lr, float) and isinstance(s.steps, int)
+    import pytest
+
+    with pytest.raises(SystemExit, match="unknown keys under train"):
+        params.typed(Section, {"stpes": 3}, "train")
+    with pytest.raises(SystemExit, match="train.steps must be int"):
+        params.typed(Section, {"steps": "many"}, "train")
+    with pytest.raises(SystemExit, match="train.on must be true or false"):
+        params.typed(Section, {"on": "yes"}, "train")
