@@ -72,13 +72,6 @@ def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConf
     }
 
 
-def _read_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"{path}: corrupt or unreadable image")
-    return image
-
-
 def build_shard(path: Path, rows: pd.DataFrame, sbd_root: Path, instances_dir: Path, cfg: LabelsConfig,
                 seed: int, base_fp: str) -> dict:
     """Make (or reuse) one shard; return its manifest entry with the per-instance label scores."""
