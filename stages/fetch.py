@@ -23,11 +23,8 @@ class FetchError(RuntimeError):
 
 
 def md5sum(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def download(url: str, dest: Path, timeout: float = 30.0, attempts: int = 5) -> Path:

@@ -77,11 +77,8 @@ def piecewise(step: int, boundaries: tuple[int, ...], values: tuple[float, ...])
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class NonFiniteLoss(FloatingPointError):
