@@ -7,6 +7,10 @@ Conventions used everywhere in the package (converted only at the borders):
   ``(x, y, w, h)`` rectangles are produced only at the ``cv2`` call sites.
 * **Mask**: a 2-D ``uint8`` array of the image's height and width, 1 = object,
   0 = background.  Soft predictions are ``float32`` in ``[0, 1]``.
+* **Training label**: a mask that may also hold ``VOID`` (255, as in PASCAL VOC) on pixels
+  the loss leaves out (the "^i" label sources of :mod:`stages.inputs`).
 * **Instance map**: a 2-D ``uint8`` array, 0 = background, ``k`` = instance ``k``
   (SBD's ``GTinst.Segmentation``).
 """
+
+VOID = 255

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,8 +33,20 @@ from stages.masks import paste
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 
 
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The ``evaluate`` params section."""
+
+    threshold: float = 0.5
+    boundary_tolerance: float = 0.008
+    batch_size: int = 16
+    n_overlays: int = 12
+    flip: bool = True  # average with the mirrored crop's prediction
+
+
 def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: Path, threshold: float,
-             tolerance: float, batch_size: int, n_overlays: int, plots_dir: Path) -> tuple[dict, dict]:
+             tolerance: float, batch_size: int, n_overlays: int, plots_dir: Path,
+             flip: bool = False) -> tuple[dict, dict]:
     """Score the model and the GrabCut labels on val; write the plots; return (summary, per-class)."""
     from stages.model import load, predict_proba
 
@@ -47,7 +60,7 @@ def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: P
     with MaskReader(instances_dir) as reader, tqdm(total=total, desc="evaluate", unit="inst") as bar:
         for path in files:
             data = shards.read(path, ("image", "box", "grabcut", "window", "box_xyxy", "image_size", "key", "category"))
-            probs = predict_proba(model, data["image"], data["box"], batch_size)
+            probs = predict_proba(model, data["image"], data["box"], batch_size, flip)
             for i, key in enumerate(data["key"]):
                 image_id, k = key.rsplit("/", 1)
                 if len(overlay_ids) < n_overlays:
@@ -68,6 +81,7 @@ def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: P
     table = pd.DataFrame(rows)
     result = metrics.summary(table.iou.to_numpy(), table.boundary_f.to_numpy())
     result["threshold"] = threshold
+    result["flip"] = flip
     result["grabcut_labels"] = metrics.summary(table.iou_grabcut.to_numpy(), table.boundary_f_grabcut.to_numpy())
 
     per_class = {}
@@ -105,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", default="metrics/eval", type=Path)
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    p = params.load(args.params)["evaluate"]
-    result, per_class = evaluate(args.model, args.shards, args.instances, args.sbd, float(p["threshold"]),
-                                 float(p["boundary_tolerance"]), int(p["batch_size"]), int(p["n_overlays"]), args.plots)  # fmt: skip
+    cfg = params.typed(EvaluateConfig, params.load(args.params)["evaluate"], "evaluate")
+    result, per_class = evaluate(args.model, args.shards, args.instances, args.sbd, cfg.threshold, cfg.boundary_tolerance,
+                                 cfg.batch_size, cfg.n_overlays, args.plots, cfg.flip)  # fmt: skip
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
     g = result["grabcut_labels"]

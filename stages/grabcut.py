@@ -13,6 +13,9 @@ reason             when                                                 label us
 
 ``fallback_shape`` is ``ellipse`` (the inscribed ellipse, the better of the two training-free
 baselines in "Simple Does It") or ``box``.
+
+:func:`votes` runs GrabCut on jittered copies of the box, the consensus behind the paper's
+GrabCut^i labels: pixels most runs agree on are labelled, the rest are left out of the loss.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stages.boxes import Box, clip, expand, fill, is_degenerate
+from stages.boxes import Box, clip, expand, fill, is_degenerate, jitter
 
 REASONS = ("tiny_box", "whole_image", "empty_grabcut", "opencv_error")
 
@@ -94,3 +97,23 @@ def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int) -> tuple
     if out.sum() < cfg.min_fg_fraction * box.area:
         return fallback(box, h, w, cfg.fallback_shape), "empty_grabcut"
     return out, reason
+
+
+def votes(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int, runs: int, box_jitter: float) -> np.ndarray | None:
+    """Share of ``runs`` GrabCuts, each on a copy of ``box`` with every side moved by up to
+    ``box_jitter`` times the box size, that call a pixel foreground (``float32``, image size).
+
+    Pixels outside ``box`` get no votes: the box is known to enclose the object.  Runs that fall
+    back (see the table above) carry no information and are left out; ``None`` when all of them do.
+    """
+    h, w = image.shape[:2]
+    inside = fill(box, h, w)
+    rng = np.random.default_rng(seed)
+    total = np.zeros((h, w), np.float32)
+    counted = 0
+    for k in range(runs):
+        mask, reason = segment(image, jitter(box, rng, box_jitter, h, w), cfg, (seed + k + 1) & 0x7FFFFFFF)
+        if reason in ("", "whole_image"):
+            total += mask & inside
+            counted += 1
+    return total / counted if counted else None

@@ -39,6 +39,8 @@ class LabelsConfig:
     context_margin: float = 0.25
     shard_size: int = 64
     n_jobs: int = -1
+    consensus_runs: int = 0  # jittered GrabCuts per train instance for the grabcut_i labels; 0 = none
+    consensus_jitter: float = 0.1
     grabcut: grabcut.GrabCutConfig = grabcut.GrabCutConfig()
 
     @classmethod
@@ -49,10 +51,20 @@ class LabelsConfig:
         return params.typed(cls, {k: v for k, v in section.items() if k not in mine}, "labels", grabcut=gc)
 
 
-def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConfig, seed: int) -> dict:
-    """Everything a shard stores for one instance, from the BGR image and its ground-truth mask."""
+def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConfig, seed: int,
+                    consensus: bool = False) -> dict:
+    """Everything a shard stores for one instance, from the BGR image and its ground-truth mask.
+
+    ``consensus`` adds the jittered-GrabCut votes (``cfg.consensus_runs`` runs); without them, or
+    when GrabCut fell back, the votes are the GrabCut label itself (unanimous).
+    """
     h, w = gt.shape
     gc, reason = grabcut.segment(image, box, cfg.grabcut, seed)
+    votes = None
+    if consensus and cfg.consensus_runs > 0 and not reason:
+        votes = grabcut.votes(image, box, cfg.grabcut, seed, cfg.consensus_runs, cfg.consensus_jitter)
+    if votes is None:
+        votes = gc.astype(np.float32)
     box_mask = fill(box, h, w)
     s = cfg.crop_size
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # the border: OpenCV's BGR stays in this stage
@@ -63,6 +75,7 @@ def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConf
         "grabcut": masks.crop_mask(gc, window, s),
         "box_label": box_crop,
         "gt": masks.crop_mask(gt, window, s),
+        "grabcut_votes": np.round(255 * masks.crop(votes, window, s)).astype(np.uint8),
         "window": np.array(window, np.int32),
         "box_xyxy": np.array(box, np.int32),
         "image_size": np.array([h, w], np.int32),
@@ -93,7 +106,8 @@ def build_shard(path: Path, rows: pd.DataFrame, sbd_root: Path, instances_dir: P
                 raise ValueError(f"{sbd.image_path(sbd_root, r.image_id)}: corrupt or unreadable image")
             gt = (maps[r.image_id] == r.instance_id).astype(np.uint8)
             seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
-            rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i)
+            # Votes only where they are trained on: val never is.
+            rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train")
             rec.update(key=f"{r.image_id}/{r.instance_id}", category=np.uint8(r.category))
             records.append(rec)
         got = {k: np.stack([np.asarray(rec[k]) for rec in records]) for k in records[0]}
@@ -139,6 +153,7 @@ def run(sbd_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed:
     manifest = {
         "crop_size": cfg.crop_size,
         "context_margin": cfg.context_margin,
+        "consensus_runs": cfg.consensus_runs,
         "params_fingerprint": base_fp,
         "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
         "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in sbd.SPLITS},

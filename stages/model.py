@@ -16,6 +16,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from stages import VOID
+
 # VGG16 layer names (as in keras.applications.VGG16) per block; their weights move between models by name.
 BLOCKS = (
     ("block1_conv1", "block1_conv2"),
@@ -93,17 +95,20 @@ def osvos(trunk: keras.Model | None = None, side_channels: int = 16) -> keras.Mo
 def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", balance: bool = True) -> tf.Tensor:
     """OSVOS class-balanced sigmoid cross-entropy, averaged over the batch.
 
-    Per image ``L = |Y-|/|Y| * sum_{Y+} -log s(x) + |Y+|/|Y| * sum_{Y-} -log(1 - s(x))``.  With
-    ``reduction="sum"`` this is the published loss (it grows with the image, hence OSVOS's lr of
-    1e-8); ``"mean"`` divides by ``|Y|`` so that the learning rate does not depend on crop size.
-    ``balance=False`` weighs both classes 1/2: plain cross-entropy, whose probabilities are
+    Per image ``L = |Y-|/|Y| * sum_{Y+} -log s(x) + |Y+|/|Y| * sum_{Y-} -log(1 - s(x))``, where
+    ``Y`` holds the image's labelled pixels: ``VOID`` pixels (see ``stages/__init__``) take no part.
+    With ``reduction="sum"`` this is the published loss (it grows with the image, hence OSVOS's
+    lr of 1e-8); ``"mean"`` divides by ``|Y|`` so that the learning rate does not depend on crop
+    size.  ``balance=False`` weighs both classes 1/2: plain cross-entropy, whose probabilities are
     calibrated (the balanced loss pushes them up wherever the object is the smaller class).
     """
     labels = tf.cast(tf.reshape(labels, tf.shape(logits)), tf.float32)
     logits = tf.cast(logits, tf.float32)
     axes = list(range(1, len(logits.shape)))
-    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-    n = tf.cast(tf.reduce_prod(tf.shape(labels)[1:]), tf.float32)
+    valid = tf.cast(labels != VOID, tf.float32)
+    labels = labels * valid
+    bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits) * valid
+    n = tf.maximum(tf.reduce_sum(valid, axis=axes), 1.0)
     pos = tf.reduce_sum(labels, axis=axes) if balance else n / 2
     per_image = (n - pos) / n * tf.reduce_sum(labels * bce, axis=axes) + pos / n * tf.reduce_sum(
         (1 - labels) * bce, axis=axes
@@ -120,11 +125,21 @@ def load(path: str) -> keras.Model:
     return keras.saving.load_model(path, compile=False)
 
 
-def predict_proba(net: keras.Model, rgb: np.ndarray, box: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Foreground probabilities ``(n, S, S)`` for RGB crops ``(n, S, S, 3)`` and box channels ``(n, S, S)``."""
-    out = [
-        tf.sigmoid(net(preprocess(rgb[i : i + batch_size], box[i : i + batch_size]), training=False)["fused"])[..., 0]
-        .numpy()
-        for i in range(0, len(rgb), batch_size)
-    ]
+def predict_proba(net: keras.Model, rgb: np.ndarray, box: np.ndarray, batch_size: int = 16, flip: bool = False) -> np.ndarray:
+    """Foreground probabilities ``(n, S, S)`` for RGB crops ``(n, S, S, 3)`` and box channels ``(n, S, S)``.
+
+    ``flip`` averages with the prediction on the mirrored crop (test-time augmentation; the
+    network is trained with flips, so both views are in distribution).
+    """
+
+    def run(r: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return tf.sigmoid(net(preprocess(r, b), training=False)["fused"])[..., 0].numpy()
+
+    out = []
+    for i in range(0, len(rgb), batch_size):
+        r, b = rgb[i : i + batch_size], box[i : i + batch_size]
+        p = run(r, b)
+        if flip:
+            p = (p + run(r[:, :, ::-1], b[:, :, ::-1])[:, :, ::-1]) / 2
+        out.append(p)
     return np.concatenate(out) if out else np.zeros((0,) + rgb.shape[1:3], np.float32)

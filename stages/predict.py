@@ -112,14 +112,15 @@ def load_model(path: Path):
     return net, size, margin
 
 
-def predict(net, size: int, margin: float, image_bgr: np.ndarray, boxes: list[Box], threshold: float) -> list[np.ndarray]:
+def predict(net, size: int, margin: float, image_bgr: np.ndarray, boxes: list[Box], threshold: float,
+            flip: bool = True) -> list[np.ndarray]:
     """Full-resolution uint8 masks, one per box."""
     from stages.model import predict_proba
 
     h, w = image_bgr.shape[:2]
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     crops = [crop_instance(rgb, b, size, margin) for b in boxes]
-    probs = predict_proba(net, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]))
+    probs = predict_proba(net, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]), flip=flip)
     return [(paste(p, c[2], h, w) >= threshold).astype(np.uint8) for p, c in zip(probs, crops)]
 
 
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--boxes", type=Path, help="CSV or JSON file of boxes, used when no --box is given")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True,
+                    help="average with the mirrored crop's prediction, as evaluate.flip (default: on)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
-    masks = predict(net, size, margin, image, boxes, args.threshold)
+    masks = predict(net, size, margin, image, boxes, args.threshold, args.flip)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.image.stem
     for k, m in enumerate(masks):

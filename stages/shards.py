@@ -11,6 +11,9 @@ name             shape, dtype        meaning
 ``grabcut``      (n, S, S) uint8     GrabCut label
 ``box_label``    (n, S, S) uint8     filled-box label (same pixels as ``box``)
 ``gt``           (n, S, S) uint8     ground-truth mask
+``grabcut_votes``(n, S, S) uint8     share of jittered GrabCuts calling the pixel foreground,
+                                     times 255 (train split, ``labels.consensus_runs`` > 0;
+                                     otherwise ``255 * grabcut``)
 ``window``       (n, 4) int32        crop window ``(x1, y1, x2, y2)`` in image pixels (may leave the image)
 ``box_xyxy``     (n, 4) int32        the given box ``(x1, y1, x2, y2)`` in image pixels
 ``image_size``   (n, 2) int32        ``(height, width)`` of the full image
@@ -37,8 +40,8 @@ import numpy as np
 
 from stages import atomic
 
-LABEL_SOURCES = {"grabcut": "grabcut", "box": "box_label", "gt": "gt"}  # train.labels -> dataset
-MASK_FIELDS = ("box", "grabcut", "box_label", "gt")
+# train.labels -> the dataset its label is made from (see stages.inputs for the "^i" variants).
+LABEL_SOURCES = {"grabcut": "grabcut", "grabcut_i": "grabcut_votes", "box": "box_label", "box_i": "box", "gt": "gt"}
 MANIFEST = "manifest.json"
 
 

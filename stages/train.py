@@ -42,6 +42,8 @@ class TrainConfig:
     loss_reduction: str = "mean"
     class_balance: bool = True
     skip_fallbacks: bool = False
+    consensus_fg: float = 0.7  # grabcut_i: share of jittered GrabCuts that makes a pixel foreground
+    consensus_bg: float = 0.2  # ... and below which it is background; in between it is ignored
     flip: bool = True
     scale_jitter: float = 0.15
     box_jitter: float = 0.1
@@ -61,6 +63,8 @@ class TrainConfig:
     def validate(self) -> None:
         if self.labels not in shards.LABEL_SOURCES:
             raise SystemExit(f"params.yaml: train.labels must be one of {sorted(shards.LABEL_SOURCES)}, not {self.labels!r}")
+        if not 0 <= self.consensus_bg <= self.consensus_fg <= 1:
+            raise SystemExit("params.yaml: train.consensus_bg <= train.consensus_fg must both lie in [0, 1]")
         if len(self.lr_factors) != len(self.lr_boundaries) + 1:
             raise SystemExit("params.yaml: train.lr_factors needs one more entry than train.lr_boundaries")
         if len(self.side_weights) != len(self.side_boundaries) + 1:
@@ -153,6 +157,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     files = shards.files(shard_dir, "train")
     if not files:
         raise SystemExit(f"train: {shard_dir} has no train shards")
+    if cfg.labels == "grabcut_i" and not manifest.get("consensus_runs"):
+        raise SystemExit("train: train.labels=grabcut_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
+                         "in params.yaml and run the labels stage")  # fmt: skip
     fingerprint = shards.fingerprint(
         {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("log_every", "checkpoint_every")},
         seed, manifest["params_fingerprint"], [s["fingerprint"] for s in manifest["shards"]], _digest(init),
@@ -184,7 +191,8 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     aug = inputs.Augment(flip=cfg.flip, scale_jitter=cfg.scale_jitter, box_jitter=cfg.box_jitter)
     start = int(step_var.numpy())
     ds = inputs.dataset(files, cfg.labels, cfg.batch_size, side, aug, training=True, seed=seed + start,
-                        shuffle_buffer=cfg.shuffle_buffer, skip_fallbacks=cfg.skip_fallbacks)  # fmt: skip
+                        shuffle_buffer=cfg.shuffle_buffer, skip_fallbacks=cfg.skip_fallbacks,
+                        consensus=(cfg.consensus_fg, cfg.consensus_bg))  # fmt: skip
     live = Live(str(live_dir), dvcyaml=False, resume=resumed, save_dvc_exp=False, report=None)
     live.log_params({"lr": cfg.lr, "labels": cfg.labels, "steps": cfg.steps, "batch_size": cfg.batch_size,
                      "optimizer": cfg.optimizer, "device": device})  # fmt: skip

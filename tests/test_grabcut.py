@@ -85,3 +85,30 @@ def test_unknown_fallback_shape():
 def test_instance_seed_independent_of_order():
     assert grabcut.instance_seed(1, "a", 2) == grabcut.instance_seed(1, "a", 2)
     assert grabcut.instance_seed(1, "a", 2) != grabcut.instance_seed(1, "a", 3)
+
+
+def test_votes_agree_on_the_object_and_stay_in_the_box():
+    img, mask = disc_image()
+    box = Box(26, 16, 75, 65)
+    v = grabcut.votes(img, box, CFG, seed=1, runs=6, box_jitter=0.1)
+    assert v.dtype == np.float32 and v.shape == mask.shape
+    assert v[fill(box, 80, 100) == 0].max() == 0  # outside the box: no votes
+    assert np.mean(v[mask > 0] >= 0.7) > 0.9 and np.mean(v[(mask == 0) & (fill(box, 80, 100) > 0)] < 0.2) > 0.8
+    np.testing.assert_array_equal(v, grabcut.votes(img, box, CFG, seed=1, runs=6, box_jitter=0.1))
+
+
+def test_votes_leave_out_failed_runs(monkeypatch):
+    img, _ = disc_image()
+    calls = []
+
+    def flaky(image, box, cfg, seed):
+        calls.append(box)
+        m = fill(box, *image.shape[:2])
+        return (m, "") if len(calls) % 2 else (m, "empty_grabcut")
+
+    monkeypatch.setattr(grabcut, "segment", flaky)
+    v = grabcut.votes(img, Box(26, 16, 75, 65), CFG, seed=1, runs=4, box_jitter=0.1)
+    assert len(calls) == 4 and len(set(calls)) > 1  # each run sees its own jittered box
+    assert set(np.unique(v)) <= {0.0, 0.5, 1.0}  # two counted runs
+    monkeypatch.setattr(grabcut, "segment", lambda image, box, cfg, seed: (fill(box, 80, 100), "opencv_error"))
+    assert grabcut.votes(img, Box(26, 16, 75, 65), CFG, seed=1, runs=3, box_jitter=0.1) is None

@@ -48,6 +48,8 @@ def test_shards_hold_all_instances(tiny_sbd, tiny_instances, tmp_path):
     for f in ("box", "grabcut", "box_label", "gt"):
         assert data[f].shape == (n, 48, 48) and set(np.unique(data[f])) <= {0, 1}
     np.testing.assert_array_equal(data["box"], data["box_label"])
+    # Without consensus runs the votes are the GrabCut label (its crop coverage, unthresholded).
+    np.testing.assert_array_equal(data["grabcut_votes"] >= 128, data["grabcut"] == 1)
     with h5py.File(out / manifest["shards"][0]["file"]) as f:
         assert f["image"].chunks == (1, 48, 48, 3) and f["image"].compression == "gzip"
 
@@ -164,3 +166,21 @@ def test_params_types_from_yaml():
     cfg = labels.LabelsConfig.from_params({"crop_size": 64, "roi_margin": 1, "iterations": 3.0})
     assert cfg.crop_size == 64 and cfg.grabcut.roi_margin == 1.0 and cfg.grabcut.iterations == 3
     assert isinstance(cfg.grabcut.iterations, int)
+
+
+def test_consensus_votes_for_train_instances_only(tiny_sbd, tiny_instances, tmp_path):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=1, consensus_runs=5), seed=3)
+    assert shards.read_manifest(out)["consensus_runs"] == 5
+    for split in sbd.SPLITS:
+        data = [shards.read(f, ("grabcut", "grabcut_votes", "box")) for f in shards.files(out, split)]
+        votes = np.concatenate([d["grabcut_votes"] for d in data])
+        grabcut = np.concatenate([d["grabcut"] for d in data])
+        box = np.concatenate([d["box"] for d in data])
+        if split == "val":
+            np.testing.assert_array_equal(votes >= 128, grabcut == 1)
+        else:
+            assert len(np.unique(votes)) > 2  # partial agreement somewhere
+            assert votes[box == 0].max() < 128  # no majority outside the box (crop pixels cut its edge)
+            # The majority vote mostly agrees with the single GrabCut.
+            assert np.mean((votes >= 128) == (grabcut == 1)) > 0.9

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages import model
+from stages import VOID, model
 
 
 def test_osvos_outputs_are_input_sized_logits():
@@ -57,3 +57,40 @@ def test_unbalanced_is_half_the_plain_cross_entropy():
     labels = (rng.random((2, 4, 4)) > 0.8).astype(np.float32)
     plain = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels[..., None], logits=logits).numpy().mean()
     np.testing.assert_allclose(float(model.balanced_bce(labels, logits, "mean", balance=False)), plain / 2, rtol=1e-5)
+
+
+def test_void_pixels_take_no_part_in_the_loss():
+    rng = np.random.default_rng(2)
+    logits = tf.constant(rng.normal(size=(2, 4, 4, 1)).astype(np.float32))
+    labels = (rng.random((2, 4, 4)) > 0.6).astype(np.float32)
+    void = labels.copy()
+    void[:, :2] = VOID  # the top half of each image is ignored
+    for balance in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = model.balanced_bce(void, logits, "mean", balance)
+        grad = tape.gradient(loss, logits).numpy()
+        assert np.all(grad[:, :2] == 0) and np.any(grad[:, 2:] != 0)
+        # Equal to the loss on the labelled half alone.
+        np.testing.assert_allclose(float(loss), float(model.balanced_bce(labels[:, 2:], logits[:, 2:], "mean", balance)),
+                                   rtol=1e-5)  # fmt: skip
+    # An image with no labelled pixel contributes zero, not NaN.
+    assert float(model.balanced_bce(np.full((1, 4, 4), VOID, np.float32), logits[:1])) == 0.0
+
+
+def test_flip_averaging_is_mirror_equivariant():
+    net = model.osvos(model.vgg16_trunk(4))
+    rng = np.random.default_rng(3)
+    for layer in net.layers:  # non-zero heads, so the output depends on the input
+        if layer.name in model.SIDES + ("fused",):
+            layer.set_weights([rng.normal(0, 0.01, w.shape).astype(np.float32) for w in layer.get_weights()])
+    rgb = rng.integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
+    box = np.zeros((3, 32, 32), np.uint8)
+    box[:, 4:20, 6:28] = 1
+    plain = model.predict_proba(net, rgb, box, batch_size=2)
+    mirrored = model.predict_proba(net, rgb[:, :, ::-1], box[:, :, ::-1], batch_size=2)[:, :, ::-1]
+    both = model.predict_proba(net, rgb, box, batch_size=2, flip=True)
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-6)
+    assert not np.allclose(plain, mirrored)
+    again = model.predict_proba(net, rgb[:, :, ::-1], box[:, :, ::-1], batch_size=2, flip=True)[:, :, ::-1]
+    np.testing.assert_allclose(again, both, atol=1e-6)

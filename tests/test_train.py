@@ -100,3 +100,13 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_shards, random_i
     assert summary["steps"] == 40 and summary["resumed_from_step"] >= 3
     steps = [int(line.split("\t")[0]) for line in (d / "live/plots/metrics/loss.tsv").read_text().splitlines()[1:]]
     assert steps[-1] == 40
+
+
+def test_grabcut_i_without_votes_says_which_param_to_set(tmp_path, tiny_shards, random_init):
+    with pytest.raises(SystemExit, match="labels.consensus_runs"):
+        run(tmp_path, tiny_shards, random_init, config(labels="grabcut_i"))
+
+
+def test_bad_consensus_thresholds_are_named():
+    with pytest.raises(SystemExit, match="consensus_bg"):
+        config(consensus_fg=0.2, consensus_bg=0.7)
