@@ -44,9 +44,8 @@ class EvaluateConfig:
     flip: bool = True  # average with the mirrored crop's prediction
 
 
-def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: Path, threshold: float,
-             tolerance: float, batch_size: int, n_overlays: int, plots_dir: Path,
-             flip: bool = False) -> tuple[dict, dict]:
+def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: Path, cfg: EvaluateConfig,
+             plots_dir: Path) -> tuple[dict, dict]:
     """Score the model and the GrabCut labels on val; write the plots; return (summary, per-class)."""
     from stages.model import load, predict_proba
 
@@ -60,28 +59,29 @@ def evaluate(model_path: Path, shard_dir: Path, instances_dir: Path, sbd_root: P
     with MaskReader(instances_dir) as reader, tqdm(total=total, desc="evaluate", unit="inst") as bar:
         for path in files:
             data = shards.read(path, ("image", "box", "grabcut", "window", "box_xyxy", "image_size", "key", "category"))
-            probs = predict_proba(model, data["image"], data["box"], batch_size, flip)
+            probs = predict_proba(model, data["image"], data["box"], cfg.batch_size, cfg.flip)
             for i, key in enumerate(data["key"]):
                 image_id, k = key.rsplit("/", 1)
-                if len(overlay_ids) < n_overlays:
+                if len(overlay_ids) < cfg.n_overlays:
                     overlay_ids.add(image_id)
                 gt = reader.mask(image_id, int(k))
                 h, w = (int(v) for v in data["image_size"][i])
                 window = Box(*(int(v) for v in data["window"][i]))
-                pred = (paste(probs[i], window, h, w) >= threshold).astype(np.uint8)
+                pred = (paste(probs[i], window, h, w) >= cfg.threshold).astype(np.uint8)
                 teacher = (paste(data["grabcut"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8)
                 rows.append({
                     "key": key, "category": int(data["category"][i]),
-                    "iou": metrics.iou(pred, gt), "boundary_f": metrics.boundary_f(pred, gt, tolerance),
-                    "iou_grabcut": metrics.iou(teacher, gt), "boundary_f_grabcut": metrics.boundary_f(teacher, gt, tolerance),
+                    "iou": metrics.iou(pred, gt), "boundary_f": metrics.boundary_f(pred, gt, cfg.boundary_tolerance),
+                    "iou_grabcut": metrics.iou(teacher, gt),
+                    "boundary_f_grabcut": metrics.boundary_f(teacher, gt, cfg.boundary_tolerance),
                 })  # fmt: skip
                 if image_id in overlay_ids:
                     keep.setdefault(image_id, []).append((Box(*(int(v) for v in data["box_xyxy"][i])), pred, gt))
             bar.update(len(data["key"]))
     table = pd.DataFrame(rows)
     result = metrics.summary(table.iou.to_numpy(), table.boundary_f.to_numpy())
-    result["threshold"] = threshold
-    result["flip"] = flip
+    result["threshold"] = cfg.threshold
+    result["flip"] = cfg.flip
     result["grabcut_labels"] = metrics.summary(table.iou_grabcut.to_numpy(), table.boundary_f_grabcut.to_numpy())
 
     per_class = {}
@@ -120,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cfg = params.typed(EvaluateConfig, params.load(args.params)["evaluate"], "evaluate")
-    result, per_class = evaluate(args.model, args.shards, args.instances, args.sbd, cfg.threshold, cfg.boundary_tolerance,
-                                 cfg.batch_size, cfg.n_overlays, args.plots, cfg.flip)  # fmt: skip
+    result, per_class = evaluate(args.model, args.shards, args.instances, args.sbd, cfg, args.plots)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
     g = result["grabcut_labels"]

@@ -56,7 +56,7 @@ def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConf
     """Everything a shard stores for one instance, from the BGR image and its ground-truth mask.
 
     ``consensus`` adds the jittered-GrabCut votes (``cfg.consensus_runs`` runs); without them, or
-    when GrabCut fell back, the votes are the GrabCut label itself (unanimous).
+    when GrabCut fell back, the votes are the GrabCut label itself (as one unanimous run).
     """
     h, w = gt.shape
     gc, reason = grabcut.segment(image, box, cfg.grabcut, seed)

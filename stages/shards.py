@@ -13,7 +13,8 @@ name             shape, dtype        meaning
 ``gt``           (n, S, S) uint8     ground-truth mask
 ``grabcut_votes``(n, S, S) uint8     share of jittered GrabCuts calling the pixel foreground,
                                      times 255 (train split, ``labels.consensus_runs`` > 0;
-                                     otherwise ``255 * grabcut``)
+                                     otherwise the GrabCut label's coverage of each crop pixel
+                                     times 255, so ``>= 128`` is exactly ``grabcut``)
 ``window``       (n, 4) int32        crop window ``(x1, y1, x2, y2)`` in image pixels (may leave the image)
 ``box_xyxy``     (n, 4) int32        the given box ``(x1, y1, x2, y2)`` in image pixels
 ``image_size``   (n, 2) int32        ``(height, width)`` of the full image

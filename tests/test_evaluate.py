@@ -55,4 +55,5 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     manifest["shards"] = [s for s in manifest["shards"] if s["split"] == "train"]
     (tiny_shards / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SystemExit, match="no val instances"):
-        evaluate.evaluate(built.model, tiny_shards, built.instances, built.sbd, 0.5, 0.008, 4, 1, tmp_path / "p")
+        cfg = evaluate.EvaluateConfig(threshold=0.5, boundary_tolerance=0.008, batch_size=4, n_overlays=1, flip=False)
+        evaluate.evaluate(built.model, tiny_shards, built.instances, built.sbd, cfg, tmp_path / "p")
