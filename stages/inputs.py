@@ -94,19 +94,23 @@ def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
     return iny[:, None] * inx[None, :]
 
 
-def _augment(rgb, box, label, side: int, aug: Augment, training: bool):
+def _augment(rgb, box, label, side: int, aug: Augment, training: bool, seed=None):
+    """``seed``: a stateless-RNG seed ``(2,)`` for this instance, so that the augmentation does not
+    depend on which tf.data worker runs it (and training is reproducible)."""
     rgb = tf.cast(rgb, tf.float32)
     void = tf.cast(label == VOID, tf.float32)
     label = tf.cast(label == 1, tf.float32)
+    if training:
+        seeds = tf.random.experimental.stateless_split(seed, 3)
     if training and aug.box_jitter > 0:
         wh = tf.stack([box[2] - box[0], box[3] - box[1]])
-        box = box + tf.random.uniform([4], -aug.box_jitter, aug.box_jitter) * tf.tile(wh, [2])
+        box = box + tf.random.stateless_uniform([4], seeds[0], -aug.box_jitter, aug.box_jitter) * tf.tile(wh, [2])
         box = tf.stack([tf.minimum(box[0], box[2] - 1), tf.minimum(box[1], box[3] - 1), box[2], box[3]])
     stack = tf.concat([rgb, _box_mask(box, side)[..., None], label[..., None], void[..., None]], axis=-1)
     if training and aug.flip:
-        stack = tf.cond(tf.random.uniform([]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
+        stack = tf.cond(tf.random.stateless_uniform([], seeds[1]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
     if training and aug.scale_jitter > 0:
-        z = tf.random.uniform([], 1 - aug.scale_jitter, 1 + aug.scale_jitter)
+        z = tf.random.stateless_uniform([], seeds[2], 1 - aug.scale_jitter, 1 + aug.scale_jitter)
         half = 0.5 / z  # a zoom by z shows the central 1/z of the crop
         crop_box = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half])[None]
         stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [side, side], extrapolation_value=0.0)[0]
@@ -123,7 +127,8 @@ def dataset(files: list[Path], labels: str, batch_size: int, side: int, aug: Aug
     sources only (see :func:`_instances`); ``consensus`` is GrabCut^i's ``(fg, bg)`` vote shares.
 
     Training reads shards in parallel interleave (in a seeded random order), shuffles instances,
-    augments and repeats forever; evaluation reads in order, once, unaugmented.
+    augments and repeats forever; evaluation reads in order, once, unaugmented.  Both are
+    deterministic: the same ``seed`` gives the same batches.
     """
     if labels not in shards.LABEL_SOURCES:
         raise ValueError(f"unknown label source {labels!r}; one of {sorted(shards.LABEL_SOURCES)}")
@@ -135,10 +140,13 @@ def dataset(files: list[Path], labels: str, batch_size: int, side: int, aug: Aug
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     ds = names.interleave(
         lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, labels, skip, *consensus)),
-        cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=not training,
+        cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed)
-    ds = ds.map(lambda r, b, y: _augment(r, b, y, side, aug, training), num_parallel_calls=tf.data.AUTOTUNE)
+        # Each instance's augmentation seed is (seed, its position in the stream).
+        ds = ds.shuffle(shuffle_buffer, seed=seed).enumerate()
+        ds = ds.map(lambda i, item: _augment(*item, side, aug, True, tf.stack([tf.cast(seed, tf.int64), i])),
+                    num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
+    else:
+        ds = ds.map(lambda r, b, y: _augment(r, b, y, side, aug, False), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)

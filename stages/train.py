@@ -34,6 +34,7 @@ class TrainConfig:
     lr: float = 1e-4
     momentum: float = 0.9
     weight_decay: float = 0.0
+    ema: float = 0.0  # > 0: the saved model holds the moving average of the weights with this momentum
     accum_steps: int = 1
     lr_boundaries: tuple[int, ...] = ()
     lr_factors: tuple[float, ...] = (1.0,)
@@ -69,6 +70,8 @@ class TrainConfig:
             raise SystemExit("params.yaml: train.lr_factors needs one more entry than train.lr_boundaries")
         if len(self.side_weights) != len(self.side_boundaries) + 1:
             raise SystemExit("params.yaml: train.side_weights needs one more entry than train.side_boundaries")
+        if not 0 <= self.ema < 1:
+            raise SystemExit(f"params.yaml: train.ema must lie in [0, 1) (0 = off), not {self.ema!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise SystemExit(f"params.yaml: train.optimizer must be sgd or adam, not {self.optimizer!r}")
         if self.device not in ("auto", "cpu", "gpu"):
@@ -103,12 +106,12 @@ def build(cfg: TrainConfig, init: Path):
     trunk = vgg16_trunk(4)
     trunk.load_weights(str(init))
     net = osvos(trunk)
-    accum = cfg.accum_steps if cfg.accum_steps > 1 else None
+    common = {"gradient_accumulation_steps": cfg.accum_steps if cfg.accum_steps > 1 else None,
+              "use_ema": cfg.ema > 0, "ema_momentum": cfg.ema or 0.99}  # fmt: skip
     if cfg.optimizer == "sgd":
-        opt = keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None,
-                                   gradient_accumulation_steps=accum)  # fmt: skip
+        opt = keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None, **common)
     else:
-        opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, gradient_accumulation_steps=accum)
+        opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, **common)
     if cfg.mixed_precision:
         opt = keras.optimizers.LossScaleOptimizer(opt)
     opt.build(net.trainable_variables)
@@ -161,7 +164,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         raise SystemExit("train: train.labels=grabcut_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
                          "in params.yaml and run the labels stage")  # fmt: skip
     fingerprint = shards.fingerprint(
-        {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("log_every", "checkpoint_every")},
+        {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("steps", "log_every", "checkpoint_every")},
         seed, manifest["params_fingerprint"], [s["fingerprint"] for s in manifest["shards"]], _digest(init),
     )  # fmt: skip
 
@@ -173,11 +176,13 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     ckpt = tf.train.Checkpoint(model=net, optimizer=opt, step=step_var)
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
     stamp = ckpt_dir / "fingerprint.json"
-    resumed = False
-    if manager.latest_checkpoint and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        resumed = True
-        print(f"train: resuming from {manager.latest_checkpoint} at step {int(step_var.numpy())}")
+    # train.steps is left out of the fingerprint: raising it continues from the last checkpoint
+    # (nothing in the schedule depends on the total), lowering it below that checkpoint starts over.
+    usable = [c for c in manager.checkpoints if int(c.rsplit("-", 1)[1]) <= cfg.steps]
+    resumed = bool(usable) and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
+    if resumed:
+        ckpt.restore(usable[-1]).assert_existing_objects_matched()
+        print(f"train: resuming from {usable[-1]} at step {int(step_var.numpy())}")
     else:
         if ckpt_dir.exists():
             shutil.rmtree(ckpt_dir)
@@ -233,6 +238,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
                 manager.save(checkpoint_number=done)
     seconds = time.perf_counter() - t0
     live.end()
+    # The checkpoint keeps the raw weights, so that raising train.steps resumes the same trajectory.
+    manager.save(checkpoint_number=int(step_var.numpy()))
+    opt.finalize_variable_values(net.trainable_variables)  # the weight average, when train.ema > 0
     if cfg.mixed_precision:  # save a float32 model: evaluation and predict run anywhere
         keras.mixed_precision.set_global_policy("float32")
     with atomic.target(out) as tmp:
@@ -240,7 +248,6 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     # What predict needs to crop a new image exactly as the training crops were made.
     atomic.write_json(sidecar(out), {"crop_size": side, "context_margin": float(manifest["context_margin"]),
                                      "labels": cfg.labels})  # fmt: skip
-    manager.save(checkpoint_number=int(step_var.numpy()))
     summary = {
         "labels": cfg.labels, "steps": int(step_var.numpy()), "lr": float(cfg.lr), "batch_size": cfg.batch_size,
         "final_loss": round(loss_v, 6), "images_per_s": round(seen / seconds, 3) if seen else None,

@@ -36,6 +36,20 @@ def test_training_pipeline_augments_and_repeats(tiny_shards):
         assert (x.numpy()[..., 3] > 0).any()
 
 
+def test_training_pipeline_is_reproducible(tiny_shards):
+    files = shards.files(tiny_shards, "train")
+    aug = inputs.Augment(flip=True, scale_jitter=0.3, box_jitter=0.3)
+
+    def stream(seed):
+        return [(x.numpy(), y.numpy()) for x, y in inputs.dataset(files, "grabcut", 4, 32, aug, True, seed=seed).take(6)]
+
+    a, b, c = stream(1), stream(1), stream(2)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert any(not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
+
+
 def test_box_mask_is_exclusive():
     import tensorflow as tf
 

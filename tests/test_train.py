@@ -33,6 +33,7 @@ def test_lr_set_by_dvc_exp_reaches_code_as_float():
     ({"lr_boundaries": [10], "lr_factors": [1.0]}, "lr_factors"),
     ({"side_boundaries": [10], "side_weights": [1.0]}, "side_weights"),
     ({"optimizer": "rmsprop"}, "optimizer"),
+    ({"ema": 1.0}, "train.ema"),
     ({"mixed_precision": "yes"}, "true or false"),
     ({"learning_rate": 1.0}, "unknown keys"),
 ])  # fmt: skip
@@ -72,8 +73,37 @@ def test_nan_loss_stops_with_the_step(tmp_path, tiny_shards, random_init):
 
 def test_other_params_start_afresh(tmp_path, tiny_shards, random_init, capsys):
     run(tmp_path, tiny_shards, random_init, config(steps=2))
-    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3))
+    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3, lr=2e-4))
     assert summary["resumed_from_step"] is None
+
+
+def test_raising_steps_continues_and_lowering_them_starts_over(tmp_path, tiny_shards, random_init):
+    run(tmp_path, tiny_shards, random_init, config(steps=2))
+    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=4))
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
+    # Lowering them resumes from the newest checkpoint that is not beyond the new total (ckpt-2) ...
+    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3))
+    assert summary["resumed_from_step"] == 2 and summary["steps"] == 3
+    # ... and starts over when every kept checkpoint is beyond it.
+    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=1))
+    assert summary["resumed_from_step"] is None and summary["steps"] == 1
+
+
+def test_ema_saves_the_weight_average(tmp_path, tiny_shards, random_init):
+    import numpy as np
+
+    from stages.model import load
+
+    # The average starts at the weights after the first update; with a momentum this close to 1 it
+    # stays there, so the saved model is the one-step model although three steps were taken.
+    # (SGD, because Adam's first step is about lr * sign(gradient) and thread-order noise flips signs.)
+    sgd = {"optimizer": "sgd", "lr": 1e-2}
+    one, _ = run(tmp_path, tiny_shards, random_init, config(steps=1, **sgd), tag="one")
+    ema, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, ema=1 - 1e-9, **sgd), tag="ema")
+    raw, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, **sgd), tag="raw")
+    w1, we, wr = (load(str(d / "model.keras")).get_layer("fused").get_weights()[0] for d in (one, ema, raw))
+    assert np.abs(w1).max() > 0  # the first step moved the zero-initialised head
+    assert np.abs(we - w1).max() < 1e-3 * np.abs(wr - w1).max()
 
 
 def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_shards, random_init):
