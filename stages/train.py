@@ -177,7 +177,8 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
     stamp = ckpt_dir / "fingerprint.json"
     # train.steps is left out of the fingerprint: raising it continues from the last checkpoint
-    # (nothing in the schedule depends on the total), lowering it below that checkpoint starts over.
+    # (nothing in the schedule depends on the total); lowering it resumes from the newest kept
+    # checkpoint that is not beyond the new total, or starts over when there is none.
     usable = [c for c in manager.checkpoints if int(c.rsplit("-", 1)[1]) <= cfg.steps]
     resumed = bool(usable) and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint
     if resumed:
