@@ -240,7 +240,10 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     seconds = time.perf_counter() - t0
     live.end()
     # The checkpoint keeps the raw weights, so that raising train.steps resumes the same trajectory.
-    manager.save(checkpoint_number=int(step_var.numpy()))
+    # (Not again when the loop just saved this step, or there was nothing left to train.)
+    last = int(step_var.numpy())
+    if not (manager.latest_checkpoint or "").endswith(f"-{last}"):
+        manager.save(checkpoint_number=last)
     opt.finalize_variable_values(net.trainable_variables)  # the weight average, when train.ema > 0
     if cfg.mixed_precision:  # save a float32 model: evaluation and predict run anywhere
         keras.mixed_precision.set_global_policy("float32")
@@ -250,7 +253,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     atomic.write_json(sidecar(out), {"crop_size": side, "context_margin": float(manifest["context_margin"]),
                                      "labels": cfg.labels})  # fmt: skip
     summary = {
-        "labels": cfg.labels, "steps": int(step_var.numpy()), "lr": float(cfg.lr), "batch_size": cfg.batch_size,
+        "labels": cfg.labels, "steps": last, "lr": float(cfg.lr), "batch_size": cfg.batch_size,
         "final_loss": round(loss_v, 6), "images_per_s": round(seen / seconds, 3) if seen else None,
         "resumed_from_step": start if resumed else None, "device": device,
     }  # fmt: skip
