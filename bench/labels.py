@@ -1,6 +1,6 @@
 """Benchmark of the labels stage: serial vs parallel, GrabCut on a ROI vs the whole image.
 
-Runs the real stage function (:func:`stages.labels.run`, HDF5 writing included) on the
+Runs the real stage function (:func:`wss.labels.run`, HDF5 writing included) on the
 converted dataset, every variant in the same process run, and prints a table::
 
     python bench/labels.py [--instances data/instances] [--sbd data/sbd] [--limit 600]
@@ -15,15 +15,12 @@ import argparse
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from stages import labels, params  # noqa: E402
-from stages.instances import MASKS, TABLE, read_table  # noqa: E402
+from wss import labels, params
+from wss.instances import MASKS, TABLE, read_table
 
 
 def main() -> None:
@@ -35,8 +32,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
     args = ap.parse_args()
     p = params.load(args.params)
-    base = labels.LabelsConfig.from_params(p["labels"])
-    seed = int(p["base"]["seed"])
+    base = labels.LabelsConfig.from_params(params.section(p, "labels"))
+    seed = params.seed(p)
     work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     try:
         table = read_table(args.instances)

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from stages import inputs, params, shards, train  # noqa: E402
+from wss import inputs, params, shards, training  # noqa: E402
 
 
 def conv_flops(net, side: int) -> float:
@@ -73,12 +71,13 @@ def main() -> None:
     ap.add_argument("--init", default="models/vgg16_4ch.weights.h5", type=Path)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-    cfg = train.TrainConfig.from_params(params.load(args.params)["train"])
+    p = params.load(args.params)
+    cfg = params.typed(training.TrainConfig, params.section(p, "train"), "train")
     side = int(shards.read_manifest(args.shards)["crop_size"])
     files = shards.files(args.shards, "train")
-    aug = inputs.Augment(flip=cfg.flip, scale_jitter=cfg.scale_jitter, box_jitter=cfg.box_jitter)
+    training.set_op_determinism(cfg.deterministic)  # as the train stage runs
 
-    ds = inputs.dataset(files, cfg.labels, cfg.batch_size, side, aug, training=True, seed=0)
+    ds = inputs.dataset(files, cfg, side, training=True, seed=0)
     it = iter(ds)
     for _ in range(5):
         next(it)
@@ -86,10 +85,11 @@ def main() -> None:
     t0 = time.perf_counter()
     for _ in range(n_batches):
         next(it)
-    pipeline = n_batches * cfg.batch_size / (time.perf_counter() - t0)
+    per_update = cfg.batch_size * cfg.accum_steps
+    pipeline = n_batches * per_update / (time.perf_counter() - t0)
 
-    net, opt = train.build(cfg, args.init)
-    step = train.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
+    net, opt = training.build(cfg, args.init)
+    step = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
     batches = [next(it) for _ in range(args.steps + 3)]
     for x, y in batches[:3]:  # trace and warm up
         step(x, y)
@@ -97,12 +97,13 @@ def main() -> None:
     for x, y in batches[3:]:
         loss, _ = step(x, y)
     float(loss)
-    images = args.steps * cfg.batch_size / (time.perf_counter() - t0)
+    images = args.steps * per_update / (time.perf_counter() - t0)
 
     fwd = conv_flops(net, side)
     achieved = 3 * fwd * images / 1e9
     peak = matmul_gflops()
-    print(f"\ncrop {side}, batch {cfg.batch_size}, {args.steps} timed steps, {os.cpu_count()} cores, "
+    print(f"\ncrop {side}, batch {cfg.batch_size} x accum {cfg.accum_steps}, deterministic {cfg.deterministic}, "
+          f"{args.steps} timed steps, {os.cpu_count()} cores, "
           f"device {'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}\n")
     print("| measure | value |")
     print("|---|---:|")

@@ -1,16 +1,32 @@
-"""wss: weakly supervised instance segmentation, one DVC stage per module.
+"""The DVC stages of ``dvc.yaml``, one thin module each, plus the ``predict`` command.
 
-Conventions used everywhere in the package (converted only at the borders):
-
-* **Box**: ``(x1, y1, x2, y2)`` integer pixel coordinates, ``x2``/``y2`` exclusive,
-  so the box covers ``mask[y1:y2, x1:x2]``; width is ``x2 - x1``.  OpenCV's
-  ``(x, y, w, h)`` rectangles are produced only at the ``cv2`` call sites.
-* **Mask**: a 2-D ``uint8`` array of the image's height and width, 1 = object,
-  0 = background.  Soft predictions are ``float32`` in ``[0, 1]``.
-* **Training label**: a mask that may also hold ``VOID`` (255, as in PASCAL VOC) on pixels
-  the loss leaves out (the "^i" label sources of :mod:`stages.inputs`).
-* **Instance map**: a 2-D ``uint8`` array, 0 = background, ``k`` = instance ``k``
-  (SBD's ``GTinst.Segmentation``).
+Each reads its params section and paths, calls the :mod:`wss` library and writes its outputs.
 """
 
-VOID = 255
+from __future__ import annotations
+
+import os
+
+# Quiet TensorFlow's C++ logging before any stage imports it; errors still print.  A user's own
+# setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr silenced for the duration of the import.
+
+    On a machine without a GPU, TF 2.21 prints CUDA probing notices from C++ during import
+    (through absl, before absl is initialised), which ``TF_CPP_MIN_LOG_LEVEL`` does not reach
+    (tensorflow#100442).  A failing import still raises, with its traceback, after stderr is back.
+    """
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        import tensorflow  # noqa: F401  the user asked to see TensorFlow's logs
+        return
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages import fetch, params, sample
+from wss import fetch, params, sample, sbd
 
-SBD_ROOT = "benchmark_RELEASE/dataset"
+SOURCES = ("sample", "sbd")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="data/downloads", type=Path, help="where partial downloads live")
     args = ap.parse_args(argv)
     p = params.load(args.params)
-    data = p["data"]
-    source = data["source"]
+    data = params.section(p, "data")
+    source = data.get("source")
+    params.require(source in SOURCES, "data.source", f"be one of {', '.join(SOURCES)}", source)
     if source == "sample":
-        sample.generate(args.out, int(p["base"]["seed"]), sample.SampleConfig.from_params(data["sample"]))
-    elif source == "sbd":
+        cfg = params.typed(sample.SampleConfig, params.section(p, "data.sample"), "data.sample")
+        sample.generate(args.out, params.seed(p), cfg)
+    else:
         if data.get("archive"):
             archive = Path(data["archive"])
             if not archive.is_file():
@@ -37,9 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                 fetch.download(data["url"], archive)
         print(f"verifying {archive}")
         fetch.verify(archive, data.get("md5"))
-        fetch.extract(archive, args.out, SBD_ROOT)
-    else:
-        raise SystemExit(f"params.yaml: data.source must be 'sample' or 'sbd', not {source!r}")
+        fetch.extract(archive, args.out, sbd.ARCHIVE_ROOT)
     print(f"dataset ready at {args.out}")
     return 0
 

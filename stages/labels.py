@@ -1,183 +1,12 @@
-"""Stage ``labels``: boxes -> GrabCut, box and ground-truth labels in HDF5 shards (see :mod:`stages.shards`).
-
-Instances are cut into shards of ``labels.shard_size`` (per split, in table order) and each
-joblib worker builds whole shards, so no two processes ever write one file.  A shard already on
-disk whose fingerprint (params, label code, input bytes) matches is reused, which makes the stage
-resumable after a kill (``data/shards`` is ``persist``-ed in ``dvc.yaml``); a stale one is rebuilt.
-The manifest is written last, so its presence marks a finished run.
-"""
+"""Stage ``labels``: boxes -> GrabCut, box and ground-truth labels in HDF5 shards (see :mod:`wss.labels`)."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-import pandas as pd
-from joblib import Parallel, delayed
-from tqdm import tqdm
-
-from stages import atomic, grabcut, masks, params, sbd, shards
-from stages.metrics import iou
-from stages.boxes import Box, fill
-from stages.instances import MaskReader, read_table
-
-# Source files whose behaviour the shard content depends on: a change invalidates every shard.
-_CODE = [Path(__file__).with_name(n) for n in ("labels.py", "grabcut.py", "masks.py", "boxes.py", "shards.py")]
-
-
-@dataclass(frozen=True)
-class LabelsConfig:
-    """The ``labels`` params section (``n_jobs`` changes speed, never content)."""
-
-    crop_size: int = 128
-    context_margin: float = 0.25
-    shard_size: int = 64
-    n_jobs: int = -1
-    consensus_runs: int = 0  # jittered GrabCuts per train instance for the grabcut_i labels; 0 = none
-    consensus_jitter: float = 0.1
-    grabcut: grabcut.GrabCutConfig = grabcut.GrabCutConfig()
-
-    @classmethod
-    def from_params(cls, section: dict) -> LabelsConfig:
-        # GrabCut's own settings sit flat in the labels section, next to the crop and shard settings.
-        mine = {f.name for f in dataclasses.fields(grabcut.GrabCutConfig)}
-        gc = params.typed(grabcut.GrabCutConfig, {k: v for k, v in section.items() if k in mine}, "labels")
-        return params.typed(cls, {k: v for k, v in section.items() if k not in mine}, "labels", grabcut=gc)
-
-
-def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConfig, seed: int,
-                    consensus: bool = False) -> dict:
-    """Everything a shard stores for one instance, from the BGR image and its ground-truth mask.
-
-    ``consensus`` adds the jittered-GrabCut votes (``cfg.consensus_runs`` runs); without them, or
-    when GrabCut fell back, the votes are the GrabCut label itself (as one unanimous run).
-    """
-    h, w = gt.shape
-    gc, reason = grabcut.segment(image, box, cfg.grabcut, seed)
-    votes = None
-    if consensus and cfg.consensus_runs > 0 and not reason:
-        votes = grabcut.votes(image, box, cfg.grabcut, seed, cfg.consensus_runs, cfg.consensus_jitter)
-    if votes is None:
-        votes = gc.astype(np.float32)
-    box_mask = fill(box, h, w)
-    s = cfg.crop_size
-    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)  # the border: OpenCV's BGR stays in this stage
-    rgb_crop, box_crop, window = masks.crop_instance(rgb, box, s, cfg.context_margin)
-    return {
-        "image": rgb_crop,
-        "box": box_crop,
-        "grabcut": masks.crop_mask(gc, window, s),
-        "box_label": box_crop,
-        "gt": masks.crop_mask(gt, window, s),
-        "grabcut_votes": np.round(255 * masks.crop(votes, window, s)).astype(np.uint8),
-        "window": np.array(window, np.int32),
-        "box_xyxy": np.array(box, np.int32),
-        "image_size": np.array([h, w], np.int32),
-        "fallback": reason,
-        "iou_grabcut": np.float32(iou(gc, gt)),
-        "iou_box": np.float32(iou(box_mask, gt)),
-    }
-
-
-def build_shard(path: Path, rows: pd.DataFrame, sbd_root: Path, instances_dir: Path, cfg: LabelsConfig,
-                seed: int, base_fp: str) -> dict:
-    """Make (or reuse) one shard; return its manifest entry with the per-instance label scores."""
-    cv2.setNumThreads(1)  # one OpenCV thread per worker: the parallelism is joblib's
-    keys = [f"{r.image_id}/{r.instance_id}" for r in rows.itertuples()]
-    with MaskReader(instances_dir) as reader:
-        maps = {i: reader.instance_map(i) for i in dict.fromkeys(rows.image_id)}
-    images = {i: sbd.image_path(sbd_root, i).read_bytes() for i in maps}
-    fp = shards.fingerprint(base_fp, keys, rows.to_dict("list"), *(images[i] + maps[i].tobytes() for i in maps))
-    reused = shards.read_fingerprint(path) == fp
-    if reused:
-        got = shards.read(path, ("fallback", "iou_grabcut", "iou_box"))
-    else:
-        decoded = {i: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for i, b in images.items()}
-        records = []
-        for r in rows.itertuples():
-            image = decoded[r.image_id]
-            if image is None:
-                raise ValueError(f"{sbd.image_path(sbd_root, r.image_id)}: corrupt or unreadable image")
-            gt = (maps[r.image_id] == r.instance_id).astype(np.uint8)
-            seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
-            # Votes only where they are trained on: val never is.
-            rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train")
-            rec.update(key=f"{r.image_id}/{r.instance_id}", category=np.uint8(r.category))
-            records.append(rec)
-        got = {k: np.stack([np.asarray(rec[k]) for rec in records]) for k in records[0]}
-        shards.write(path, got, fp)
-    return {
-        "file": path.name, "split": str(rows.split.iloc[0]), "count": len(keys), "keys": keys,
-        "fingerprint": fp, "reused": reused, "fallback": [str(x) for x in got["fallback"]],
-        "iou_grabcut": [float(x) for x in got["iou_grabcut"]], "iou_box": [float(x) for x in got["iou_box"]],
-    }  # fmt: skip
-
-
-def plan(table: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
-    """Cut the table into shards: per split (train first), in table order, ``shard_size`` rows each."""
-    parts = []
-    for split in sbd.SPLITS:
-        rows = table[table.split == split].reset_index(drop=True)
-        parts += [rows.iloc[i : i + shard_size] for i in range(0, len(rows), shard_size)]
-    return parts
-
-
-def run(sbd_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int) -> dict:
-    """Build every shard under ``out`` and the manifest; return the label-quality metrics."""
-    table = read_table(instances_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.clean_leftovers(out)
-    (out / shards.MANIFEST).unlink(missing_ok=True)  # from here on the directory is "in progress"
-    content_cfg = dataclasses.asdict(dataclasses.replace(cfg, n_jobs=0))
-    base_fp = shards.fingerprint(content_cfg, seed, *(p.read_bytes() for p in _CODE))
-    parts = plan(table, cfg.shard_size)
-    names = [shards.shard_name(i) for i in range(len(parts))]
-    for stale in set(p.name for p in out.glob("shard-*.h5")) - set(names):
-        (out / stale).unlink()
-    jobs = (delayed(build_shard)(out / n, rows, sbd_root, instances_dir, cfg, seed, base_fp)
-            for n, rows in zip(names, parts))  # fmt: skip
-    entries = {}
-    with tqdm(total=len(table), desc="labels", unit="inst") as bar:
-        for entry in Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs):
-            entries[entry["file"]] = entry
-            bar.update(entry["count"])
-    entries = [entries[n] for n in names]
-    reused = sum(e["reused"] for e in entries)
-    print(f"labels: {len(entries)} shards, {reused} reused from an earlier run, {len(entries) - reused} built")
-    manifest = {
-        "crop_size": cfg.crop_size,
-        "context_margin": cfg.context_margin,
-        "consensus_runs": cfg.consensus_runs,
-        "params_fingerprint": base_fp,
-        "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
-        "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in sbd.SPLITS},
-    }
-    atomic.write_json(out / shards.MANIFEST, manifest)
-    return metrics(entries)
-
-
-def metrics(entries: list[dict]) -> dict:
-    """Label quality per split (mean IoU with the ground truth), fallback counts, instance counts."""
-    out: dict = {"fallbacks": dict.fromkeys(grabcut.REASONS, 0)}
-    for split in sbd.SPLITS:
-        mine = [e for e in entries if e["split"] == split]
-        gc = [x for e in mine for x in e["iou_grabcut"]]
-        bx = [x for e in mine for x in e["iou_box"]]
-        out[split] = {
-            "instances": len(gc),
-            "miou_grabcut": round(float(np.mean(gc)), 4) if gc else None,
-            "miou_box": round(float(np.mean(bx)), 4) if bx else None,
-        }
-    counts = Counter(r for e in entries for r in e["fallback"] if r)
-    out["fallbacks"].update(counts)
-    out["instances"] = sum(out[s]["instances"] for s in sbd.SPLITS)
-    return out
+from wss import atomic, labels, params
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,8 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", default="metrics/labels.json", type=Path)
     args = ap.parse_args(argv)
     p = params.load(args.params)
-    cfg = LabelsConfig.from_params(p["labels"])
-    result = run(args.sbd, args.instances, args.out, cfg, int(p["base"]["seed"]))
+    cfg = labels.LabelsConfig.from_params(params.section(p, "labels"))
+    result = labels.run(args.sbd, args.instances, args.out, cfg, params.seed(p))
     atomic.write_json(args.metrics, result)
     print(f"labels: mIoU vs ground truth  grabcut {result['train']['miou_grabcut']} (train) "
           f"{result['val']['miou_grabcut']} (val), box {result['train']['miou_box']} (train) "

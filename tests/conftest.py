@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny dataset in SBD layout, made by the project's own sample generator."""
+"""Shared fixtures: a tiny dataset in SBD layout, made by the project's own sample generator.
+
+Every config is built from the repository's ``params.yaml`` (the one source of defaults) with
+only the sizes that make a test fast overridden, so the tests train the setup that ships.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,44 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from stages import sample  # noqa: E402
+from wss import params, sample  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = sample.SampleConfig(n_train=6, n_val=3, min_side=96, max_side=128, max_instances=3)
+PARAMS = params.load(ROOT / "params.yaml")
+
+
+def config(cls: type, where: str, **over):
+    """``cls`` from the ``where`` section of the repository's params.yaml, with ``over`` replaced."""
+    return params.typed(cls, {**params.section(PARAMS, where), **over}, where)
+
+
+def sample_cfg(**over) -> sample.SampleConfig:
+    return config(sample.SampleConfig, "data.sample", **over)
+
+
+def labels_cfg(**over):
+    from wss import labels
+
+    return labels.LabelsConfig.from_params({**params.section(PARAMS, "labels"), **over})
+
+
+def train_cfg(**over):
+    from wss import training
+
+    return config(training.TrainConfig, "train", **over)
+
+
+def evaluate_cfg(**over):
+    from wss import evaluation
+
+    return config(evaluation.EvaluateConfig, "evaluate", **over)
+
+
+TINY = sample_cfg(n_train=6, n_val=3, min_side=96, max_side=128, max_instances=3)
+TINY_LABELS = {"crop_size": 32, "shard_size": 4, "n_jobs": 1}
+TINY_TRAIN = {"batch_size": 2, "log_every": 1, "checkpoint_every": 10, "shuffle_buffer": 8}
 
 
 @pytest.fixture
@@ -28,7 +64,7 @@ def tiny_sbd(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_instances(tiny_sbd: Path) -> Path:
     """The tiny dataset converted: instance table and masks."""
-    from stages import convert
+    from wss import convert
 
     out = tiny_sbd.parent / "instances"
     convert.convert(tiny_sbd, out, 0.0)
@@ -38,10 +74,10 @@ def tiny_instances(tiny_sbd: Path) -> Path:
 @pytest.fixture
 def tiny_shards(tiny_sbd: Path, tiny_instances: Path) -> Path:
     """Shards of the tiny dataset, 32-pixel crops."""
-    from stages import labels
+    from wss import labels
 
     out = tiny_sbd.parent / "shards"
-    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=32, shard_size=4, n_jobs=1), seed=1)
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(**TINY_LABELS), seed=1)
     return out
 
 
@@ -67,12 +103,12 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, random_init: Path) -> Built:
     """The tiny dataset taken through every stage up to a model trained for two steps (read-only)."""
-    from stages import convert, labels, train
+    from wss import convert, labels, training
 
     d = tmp_path_factory.mktemp("built")
     sample.generate(d / "sbd", seed=7, cfg=TINY)
     convert.convert(d / "sbd", d / "instances", 0.0)
-    labels.run(d / "sbd", d / "instances", d / "shards", labels.LabelsConfig(crop_size=32, shard_size=4, n_jobs=1), 1)
-    cfg = train.TrainConfig(steps=2, batch_size=2, log_every=1, checkpoint_every=10, shuffle_buffer=8)
-    train.train(cfg, d / "shards", random_init, d / "model" / "model.keras", d / "ckpt", d / "live", seed=1)
+    labels.run(d / "sbd", d / "instances", d / "shards", labels_cfg(**TINY_LABELS), 1)
+    cfg = train_cfg(steps=2, **TINY_TRAIN)
+    training.train(cfg, d / "shards", random_init, d / "model" / "model.keras", d / "ckpt", d / "live", seed=1)
     return Built(d / "sbd", d / "instances", d / "shards", d / "model" / "model.keras")

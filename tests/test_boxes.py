@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from stages import boxes
-from stages.boxes import Box
+from wss import boxes
+from wss.boxes import Box
 
 
 def test_from_mask_is_exclusive():

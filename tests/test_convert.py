@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import convert, sbd
-from stages.instances import COLUMNS, MaskReader, read_table
+from stages import convert as stage
+from wss import convert, sbd
+from wss.instances import COLUMNS, MaskReader, read_table
 
 
 def _rejects(out):
@@ -116,7 +117,7 @@ def test_duplicate_id_in_lists(tiny_sbd, tmp_path):
 
 def test_cli_on_missing_dir(tmp_path):
     with pytest.raises(SystemExit, match="run the download stage first"):
-        convert.main(["--sbd", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+        stage.main(["--sbd", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
                       "--params", str(__import__("tests.conftest").conftest.ROOT / "params.yaml")])
     assert not (tmp_path / "o").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -35,7 +35,7 @@ def sh(cwd: Path, *cmd: str) -> str:
 def repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("stages", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+    for name in ("stages", "wss", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
@@ -56,20 +56,42 @@ def repo(tmp_path: Path) -> Path:
     return repo
 
 
+def named(node, name: str) -> dict:
+    """The entry of ``dvc exp show --json`` output whose ``name`` is ``name``."""
+    if isinstance(node, dict):
+        if node.get("name") == name and "data" in node:
+            return node
+        node = list(node.values())
+    if isinstance(node, list):
+        for child in node:
+            found = named(child, name)
+            if found:
+                return found
+    return {}
+
+
+def train_params(entry: dict) -> dict:
+    return entry["data"]["params"]["params.yaml"]["data"]["train"]
+
+
 def test_repro_then_experiments_then_metrics_diff(repo: Path):
     sh(repo, "dvc", "repro")
     for f in ("metrics/labels.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
               "metrics/eval/recall.tsv", "metrics/eval/per_class.tsv", "models/model.keras",
               "metrics/train/plots/metrics/loss.tsv"):  # fmt: skip
         assert (repo / f).is_file(), f
-    assert list((repo / "metrics/eval/overlays").glob("*.png"))
+    assert len(list((repo / "metrics/eval/overlays").glob("*.png"))) == 2
+    labels = json.loads((repo / "metrics/labels.json").read_text())
     ev = json.loads((repo / "metrics/eval.json").read_text())
-    assert 0 <= ev["miou"] <= 1 and ev["instances"] > 0 and "grabcut_labels" in ev
+    assert ev["instances"] == labels["val"]["instances"] > 0
+    # The full-resolution teacher is exactly what the labels stage measured on its own masks.
+    assert abs(ev["grabcut_labels"]["miou"] - labels["val"]["miou_grabcut"]) <= 1e-4
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
 
     # The issue's acceptance command: the lr reaches training as the float 1e-6.
-    out = sh(repo, "dvc", "exp", "run", "-S", "train.lr=1e-6")
+    out = sh(repo, "dvc", "exp", "run", "-n", "lr-1e-6", "-S", "train.lr=1e-6")
     assert "Stage 'labels' didn't change" in out
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr"] in (1e-6, "1e-06")
     lr = json.loads((repo / "metrics/train.json").read_text())["lr"]
@@ -80,11 +102,33 @@ def test_repro_then_experiments_then_metrics_diff(repo: Path):
     assert "Stage 'labels' didn't change" in out and "Running stage 'train'" in out
     assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "box"
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD", "box-labels", "--json"))
-    assert "metrics/eval.json" in diff and "metrics/train.json" in diff
+    assert diff["metrics/train.json"]["labels"] == {"old": "grabcut", "new": "box"}
+    assert "miou" in diff["metrics/eval.json"]  # diff lists what changed
 
-    table = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
-    assert table  # parses
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
+    box, slow = named(shown, "box-labels"), named(shown, "lr-1e-6")
+    assert train_params(box)["labels"] == "box" and train_params(slow)["lr"] in (1e-6, "1e-06")
+    assert train_params(slow)["labels"] == "grabcut"
 
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json"))
     names = json.dumps(plots)
     assert "recall.tsv" in names and "loss.tsv" in names and "overlays" in names
+
+
+def test_a_code_change_retrains_from_scratch_and_status_is_clean(repo: Path):
+    """The reproducibility issue's acceptance: repro, edit the network's module (a comment), repro."""
+    sh(repo, "dvc", "repro")
+    first = json.loads((repo / "metrics/train.json").read_text())
+    assert first["resumed_from_step"] is None
+    with open(repo / "wss" / "model.py", "a") as f:
+        f.write("# a comment is a code change: the checkpoints are stale\n")
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage 'train'" in out and "resuming from" not in out
+    assert "Stage 'labels' didn't change" in out  # labels does not run the network's module
+    summary = json.loads((repo / "metrics/train.json").read_text())
+    assert summary["resumed_from_step"] is None and summary["steps"] == 2
+    assert summary["final_loss"] == first["final_loss"]  # same data, params and weights: same numbers
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
+    # Nothing changed since: another repro runs nothing.
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage" not in out

@@ -5,18 +5,60 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stages import evaluate, metrics, sbd
+from stages import evaluate as stage
+from wss import evaluation, metrics, sbd, shards
+from wss.boxes import Box, expand, fill
+from tests.conftest import evaluate_cfg
 
 
-def test_boundary_f():
-    a = np.zeros((50, 50), np.uint8)
-    a[10:40, 10:40] = 1
-    assert metrics.boundary_f(a, a, 1) == 1.0
-    shifted = np.roll(a, 1, axis=1)
-    assert metrics.boundary_f(shifted, a, 2) == 1.0  # within tolerance
-    assert metrics.boundary_f(np.roll(a, 8, axis=1), a, 2) < 0.6
-    assert metrics.boundary_f(np.zeros_like(a), a) == 0.0
-    assert metrics.boundary_f(np.zeros_like(a), np.zeros_like(a)) == 1.0
+def box_stub(path, crop_size: int, margin: float):
+    """A saved wss model whose mask is its box channel: the network input's channel 3."""
+    import keras
+
+    from wss.model import BOX_SCALE, sidecar
+
+    inp = keras.Input((None, None, 4))
+    head = keras.layers.Conv2D(1, 1, name="fused")
+    out = head(inp)
+    head.set_weights([np.array([0, 0, 0, 40 / BOX_SCALE], np.float32).reshape(1, 1, 4, 1), np.array([-20.0], np.float32)])
+    net = keras.Model(inp, {"fused": out})
+    net.save(str(path))
+    sidecar(path).write_text(json.dumps({"crop_size": crop_size, "context_margin": margin, "labels": "stub"}))
+    return path
+
+
+def assert_is_the_box(mask: np.ndarray, box: Box, slack: int):
+    """``mask`` holds ``box`` shrunk by ``slack`` pixels and lies inside it grown by ``slack``."""
+    h, w = mask.shape
+    inner, outer = fill(expand_px(box, -slack), h, w), fill(expand_px(box, slack), h, w)
+    assert np.all(mask[inner == 1] == 1) and np.all(mask[outer == 0] == 0)
+
+
+def expand_px(box: Box, d: int) -> Box:
+    return Box(box.x1 - d, box.y1 - d, box.x2 + d, box.y2 + d)
+
+
+def test_boundary_f_hand_computed():
+    gt = np.zeros((10, 10), np.uint8)
+    gt[:, :5] = 1  # touches the top, left and bottom image borders: its only contour is column 4
+    assert metrics.boundary_f(gt, gt, 1) == 1.0
+    one_off = np.zeros_like(gt)
+    one_off[:, :4] = 1
+    assert metrics.boundary_f(one_off, gt, 1) == 1.0  # column 3 is within one pixel of column 4
+    two_off = np.zeros_like(gt)
+    two_off[:, :3] = 1
+    # Column 2 vs column 4: nothing matches.  (Counting the image border as contour would match
+    # the shared left column and rows and score 2/3.)
+    assert metrics.boundary_f(two_off, gt, 1) == 0.0
+    # An L: rows 0-4 of columns 0-4 plus rows 5-9 of columns 0-1.  Its contour: column 4 rows 0-4,
+    # row 4 columns 2-3, column 1 rows 5-9 (12 pixels).  Within 1 pixel (4-neighbourhood) of gt's
+    # column 4: column 4 rows 0-4 and (4, 3): precision 6/12.  Of gt's 10: rows 0-5: recall 6/10.
+    ell = np.zeros_like(gt)
+    ell[:5, :5] = 1
+    ell[5:, :2] = 1
+    assert metrics.boundary_f(ell, gt, 1) == pytest.approx(2 * 0.5 * 0.6 / 1.1)
+    assert metrics.boundary_f(np.zeros_like(gt), gt) == 0.0
+    assert metrics.boundary_f(np.zeros_like(gt), np.zeros_like(gt)) == 1.0
 
 
 def test_recall_and_summary():
@@ -26,25 +68,48 @@ def test_recall_and_summary():
     assert s == {"miou": 0.6, "recall@0.5": 0.75, "recall@0.75": 0.5, "boundary_f": 1.0, "instances": 4}
 
 
-def test_evaluate_stage_writes_metrics_and_plots(tmp_path, built):
-    tiny_sbd, tiny_instances, tiny_shards, tiny_model = built.sbd, built.instances, built.shards, built.model
-    params = tmp_path / "params.yaml"
-    params.write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, n_overlays: 2}\n")
+def test_box_stub_through_evaluate_gives_the_box_at_full_resolution(tmp_path, built):
+    """The crop -> predict -> paste-back geometry, end to end: a network that returns its box
+    channel must give back the box, at full resolution, for every val instance."""
+    from wss.model import load
+
+    manifest = shards.read_manifest(built.shards)
+    net = load(str(box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])))
+    n = 0
+    for inst in evaluation.predict_val(net, built.shards, evaluate_cfg(flip=True)):
+        assert_is_the_box(inst.pred, inst.box, slack=1)  # 32-pixel crops: resampling moves an edge by <= 1 px
+        n += 1
+    assert n == manifest["counts"]["val"] > 0
+
+
+def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
+    """With the box stub, the model's score is the filled box's; the full-resolution teacher is
+    exactly the labels stage's GrabCut IoU; the teacher via 32-pixel crops differs."""
+    manifest = shards.read_manifest(built.shards)
+    stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
+    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
+                                          "n_overlays: 2, flip: false}\n")  # fmt: skip
     out = tmp_path / "m"
-    evaluate.main(["--params", str(params), "--model", str(tiny_model), "--shards", str(tiny_shards),
-                   "--instances", str(tiny_instances), "--sbd", str(tiny_sbd), "--metrics", str(out / "eval.json"),
-                   "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
+    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
+                "--instances", str(built.instances), "--sbd", str(built.sbd), "--metrics", str(out / "eval.json"),
+                "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
     ev = json.loads((out / "eval.json").read_text())
-    n_val = sum(1 for _ in sbd.read_split(tiny_sbd, "val"))
-    assert ev["instances"] >= n_val and 0 <= ev["miou"] <= 1
-    assert set(ev["grabcut_labels"]) == {"miou", "recall@0.5", "recall@0.75", "boundary_f", "instances"}
-    # The GrabCut labels pasted back score close to their exact full-resolution IoU from the labels stage.
-    assert ev["grabcut_labels"]["miou"] > 0.3
+    val = [shards.read(f, ("iou_grabcut", "iou_box")) for f in shards.files(built.shards, "val")]
+    iou_grabcut = np.concatenate([v["iou_grabcut"] for v in val])
+    iou_box = np.concatenate([v["iou_box"] for v in val])
+    assert ev["instances"] == len(iou_box) == manifest["counts"]["val"]
+    assert ev["grabcut_labels"]["miou"] == pytest.approx(round(float(iou_grabcut.mean()), 4), abs=1e-4)
+    assert abs(ev["miou"] - iou_box.mean()) < 0.03
+    per = pd.read_csv(out / "eval" / "instances.tsv", sep="\t")
+    np.testing.assert_allclose(per.iou, iou_box, atol=0.08)
+    np.testing.assert_allclose(per.iou_grabcut, iou_grabcut, atol=1e-4)
+    assert not np.allclose(per.iou_grabcut_crop, per.iou_grabcut, atol=1e-4)
     pc = json.loads((out / "pc.json").read_text())
     assert set(pc) == set(sbd.VOC_CLASSES) and sum(v["instances"] for v in pc.values()) == ev["instances"]
     curve = pd.read_csv(out / "eval" / "recall.tsv", sep="\t")
     assert list(curve.columns) == ["threshold", "recall", "recall_grabcut"]
     assert curve.recall.is_monotonic_decreasing
+    assert curve.recall.iloc[0] == pytest.approx((per.iou >= 0.05).mean(), abs=1e-4)
     assert len(list((out / "eval" / "overlays").glob("*.png"))) == 2
 
 
@@ -54,6 +119,8 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     manifest = json.loads((tiny_shards / "manifest.json").read_text())
     manifest["shards"] = [s for s in manifest["shards"] if s["split"] == "train"]
     (tiny_shards / "manifest.json").write_text(json.dumps(manifest))
+    from wss.model import load
+
     with pytest.raises(SystemExit, match="no val instances"):
-        cfg = evaluate.EvaluateConfig(threshold=0.5, boundary_tolerance=0.008, batch_size=4, n_overlays=1, flip=False)
-        evaluate.evaluate(built.model, tiny_shards, built.instances, built.sbd, cfg, tmp_path / "p")
+        evaluation.evaluate(load(str(built.model)), tiny_shards, built.instances, built.sbd,
+                            evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages import convert, download, fetch, sbd
+from stages import download
+from wss import convert, fetch, sbd
 
 
 def make_archive(dataset: Path, path: Path, extra: dict[str, bytes] | None = None) -> bytes:
     """A benchmark.tgz holding ``dataset`` under benchmark_RELEASE/dataset (plus ``extra`` members)."""
     with tarfile.open(path, "w:gz") as tar:
-        tar.add(dataset, arcname=download.SBD_ROOT)
+        tar.add(dataset, arcname=sbd.ARCHIVE_ROOT)
         for name, data in (extra or {}).items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -162,7 +163,7 @@ def test_member_escaping_target_is_rejected(tiny_sbd, tmp_path):
     make_archive(tiny_sbd, path, extra={"benchmark_RELEASE/../../escaped.txt": b"gotcha"})
     out = tmp_path / "x" / "extracted"
     with pytest.raises(fetch.FetchError, match="unsafe archive member"):
-        fetch.extract(path, out, download.SBD_ROOT)
+        fetch.extract(path, out, sbd.ARCHIVE_ROOT)
     assert not out.exists()
     assert not list(tmp_path.rglob("escaped.txt"))
 
@@ -175,7 +176,7 @@ def test_archive_without_dataset_dir(tmp_path):
     with tarfile.open(path, "w:gz") as tar:
         tar.add(src, arcname="other")
     with pytest.raises(fetch.FetchError, match="is this the SBD benchmark.tgz"):
-        fetch.extract(path, tmp_path / "extracted", download.SBD_ROOT)
+        fetch.extract(path, tmp_path / "extracted", sbd.ARCHIVE_ROOT)
     assert not (tmp_path / "extracted").exists()
 
 
@@ -183,5 +184,5 @@ def test_truncated_archive(archive, tmp_path):
     path, data, _ = archive
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(fetch.FetchError, match="cannot extract"):
-        fetch.extract(path, tmp_path / "extracted", download.SBD_ROOT)
+        fetch.extract(path, tmp_path / "extracted", sbd.ARCHIVE_ROOT)
     assert not (tmp_path / "extracted").exists()

@@ -2,10 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stages import metrics, grabcut, masks
-from stages.boxes import Box, fill
+from wss import metrics, grabcut, masks
+from wss.boxes import Box, fill
+from tests.conftest import labels_cfg
 
-CFG = grabcut.GrabCutConfig()
+CFG = labels_cfg().grabcut
 
 
 def disc_image(h=80, w=100):
@@ -28,7 +29,7 @@ def test_grabcut_finds_the_disc():
 def test_roi_and_whole_image_agree_on_easy_case():
     img, mask = disc_image()
     roi, _ = grabcut.segment(img, Box(26, 16, 75, 65), CFG, seed=1)
-    whole, _ = grabcut.segment(img, Box(26, 16, 75, 65), grabcut.GrabCutConfig(roi_margin=-1), seed=1)
+    whole, _ = grabcut.segment(img, Box(26, 16, 75, 65), labels_cfg(roi_margin=-1).grabcut, seed=1)
     assert metrics.iou(roi, whole) > 0.95
 
 
@@ -67,7 +68,7 @@ def test_opencv_error_falls_back(monkeypatch):
 
     monkeypatch.setattr(cv2, "grabCut", broken)
     box = Box(26, 16, 75, 65)
-    out, reason = grabcut.segment(img, box, grabcut.GrabCutConfig(fallback_shape="box"), seed=1)
+    out, reason = grabcut.segment(img, box, labels_cfg(fallback_shape="box").grabcut, seed=1)
     assert reason == "opencv_error"
     np.testing.assert_array_equal(out, fill(box, 80, 100))
 

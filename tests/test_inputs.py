@@ -1,16 +1,21 @@
+import h5py
 import numpy as np
+import pytest
 
-from stages import VOID, inputs, labels, shards
-from stages.model import BOX_SCALE, VGG_MEAN_BGR
+from wss import VOID, inputs, labels, shards
+from wss.model import BOX_SCALE, VGG_MEAN_BGR
+from tests.conftest import labels_cfg, train_cfg
 
-NO_AUG = inputs.Augment(flip=False, scale_jitter=0.0, box_jitter=0.0)
+NO_AUG = {"flip": False, "scale_jitter": 0.0, "box_jitter": 0.0}
+AUG = {"flip": True, "scale_jitter": 0.3, "box_jitter": 0.3, "shuffle_buffer": 8}
 
 
 def test_eval_pipeline_reproduces_shard_content(tiny_shards):
     files = shards.files(tiny_shards, "train")
     data = [shards.read(f) for f in files]
     for source in ("grabcut", "box", "gt"):
-        ds = inputs.dataset(files, source, 3, 32, NO_AUG, training=False)
+        ds = inputs.dataset(files, train_cfg(batch_size=3, skip_fallbacks=False, **NO_AUG), 32, training=False,
+                            labels=source)  # fmt: skip
         xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
         x, y = np.concatenate(xs), np.concatenate(ys)
         n = sum(len(d["key"]) for d in data)
@@ -24,30 +29,41 @@ def test_eval_pipeline_reproduces_shard_content(tiny_shards):
     assert agree.mean() > 0.98
 
 
-def test_training_pipeline_augments_and_repeats(tiny_shards):
+def test_training_pipeline_yields_one_update_per_element(tiny_shards):
     files = shards.files(tiny_shards, "train")
-    aug = inputs.Augment(flip=True, scale_jitter=0.3, box_jitter=0.3)
-    ds = inputs.dataset(files, "grabcut", 4, 32, aug, training=True, seed=1)
-    batches = list(ds.take(12))  # more than one pass over the tiny set
-    assert all(tuple(x.shape) == (4, 32, 32, 4) for x, _ in batches)
+    ds = inputs.dataset(files, train_cfg(batch_size=2, accum_steps=3, **AUG), 32, training=True, seed=1)
+    batches = list(ds.take(6))  # more than one pass over the tiny set
+    assert all(tuple(x.shape) == (3, 2, 32, 32, 4) and tuple(y.shape) == (3, 2, 32, 32) for x, y in batches)
     for x, y in batches:
         assert set(np.unique(y.numpy())) <= {0.0, 1.0}
         assert set(np.unique(x.numpy()[..., 3])) <= {0.0, BOX_SCALE}
         assert (x.numpy()[..., 3] > 0).any()
 
 
+def _stream(files, seed, n, skip=0, **over):
+    cfg = train_cfg(batch_size=2, **{**AUG, **over})
+    return [(x.numpy(), y.numpy()) for x, y in inputs.dataset(files, cfg, 32, True, seed=seed, skip=skip).take(n)]
+
+
 def test_training_pipeline_is_reproducible(tiny_shards):
     files = shards.files(tiny_shards, "train")
-    aug = inputs.Augment(flip=True, scale_jitter=0.3, box_jitter=0.3)
-
-    def stream(seed):
-        return [(x.numpy(), y.numpy()) for x, y in inputs.dataset(files, "grabcut", 4, 32, aug, True, seed=seed).take(6)]
-
-    a, b, c = stream(1), stream(1), stream(2)
+    a, b, c = _stream(files, 1, 6), _stream(files, 1, 6), _stream(files, 2, 6)
     for (xa, ya), (xb, yb) in zip(a, b):
         np.testing.assert_array_equal(xa, xb)
         np.testing.assert_array_equal(ya, yb)
     assert any(not np.array_equal(xa, xc) for (xa, _), (xc, _) in zip(a, c))
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_skipping_continues_the_stream_exactly(tiny_shards, accum):
+    """A resume after k updates sees the batches an uninterrupted run sees from update k on."""
+    files = shards.files(tiny_shards, "train")
+    full = _stream(files, 5, 7, accum_steps=accum)
+    k = 3
+    rest = _stream(files, 5, 4, skip=k * accum * 2, accum_steps=accum)
+    for (xf, yf), (xr, yr) in zip(full[k:], rest):
+        np.testing.assert_array_equal(xf, xr)
+        np.testing.assert_array_equal(yf, yr)
 
 
 def test_box_mask_is_exclusive():
@@ -57,26 +73,31 @@ def test_box_mask_is_exclusive():
     assert m.sum() == 3 * 2 and m[1, 2] == 1 and m[3, 5] == 0
 
 
-def test_skip_fallbacks_leaves_out_failed_grabcut_only(tiny_shards):
-    files = shards.files(tiny_shards, "train")
-    fallback = np.concatenate([shards.read(f, ("fallback",))["fallback"] for f in files])
-    # Mark one instance as a fallback, as the labels stage does when GrabCut fails.
-    import h5py
-
-    with h5py.File(files[0], "a") as f:
+def _set_fallbacks(path, reasons: dict[int, str]) -> None:
+    with h5py.File(path, "a") as f:
         values = f["fallback"].asstr()[()]
-        values[0] = "empty_grabcut"
+        for i, r in reasons.items():
+            values[i] = r
         del f["fallback"]
         f.create_dataset("fallback", data=values.astype(object), dtype=h5py.string_dtype())
-    n = len(fallback)
-    expected_skipped = int((fallback != "").sum()) + (fallback[0] == "")
 
-    def count(labels, skip):
-        ds = inputs.dataset(files, labels, 1, 32, NO_AUG, training=False, skip_fallbacks=skip)
+
+def test_skip_fallbacks_leaves_out_fallback_shapes_only(tiny_shards):
+    files = shards.files(tiny_shards, "train")
+    n = sum(len(shards.read(f, ("key",))["key"]) for f in files)
+    # Every fallback reason, as the labels stage writes them, and one GrabCut of a whole-image box.
+    _set_fallbacks(files[0], {0: "empty_grabcut", 1: "tiny_box", 2: "whole_image"})
+    _set_fallbacks(files[1], {0: "opencv_error", 1: ""})
+    before = {f: shards.read(f, ("fallback",))["fallback"] for f in files}
+    n_fallback = sum(int(np.isin(v, ("empty_grabcut", "tiny_box", "opencv_error")).sum()) for v in before.values())
+    assert n_fallback >= 3
+
+    def count(source, skip):
+        ds = inputs.dataset(files, train_cfg(batch_size=1, skip_fallbacks=skip, **NO_AUG), 32, False, labels=source)
         return sum(1 for _ in ds)
 
     assert count("grabcut", False) == n
-    assert count("grabcut", True) == n - expected_skipped
+    assert count("grabcut", True) == n - n_fallback  # whole_image is GrabCut's own label: kept
     assert count("gt", True) == n  # other label sources never skip
 
 
@@ -85,12 +106,13 @@ def test_consensus_label_thresholds():
     np.testing.assert_array_equal(inputs.consensus_label(votes, 0.7, 0.2), [[0, 0, VOID, VOID, 1, 1]])
 
 
-def test_box_core_label_is_the_central_fifth():
+@pytest.mark.parametrize("core", [0.2, 0.5])
+def test_box_core_label_is_the_central_share(core):
     box = np.array([4.0, 8.0, 24.0, 28.0], np.float32)  # 20 x 20 crop pixels
     box_mask = np.zeros((32, 32), np.uint8)
     box_mask[8:28, 4:24] = 1
-    label = inputs.box_core_label(box_mask, box)
-    assert abs((label == 1).sum() / 400 - inputs.BOX_I_CORE) < 0.05
+    label = inputs.box_core_label(box_mask, box, core)
+    assert abs((label == 1).sum() / 400 - core) < 0.05
     ys, xs = np.nonzero(label == 1)
     assert (ys.mean(), xs.mean()) == (17.5, 13.5)  # centred on the box
     assert set(np.unique(label[box_mask == 0])) == {0} and set(np.unique(label[box_mask == 1])) == {1, VOID}
@@ -98,14 +120,15 @@ def test_box_core_label_is_the_central_fifth():
 
 def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
-    cfg = labels.LabelsConfig(crop_size=32, shard_size=4, n_jobs=1, consensus_runs=4, consensus_jitter=0.15)
-    labels.run(tiny_sbd, tiny_instances, out, cfg, seed=1)
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=32, shard_size=4, n_jobs=1, consensus_runs=4,
+                                                         consensus_jitter=0.15), seed=1)  # fmt: skip
     files = shards.files(out, "train")
     votes = np.concatenate([shards.read(f, ("grabcut_votes",))["grabcut_votes"] for f in files])
     boxes = np.concatenate([shards.read(f, ("box",))["box"] for f in files])
+    cfg = train_cfg(batch_size=4, consensus_fg=0.6, consensus_bg=0.3, skip_fallbacks=False, **NO_AUG)
     for source, expect in (("grabcut_i", [inputs.consensus_label(v, 0.6, 0.3) for v in votes]),
                            ("box_i", None)):  # fmt: skip
-        ds = inputs.dataset(files, source, 4, 32, NO_AUG, training=False, consensus=(0.6, 0.3))
+        ds = inputs.dataset(files, cfg, 32, training=False, labels=source)
         y = np.concatenate([y.numpy() for _, y in ds])
         assert set(np.unique(y)) == {0, 1, VOID}
         if expect is not None:
@@ -113,6 +136,5 @@ def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances,
         else:
             assert np.all(y[boxes == 0] == 0) and np.all(y[boxes == 1] != 0)
     # Augmented batches keep the three values and nothing else.
-    aug = inputs.Augment(flip=True, scale_jitter=0.3, box_jitter=0.2)
-    for _, y in inputs.dataset(files, "grabcut_i", 4, 32, aug, training=True, seed=2).take(4):
-        assert set(np.unique(y.numpy())) <= {0.0, 1.0, float(VOID)}
+    for _, y in _stream(files, 2, 4, labels="grabcut_i", box_jitter=0.2):
+        assert set(np.unique(y)) <= {0.0, 1.0, float(VOID)}

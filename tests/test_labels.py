@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from stages import metrics, labels, masks, sbd, shards
-from stages.instances import MaskReader, read_table
-from tests.conftest import ROOT
+from wss import code, labels, masks, metrics, params, sbd, shards
+from wss.instances import MaskReader, read_table
+from stages import labels as stage
+from tests.conftest import PARAMS, ROOT, labels_cfg
 
-CFG = labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=1)
+CFG = labels_cfg(crop_size=48, shard_size=4, n_jobs=1)
 
 
 def shard_contents(directory: Path) -> dict:
@@ -29,7 +30,13 @@ def assert_same(a: dict, b: dict):
     for name in a:
         assert a[name].keys() == b[name].keys()
         for field in a[name]:
-            np.testing.assert_array_equal(a[name][field], b[name][field], err_msg=f"{name}:{field}")
+            x, y = a[name][field], b[name][field]
+            if x.dtype == object:  # ragged (grabcut_full): compare instance by instance
+                assert len(x) == len(y), f"{name}:{field}"
+                for u, v in zip(x, y):
+                    np.testing.assert_array_equal(u, v, err_msg=f"{name}:{field}")
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=f"{name}:{field}")
 
 
 def test_shards_hold_all_instances(tiny_sbd, tiny_instances, tmp_path):
@@ -56,7 +63,7 @@ def test_shards_hold_all_instances(tiny_sbd, tiny_instances, tmp_path):
 
 def test_round_trip_paste_back_reproduces_full_mask(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
-    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=128, shard_size=4, n_jobs=1), seed=3)
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=128, shard_size=4, n_jobs=1), seed=3)
     with MaskReader(tiny_instances) as reader:
         for entry in shards.read_manifest(out)["shards"]:
             data = shards.read(out / entry["file"])
@@ -74,7 +81,7 @@ def test_round_trip_paste_back_reproduces_full_mask(tiny_sbd, tiny_instances, tm
 
 def test_same_output_for_any_n_jobs(tiny_sbd, tiny_instances, tmp_path):
     labels.run(tiny_sbd, tiny_instances, tmp_path / "one", CFG, seed=3)
-    labels.run(tiny_sbd, tiny_instances, tmp_path / "two", labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=2),
+    labels.run(tiny_sbd, tiny_instances, tmp_path / "two", labels_cfg(crop_size=48, shard_size=4, n_jobs=2),
                seed=3)  # fmt: skip
     assert_same(shard_contents(tmp_path / "one"), shard_contents(tmp_path / "two"))
 
@@ -88,8 +95,7 @@ def test_unchanged_shards_are_reused_and_stale_ones_rebuilt(tiny_sbd, tiny_insta
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")} == first
 
     # Other params: every shard is stale.
-    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=1,
-               grabcut=labels.grabcut.GrabCutConfig(iterations=2)), seed=3)  # fmt: skip
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, iterations=2), seed=3)  # fmt: skip
     assert f"0 reused from an earlier run, {len(first)} built" in capsys.readouterr().out
 
     # Other input bytes: only the shard holding that image is rebuilt.
@@ -103,11 +109,39 @@ def test_unchanged_shards_are_reused_and_stale_ones_rebuilt(tiny_sbd, tiny_insta
     assert f"{len(first) - 1} reused from an earlier run, 1 built" in capsys.readouterr().out
 
 
+def test_a_code_change_rebuilds_every_shard(tiny_sbd, tiny_instances, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    n = len(list(out.glob("shard-*.h5")))
+    real = code.digest
+    monkeypatch.setattr(code, "digest", lambda module: real(module) + "-edited")
+    capsys.readouterr()
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    assert f"0 reused from an earlier run, {n} built" in capsys.readouterr().out
+
+
+def test_full_resolution_grabcut_label_is_stored_exactly(tiny_sbd, tiny_instances, tmp_path):
+    out = tmp_path / "shards"
+    labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
+    with MaskReader(tiny_instances) as reader:
+        for f in shards.files(out, "val"):
+            data = shards.read(f)
+            for i, key in enumerate(data["key"]):
+                image_id, k = key.rsplit("/", 1)
+                full = shards.full_label(data["grabcut_full"][i], data["box_xyxy"][i], data["image_size"][i])
+                assert full.shape == tuple(data["image_size"][i])
+                # The IoU the labels stage measured on the mask it made is the IoU of the stored mask.
+                assert metrics.iou(full, reader.mask(image_id, int(k))) == pytest.approx(data["iou_grabcut"][i], abs=1e-6)
+                # And the crop label is that mask, cropped.
+                window = labels.Box(*data["window"][i])
+                np.testing.assert_array_equal(masks.crop_mask(full, window, 48), data["grabcut"][i])
+
+
 def test_fewer_instances_remove_extra_shards(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
     labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
     n = len(list(out.glob("shard-*.h5")))
-    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=48, shard_size=64, n_jobs=1), seed=3)
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=64, n_jobs=1), seed=3)
     assert len(list(out.glob("shard-*.h5"))) == 2 < n  # one per split
 
 
@@ -157,20 +191,50 @@ def test_truncated_shard_is_rebuilt(tiny_sbd, tiny_instances, tmp_path):
     assert_same(shard_contents(out), ref)
 
 
-def test_unknown_param_is_an_error():
-    with pytest.raises(SystemExit, match="unknown keys under labels"):
-        labels.LabelsConfig.from_params({"crop_size": 64, "iteratons": 3})
+def test_unknown_and_missing_params_are_named():
+    with pytest.raises(SystemExit, match=r"unknown keys under labels: \['iteratons'\]"):
+        labels_cfg(iteratons=3)
+    section = dict(params.section(PARAMS, "labels"))
+    del section["roi_margin"]
+    with pytest.raises(SystemExit, match=r"missing keys under labels: \['labels.roi_margin'\]"):
+        labels.LabelsConfig.from_params(section)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("crop_size", 50, "labels.crop_size must be a positive multiple of 16"),
+    ("crop_size", 0, "labels.crop_size"),
+    ("shard_size", 0, "labels.shard_size must be >= 1"),
+    ("iterations", 0, "labels.iterations must be >= 1"),
+    ("fallback_shape", "star", "labels.fallback_shape must be ellipse or box"),
+    ("min_fg_fraction", 1.5, "labels.min_fg_fraction"),
+    ("consensus_runs", -1, "labels.consensus_runs"),
+    ("n_jobs", 0, "labels.n_jobs"),
+    ("iterations", 2.5, "labels.iterations must be int"),
+])  # fmt: skip
+def test_out_of_range_params_stop_before_any_work(key, value, match):
+    with pytest.raises(SystemExit, match=match):
+        labels_cfg(**{key: value})
+
+
+def test_bad_crop_size_stops_the_stage_before_it_labels_anything(tiny_sbd, tiny_instances, tmp_path):
+    p = {**PARAMS, "labels": {**PARAMS["labels"], "crop_size": 50}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    out = tmp_path / "shards"
+    with pytest.raises(SystemExit, match="multiple of 16"):
+        stage.main(["--params", str(tmp_path / "params.yaml"), "--sbd", str(tiny_sbd), "--instances",
+                    str(tiny_instances), "--out", str(out), "--metrics", str(tmp_path / "m.json")])  # fmt: skip
+    assert not out.exists()
 
 
 def test_params_types_from_yaml():
-    cfg = labels.LabelsConfig.from_params({"crop_size": 64, "roi_margin": 1, "iterations": 3.0})
+    cfg = labels_cfg(crop_size=64.0, roi_margin=1, iterations=3.0)
     assert cfg.crop_size == 64 and cfg.grabcut.roi_margin == 1.0 and cfg.grabcut.iterations == 3
-    assert isinstance(cfg.grabcut.iterations, int)
+    assert isinstance(cfg.grabcut.iterations, int) and isinstance(cfg.grabcut.roi_margin, float)
 
 
 def test_consensus_votes_for_train_instances_only(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
-    labels.run(tiny_sbd, tiny_instances, out, labels.LabelsConfig(crop_size=48, shard_size=4, n_jobs=1, consensus_runs=5), seed=3)
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, consensus_runs=5), seed=3)
     assert shards.read_manifest(out)["consensus_runs"] == 5
     for split in sbd.SPLITS:
         data = [shards.read(f, ("grabcut", "grabcut_votes", "box")) for f in shards.files(out, split)]

@@ -1,7 +1,7 @@
 import numpy as np
 
-from stages import metrics, masks
-from stages.boxes import Box, square_window
+from wss import metrics, masks
+from wss.boxes import Box, square_window
 
 
 def test_crop_then_paste_recovers_mask():
@@ -33,4 +33,15 @@ def test_iou():
 def test_boundary_is_inner_ring():
     m = np.zeros((7, 7), np.uint8)
     m[1:6, 1:6] = 1
-    assert masks.boundary(m).sum() == 16
+    for edge in (True, False):  # away from the image border both conventions agree
+        assert masks.boundary(m, image_edge=edge).sum() == 16
+
+
+def test_image_border_is_contour_only_when_asked():
+    m = np.zeros((6, 6), np.uint8)
+    m[:, :3] = 1  # the left half, touching the top, left and bottom borders
+    expected_davis = np.zeros((6, 6), bool)
+    expected_davis[:, 2] = True  # only the column next to the background
+    np.testing.assert_array_equal(masks.boundary(m, image_edge=False), expected_davis)
+    sbd_style = masks.boundary(m, image_edge=True)
+    assert sbd_style[:, 0].all() and sbd_style[0, :3].all() and sbd_style[-1, :3].all() and sbd_style.sum() == 6 + 4 + 4

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stages import VOID, model
+from wss import VOID, model
 
 
 def test_osvos_outputs_are_input_sized_logits():
-    net = model.osvos()
+    net = model.osvos(model.vgg16_trunk(4), 16)
     out = net(np.zeros((2, 32, 32, 4), np.float32))
     assert set(out) == {"fused", *model.SIDES}
     for v in out.values():
@@ -79,7 +79,7 @@ def test_void_pixels_take_no_part_in_the_loss():
 
 
 def test_flip_averaging_is_mirror_equivariant():
-    net = model.osvos(model.vgg16_trunk(4))
+    net = model.osvos(model.vgg16_trunk(4), 16)
     rng = np.random.default_rng(3)
     for layer in net.layers:  # non-zero heads, so the output depends on the input
         if layer.name in model.SIDES + ("fused",):

@@ -1,4 +1,9 @@
-from stages import params
+import dataclasses
+
+import pytest
+
+from wss import params
+from tests.conftest import PARAMS, ROOT
 
 
 def test_exponent_without_dot_is_a_float():
@@ -15,33 +20,86 @@ def test_empty_file_is_empty_dict():
     assert params.loads("") == {}
 
 
-def test_repo_params_load(tmp_path):
-    from tests.conftest import ROOT
+@dataclasses.dataclass(frozen=True)
+class Section:
+    steps: int
+    lr: float
+    name: str
+    on: bool
+    bounds: tuple[int, ...]
 
+
+FULL = {"steps": 3.0, "lr": 1, "name": "x", "bounds": [1, 2.0], "on": True}
+
+
+def test_typed_casts_every_value():
+    s = params.typed(Section, FULL, "train")
+    assert s == Section(steps=3, lr=1.0, name="x", bounds=(1, 2), on=True)
+    assert isinstance(s.lr, float) and isinstance(s.steps, int) and isinstance(s.bounds[1], int)
+
+
+@pytest.mark.parametrize("values,match", [
+    ({**FULL, "stpes": 3}, r"unknown keys under train: \['stpes'\]"),
+    ({k: v for k, v in FULL.items() if k != "lr"}, r"missing keys under train: \['train.lr'\]"),
+    ({**FULL, "steps": "many"}, "train.steps must be int, not 'many'"),
+    ({**FULL, "steps": 2.5}, "train.steps must be int, not 2.5"),
+    ({**FULL, "steps": True}, "train.steps must be int"),
+    ({**FULL, "on": "yes"}, "train.on must be true or false"),
+    ({**FULL, "bounds": "1,2"}, "train.bounds must be tuple"),
+])  # fmt: skip
+def test_typed_names_the_bad_key(values, match):
+    with pytest.raises(SystemExit, match=match):
+        params.typed(Section, values, "train")
+
+
+def test_validate_runs_before_the_config_is_returned():
+    @dataclasses.dataclass(frozen=True)
+    class Checked:
+        n: int
+
+        def validate(self):
+            params.require(self.n >= 1, "s.n", "be >= 1", self.n)
+
+    assert params.typed(Checked, {"n": 2}, "s").n == 2
+    with pytest.raises(SystemExit, match=r"params.yaml: s.n must be >= 1, not -5"):
+        params.typed(Checked, {"n": -5}, "s")
+
+
+def test_seed_and_sections():
+    assert params.seed({"base": {"seed": 4}}) == 4
+    with pytest.raises(SystemExit, match="base.seed must be an integer"):
+        params.seed({"base": {"seed": "x"}})
+    with pytest.raises(SystemExit, match="missing section train"):
+        params.section({"base": {}}, "train")
+
+
+def _configs():
+    from wss import convert, evaluation, labels, sample, surgery, training
+
+    return [(sample.SampleConfig, "data.sample"), (convert.ConvertConfig, "convert"),
+            (labels.LabelsConfig, "labels"), (surgery.SurgeryConfig, "surgery"),
+            (training.TrainConfig, "train"), (evaluation.EvaluateConfig, "evaluate")]  # fmt: skip
+
+
+def test_params_yaml_is_the_one_source_of_defaults():
+    """Every stage config has no defaults of its own and reads its whole section of params.yaml."""
+    from wss import grabcut, labels
+
+    for cls, where in _configs() + [(grabcut.GrabCutConfig, "labels")]:
+        for f in dataclasses.fields(cls):
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f"{cls.__name__}.{f.name}"
+    for cls, where in _configs():
+        section = params.section(PARAMS, where)
+        cfg = labels.LabelsConfig.from_params(section) if cls is labels.LabelsConfig else params.typed(cls, section, where)
+        got = dataclasses.asdict(cfg)
+        flat = {**got.pop("grabcut"), **got} if cls is labels.LabelsConfig else got
+        nested = {k for k, v in section.items() if isinstance(v, dict)}
+        assert set(flat) == set(section) - nested, where
+        for key, value in flat.items():
+            expected = tuple(section[key]) if isinstance(value, tuple) else section[key]
+            assert value == expected, f"{where}.{key}"
+
+
+def test_repo_params_load():
     p = params.load(ROOT / "params.yaml")
-    assert p["data"]["source"] == "sample"
-    assert isinstance(p["base"]["seed"], int)
-
-
-def test_typed_casts_and_names_bad_keys():
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Section:
-        steps: int = 1
-        lr: float = 0.1
-        name: str = "x"
-        on: bool = False
-        bounds: tuple[int, ...] = ()
-
-    s = params.typed(Section, {"steps": 3.0, "lr": 1, "bounds": [1, 2.0], "on": True}, "train")
-    assert s == Section(steps=3, lr=1.0, bounds=(1, 2), on=True)
-    assert isinstance(s.lr, float) and isinstance(s.steps, int)
-    import pytest
-
-    with pytest.raises(SystemExit, match="unknown keys under train"):
-        params.typed(Section, {"stpes": 3}, "train")
-    with pytest.raises(SystemExit, match="train.steps must be int"):
-        params.typed(Section, {"steps": "many"}, "train")
-    with pytest.raises(SystemExit, match="train.on must be true or false"):
-        params.typed(Section, {"on": "yes"}, "train")
+    assert p["data"]["source"] == "sample" and isinstance(params.seed(p), int)

@@ -1,10 +1,17 @@
 import json
+import os
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from stages import predict, sbd
+from stages import predict
+from wss import sbd
+from wss.boxes import Box, fill
+from tests.conftest import ROOT
+from tests.test_evaluate import assert_is_the_box, box_stub
 
 
 @pytest.fixture
@@ -18,18 +25,65 @@ def tiny_model(built):
 
 
 def run(*args):
-    return predict.main([str(a) for a in args])
+    return predict.main(["--params", str(ROOT / "params.yaml"), *[str(a) for a in args]])
 
 
-def test_masks_at_full_resolution(tiny_model, image, tmp_path):
+def read_mask(path):
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(m)) <= {0, 255}
+    return (m > 0).astype(np.uint8)
+
+
+def test_box_stub_gives_exactly_the_box_when_the_crop_is_not_resized(image, tmp_path):
+    """40x40 boxes with margin 0.1 have a 48-pixel window: with 48-pixel crops nothing is resampled,
+    so the stub's masks must be the boxes, pixel for pixel, at the image's full resolution."""
+    stub = box_stub(tmp_path / "stub.keras", 48, 0.1)
     out = tmp_path / "out"
-    assert run("--model", tiny_model, "--image", image, "--box", "10,12,60,70", "--box", "30,30,90,90", "--out", out) == 0
+    boxes = ["10,12,50,52", "30,30,70,70"]
+    assert run("--model", stub, "--image", image, "--box", boxes[0], "--box", boxes[1], "--out", out) == 0
     h, w = cv2.imread(str(image)).shape[:2]
-    for k in range(2):
-        m = cv2.imread(str(out / f"{image.stem}_mask_{k}.png"), cv2.IMREAD_UNCHANGED)
-        assert m.shape == (h, w) and set(np.unique(m)) <= {0, 255}
-        assert not m[:, 95:].any() if k == 0 else True  # nothing outside the crop window
+    for k, b in enumerate(boxes):
+        m = read_mask(out / f"{image.stem}_mask_{k}.png")
+        assert m.shape == (h, w)
+        np.testing.assert_array_equal(m, fill(Box(*map(int, b.split(","))), h, w))
     assert cv2.imread(str(out / f"{image.stem}_overlay.png")).shape == (h, w, 3)
+
+
+@pytest.mark.parametrize("crop", [32, 96])
+def test_box_stub_gives_the_box_through_resized_crops(image, tmp_path, crop):
+    stub = box_stub(tmp_path / "stub.keras", crop, 0.1)
+    box = Box(7, 9, 61, 40)  # wide, off-centre, near the border
+    assert run("--model", stub, "--image", image, "--box", ",".join(map(str, box)), "--out", tmp_path / "o") == 0
+    assert_is_the_box(read_mask(tmp_path / "o" / f"{image.stem}_mask_0.png"), box, slack=1)
+
+
+def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkeypatch):
+    seen = {}
+
+    def spy(net, size, margin, image_bgr, boxes, threshold, flip):
+        seen.update(threshold=threshold, flip=flip)
+        return [np.zeros(image_bgr.shape[:2], np.uint8) for _ in boxes]
+
+    monkeypatch.setattr(predict, "predict", spy)
+    (tmp_path / "p.yaml").write_text("evaluate: {threshold: 0.3, boundary_tolerance: 0.008, batch_size: 4, "
+                                     "n_overlays: 1, flip: false}\n")  # fmt: skip
+    common = ["--model", str(tiny_model), "--image", str(image), "--box", "10,12,60,70", "--out", str(tmp_path / "o")]
+    assert predict.main(["--params", str(tmp_path / "p.yaml"), *common]) == 0
+    assert seen == {"threshold": 0.3, "flip": False}
+    assert predict.main(["--params", str(tmp_path / "p.yaml"), "--threshold", "0.7", "--flip", *common]) == 0
+    assert seen == {"threshold": 0.7, "flip": True}
+
+
+def test_cli_output_is_clean(image, tmp_path, tiny_model):
+    """No TensorFlow, oneDNN or CUDA start-up noise in what a user sees."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+    res = subprocess.run([sys.executable, "-m", "stages.predict", "--model", str(tiny_model), "--image", str(image),
+                          "--box", "10,12,60,70", "--out", str(tmp_path / "o")], cwd=ROOT, env=env,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().startswith("predict: 1 masks for")
+    for noise in ("oneDNN", "cuda", "CUDA", "cpu_feature_guard", "absl", "I0000", "W0000", "E0000", "tensorflow/"):
+        assert noise not in res.stdout + res.stderr, (noise, res.stderr[:2000])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "json-dicts"])
@@ -76,9 +130,12 @@ def _bad_image(tmp_path):
     ("wrong model", "not a wss model"),
     ("no boxes", "give boxes"),
     ("bad boxes file", "cannot read boxes"),
+    ("no params file", "no such params file"),
+    ("bad threshold", "--threshold 1.5: must lie in (0, 1)"),
 ])  # fmt: skip
 def test_bad_input_exits_2_with_a_message(tiny_model, image, tmp_path, capsys, case, match):
-    args = {"--model": tiny_model, "--image": image, "--box": "10,12,60,70", "--out": tmp_path / "o"}
+    args = {"--params": ROOT / "params.yaml", "--model": tiny_model, "--image": image, "--box": "10,12,60,70",
+            "--out": tmp_path / "o"}
     if case == "missing image":
         args["--image"] = tmp_path / "nope.jpg"
     elif case == "corrupt image":
@@ -103,7 +160,11 @@ def test_bad_input_exits_2_with_a_message(tiny_model, image, tmp_path, capsys, c
         f = tmp_path / "b.csv"
         f.write_text("a,b\n1,2\n")
         args["--boxes"] = f
-    code = run(*[x for kv in args.items() for x in kv])
+    elif case == "no params file":
+        args["--params"] = tmp_path / "missing.yaml"
+    elif case == "bad threshold":
+        args["--threshold"] = 1.5
+    code = predict.main([str(x) for kv in args.items() for x in kv])
     assert code == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err

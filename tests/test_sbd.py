@@ -3,7 +3,7 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from stages import sample, sbd
+from wss import sample, sbd
 from tests.conftest import TINY
 
 

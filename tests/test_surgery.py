@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from stages import surgery
-from stages.model import CONV_LAYERS, vgg16_trunk
+from stages import surgery as stage
+from wss import surgery
+from wss.model import CONV_LAYERS, vgg16_trunk
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_stage_writes_loadable_weights(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("base: {seed: 3}\nsurgery: {init: random, box_std: 0.01}\n")
     out = tmp_path / "models" / "vgg16_4ch.weights.h5"
-    surgery.main(["--params", str(params), "--out", str(out)])
+    stage.main(["--params", str(params), "--out", str(out)])
     trunk = vgg16_trunk(4)
     trunk.load_weights(str(out))
     assert trunk.get_layer("block1_conv1").get_weights()[0].shape == (3, 3, 4, 64)

@@ -5,117 +5,220 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
-from stages import params, train
-from tests.conftest import ROOT
+from wss import code, params, training
+from wss.model import load
+from tests.conftest import PARAMS, ROOT, train_cfg
 
 TINY = {"steps": 3, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "shuffle_buffer": 8}
 
 
-def config(**over) -> train.TrainConfig:
-    section = yaml.safe_load((ROOT / "params.yaml").read_text())["train"]
-    section.update(TINY, **over)
-    return train.TrainConfig.from_params(section)
+def config(**over) -> training.TrainConfig:
+    return train_cfg(**{**TINY, **over})
 
 
 def test_lr_set_by_dvc_exp_reaches_code_as_float():
     # `dvc exp run -S train.lr=1e-6` writes `lr: 1e-06`.
-    p = params.loads("train:\n  lr: 1e-06\n  steps: 5\n  lr_boundaries: [2]\n  lr_factors: [1, 1e-1]\n")
-    cfg = train.TrainConfig.from_params(p["train"])
+    p = params.loads("lr: 1e-06\nlr_boundaries: [2]\nlr_factors: [1, 1e-1]\n")
+    cfg = config(**p)
     assert cfg.lr == 1e-6 and isinstance(cfg.lr, float)
     assert cfg.lr_factors == (1.0, 0.1) and cfg.lr_boundaries == (2,)
 
 
-@pytest.mark.parametrize("section,match", [
+@pytest.mark.parametrize("over,match", [
     ({"labels": "scribbles"}, "train.labels"),
+    ({"steps": -5}, "train.steps must be >= 1, not -5"),
+    ({"steps": 0}, "train.steps must be >= 1"),
+    ({"batch_size": 0}, "train.batch_size"),
+    ({"accum_steps": 0}, "train.accum_steps"),
+    ({"lr": 0.0}, "train.lr must be > 0"),
     ({"lr_boundaries": [10], "lr_factors": [1.0]}, "lr_factors"),
+    ({"lr_boundaries": [20, 10], "lr_factors": [1.0, 0.1, 1.0]}, "train.lr_boundaries must be increasing"),
     ({"side_boundaries": [10], "side_weights": [1.0]}, "side_weights"),
     ({"optimizer": "rmsprop"}, "optimizer"),
     ({"ema": 1.0}, "train.ema"),
     ({"mixed_precision": "yes"}, "true or false"),
     ({"learning_rate": 1.0}, "unknown keys"),
+    ({"consensus_fg": 0.2, "consensus_bg": 0.7}, "consensus_bg"),
+    ({"box_i_core": 0.0}, "train.box_i_core"),
+    ({"checkpoints_kept": 0}, "train.checkpoints_kept"),
+    ({"jit_compile": True, "deterministic": True}, "deterministic: false with XLA"),
 ])  # fmt: skip
-def test_bad_params_are_named(section, match):
+def test_bad_params_are_named(over, match):
     with pytest.raises(SystemExit, match=match):
-        train.TrainConfig.from_params(section)
+        config(**over)
+
+
+def test_a_bad_value_stops_the_stage_before_any_work(tmp_path):
+    p = {**PARAMS, "train": {**PARAMS["train"], "steps": -5}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    from stages import train as stage
+
+    # The shards do not exist: had the stage started, it would fail on them instead.
+    with pytest.raises(SystemExit, match="train.steps must be >= 1"):
+        stage.main(["--params", str(tmp_path / "params.yaml"), "--shards", str(tmp_path / "none")])
 
 
 def test_piecewise_schedule():
     b, v = (10, 15, 25), (1.0, 0.1, 1.0, 0.1)
-    assert [train.piecewise(s, b, v) for s in (0, 9, 10, 14, 15, 30)] == [1.0, 1.0, 0.1, 0.1, 1.0, 0.1]
+    assert [training.piecewise(s, b, v) for s in (0, 9, 10, 14, 15, 30)] == [1.0, 1.0, 0.1, 0.1, 1.0, 0.1]
 
 
 def run(tmp_path, shards_dir, init, cfg, tag="run"):
     d = tmp_path / tag
-    summary = train.train(cfg, shards_dir, init, d / "model.keras", d / "ckpt", d / "live", seed=1)
+    summary = training.train(cfg, shards_dir, init, d / "model.keras", d / "ckpt", d / "live", seed=1)
     return d, summary
+
+
+def weights(d):
+    return load(str(d / "model.keras")).get_weights()
+
+
+def assert_identical(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_short_training_writes_model_curves_and_summary(tmp_path, tiny_shards, random_init):
     d, summary = run(tmp_path, tiny_shards, random_init, config(labels="box", lr=1e-6))
     assert summary["steps"] == 3 and summary["lr"] == 1e-6 and summary["labels"] == "box"
-    from stages.model import load
-
+    assert np.isfinite(summary["final_loss"])
     net = load(str(d / "model.keras"))
     assert tuple(net.output["fused"].shape[-1:]) == (1,)
     loss_tsv = (d / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()
-    assert loss_tsv[0].split("\t") == ["step", "loss"] and len(loss_tsv) == 4
+    assert loss_tsv[0].split("\t") == ["step", "loss"] and [r.split("\t")[0] for r in loss_tsv[1:]] == ["1", "2", "3"]
+    assert float(loss_tsv[-1].split("\t")[1]) == pytest.approx(summary["final_loss"], abs=1e-6)
     assert not (d / "live" / "dvc.yaml").exists()  # dvc.yaml stays hand-written
 
 
 def test_nan_loss_stops_with_the_step(tmp_path, tiny_shards, random_init):
-    with pytest.raises(train.NonFiniteLoss, match=r"at step \d+"):
+    with pytest.raises(training.NonFiniteLoss, match=r"at step \d+"):
         run(tmp_path, tiny_shards, random_init, config(optimizer="sgd", lr=1e30, steps=6))
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
-def test_other_params_start_afresh(tmp_path, tiny_shards, random_init, capsys):
+def test_other_params_start_afresh(tmp_path, tiny_shards, random_init):
     run(tmp_path, tiny_shards, random_init, config(steps=2))
     _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3, lr=2e-4))
     assert summary["resumed_from_step"] is None
 
 
-def test_raising_steps_continues_and_lowering_them_starts_over(tmp_path, tiny_shards, random_init):
-    run(tmp_path, tiny_shards, random_init, config(steps=2))
-    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=4))
-    assert summary["resumed_from_step"] == 2 and summary["steps"] == 4
-    # Lowering them resumes from the newest checkpoint that is not beyond the new total (ckpt-2) ...
+def test_a_code_change_starts_over(tmp_path, tiny_shards, random_init, monkeypatch):
+    """An edit to any module the train stage runs (a comment too) makes old checkpoints stale."""
+    assert "wss/model.py" in {str(p) for p in code.closure(training.STAGE)}
+    d, first = run(tmp_path, tiny_shards, random_init, config(steps=2))
+    real = code.digest
+    monkeypatch.setattr(code, "digest", lambda module: real(module) + "-edited")
+    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=2))
+    assert summary["resumed_from_step"] is None and summary["steps"] == 2
+    assert np.isfinite(summary["final_loss"]) and summary["final_loss"] == first["final_loss"]
+    assert len((d / "live/plots/metrics/loss.tsv").read_text().splitlines()) == 3
+
+
+def test_resume_with_no_steps_left_gives_the_same_model_and_finite_metrics(tmp_path, tiny_shards, random_init):
+    d, first = run(tmp_path, tiny_shards, random_init, config())
+    w1 = weights(d)
+    _, again = run(tmp_path, tiny_shards, random_init, config())
+    assert again["resumed_from_step"] == 3 and again["steps"] == 3
+    assert again["final_loss"] == first["final_loss"] and np.isfinite(again["final_loss"])
+    assert again["images_per_s"] is None
+    assert_identical(weights(d), w1)
+    steps = [r.split("\t")[0] for r in (d / "live/plots/metrics/loss.tsv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3"]  # the curve is rebuilt from the log kept with the checkpoints
+
+
+def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, tiny_shards, random_init):
+    straight, s1 = run(tmp_path, tiny_shards, random_init, config(steps=5, checkpoint_every=10), tag="straight")
+    run(tmp_path, tiny_shards, random_init, config(steps=2, checkpoint_every=10), tag="resumed")
+    resumed, s2 = run(tmp_path, tiny_shards, random_init, config(steps=5, checkpoint_every=10), tag="resumed")
+    assert s2["resumed_from_step"] == 2
+    assert_identical(weights(resumed), weights(straight))
+    assert s2["final_loss"] == s1["final_loss"]
+
+
+def test_lowering_steps_resumes_from_a_kept_checkpoint_or_starts_over(tmp_path, tiny_shards, random_init):
+    run(tmp_path, tiny_shards, random_init, config(steps=4))
+    # The newest checkpoint that is not beyond the new total (ckpt-2) ...
     _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3))
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 3
-    # ... and starts over when every kept checkpoint is beyond it.
+    # ... or from scratch when every kept checkpoint is beyond it.
     _, summary = run(tmp_path, tiny_shards, random_init, config(steps=1))
     assert summary["resumed_from_step"] is None and summary["steps"] == 1
 
 
 def test_ema_saves_the_weight_average(tmp_path, tiny_shards, random_init):
-    import numpy as np
-
-    from stages.model import load
-
     # The average starts at the weights after the first update; with a momentum this close to 1 it
     # stays there, so the saved model is the one-step model although three steps were taken.
-    # (SGD, because Adam's first step is about lr * sign(gradient) and thread-order noise flips signs.)
     sgd = {"optimizer": "sgd", "lr": 1e-2}
-    one, _ = run(tmp_path, tiny_shards, random_init, config(steps=1, **sgd), tag="one")
+    one, _ = run(tmp_path, tiny_shards, random_init, config(steps=1, ema=0.0, **sgd), tag="one")
     ema, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, ema=1 - 1e-9, **sgd), tag="ema")
-    raw, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, **sgd), tag="raw")
+    raw, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, ema=0.0, **sgd), tag="raw")
     w1, we, wr = (load(str(d / "model.keras")).get_layer("fused").get_weights()[0] for d in (one, ema, raw))
     assert np.abs(w1).max() > 0  # the first step moved the zero-initialised head
     assert np.abs(we - w1).max() < 1e-3 * np.abs(wr - w1).max()
 
 
-def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_shards, random_init):
+def test_accumulating_k_batches_is_one_batch_of_k_times_the_size(random_init):
+    """One update of accum_steps=2 x batch 2 equals one update of batch 4 (SGD, no momentum)."""
+    import keras
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 60, (4, 32, 32, 4)).astype(np.float32)
+    y = (rng.random((4, 32, 32)) < 0.4).astype(np.float32)
+    y[1, :4] = 255  # VOID pixels take part in neither
+    after = []
+    for accum, batch in ((1, 4), (2, 2)):
+        cfg = config(optimizer="sgd", lr=1.0, momentum=0.0, ema=0.0, accum_steps=accum, batch_size=batch)
+        keras.utils.set_random_seed(0)  # the same side-output initialisation for both
+        net, opt = training.build(cfg, random_init)
+        step = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
+        loss, _ = step(tf.constant(x.reshape(accum, batch, 32, 32, 4)), tf.constant(y.reshape(accum, batch, 32, 32)))
+        after.append((float(loss), [w.numpy() for w in net.trainable_variables]))
+    keras.utils.set_random_seed(0)
+    start = [w.numpy() for w in training.build(cfg, random_init)[0].trainable_variables]
+    assert after[0][0] == pytest.approx(after[1][0], rel=1e-5)
+    moved = max(np.abs(a - s).max() for a, s in zip(after[0][1], start))
+    assert moved > 1e-4  # the update did something
+    for a, b, s in zip(after[0][1], after[1][1], start):
+        np.testing.assert_allclose(a - s, b - s, rtol=1e-3, atol=1e-5 * moved)
+
+
+def test_mixed_precision_saves_a_float32_model(tmp_path, tiny_shards, random_init):
+    import keras
+
+    d, summary = run(tmp_path, tiny_shards, random_init, config(steps=1, mixed_precision=True))
+    assert np.isfinite(summary["final_loss"])
+    assert keras.mixed_precision.global_policy().name == "float32"  # not left behind for the process
+    net = load(str(d / "model.keras"))
+    for layer in net._flatten_layers(include_self=False):
+        assert layer.dtype_policy.name == "float32", layer.name
+        assert all(w.dtype == "float32" for w in layer.weights), layer.name
+
+
+def test_xla_trains_on_cpu(tmp_path, tiny_shards, random_init):
+    cfg = config(steps=2, jit_compile=True, deterministic=False, accum_steps=2)
+    _, summary = run(tmp_path, tiny_shards, random_init, cfg)
+    assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
+
+
+def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_shards, random_init):
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["train"].update(TINY, steps=40, checkpoint_every=3)
+    p["train"].update(TINY, steps=30, checkpoint_every=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
-    d = tmp_path / "out"
-    cmd = [sys.executable, "-m", "stages.train", "--params", str(tmp_path / "params.yaml"), "--shards", str(tiny_shards),
-           "--init", str(random_init), "--out", str(d / "model.keras"), "--checkpoints", str(d / "ckpt"),
-           "--live", str(d / "live"), "--metrics", str(d / "train.json")]  # fmt: skip
+
+    def cmd(d):
+        return [sys.executable, "-m", "stages.train", "--params", str(tmp_path / "params.yaml"), "--shards",
+                str(tiny_shards), "--init", str(random_init), "--out", str(d / "model.keras"), "--checkpoints",
+                str(d / "ckpt"), "--live", str(d / "live"), "--metrics", str(d / "train.json")]  # fmt: skip
+
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    d = tmp_path / "out"
+    proc = subprocess.Popen(cmd(d), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((d / "ckpt").glob("ckpt-*.index")):
         time.sleep(0.05)
@@ -123,20 +226,20 @@ def test_killed_training_resumes_from_checkpoint(tmp_path, tiny_shards, random_i
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (d / "model.keras").exists(), "training should have been killed before the end"
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd(d), env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "resuming from" in res.stdout
     summary = json.loads((d / "train.json").read_text())
-    assert summary["steps"] == 40 and summary["resumed_from_step"] >= 3
+    assert summary["steps"] == 30 and summary["resumed_from_step"] >= 3
     steps = [int(line.split("\t")[0]) for line in (d / "live/plots/metrics/loss.tsv").read_text().splitlines()[1:]]
-    assert steps[-1] == 40
+    assert steps == list(range(1, 31))  # the whole curve, once
+
+    ref = tmp_path / "ref"
+    subprocess.run(cmd(ref), env=env, capture_output=True, check=True)
+    assert_identical(weights(d), weights(ref))
+    assert json.loads((ref / "train.json").read_text())["final_loss"] == summary["final_loss"]
 
 
 def test_grabcut_i_without_votes_says_which_param_to_set(tmp_path, tiny_shards, random_init):
     with pytest.raises(SystemExit, match="labels.consensus_runs"):
         run(tmp_path, tiny_shards, random_init, config(labels="grabcut_i"))
-
-
-def test_bad_consensus_thresholds_are_named():
-    with pytest.raises(SystemExit, match="consensus_bg"):
-        config(consensus_fg=0.2, consensus_bg=0.7)

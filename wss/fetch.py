@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from stages import atomic
+from wss import atomic
 
 CHUNK = 1 << 20
 

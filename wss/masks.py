@@ -1,6 +1,6 @@
-"""Crop windows, resizing and paste-back for images and masks (conventions in ``stages/__init__``).
+"""Crop windows, resizing and paste-back for images and masks (conventions in ``wss/__init__``).
 
-A training sample is the square window around a box (:func:`stages.boxes.square_window`),
+A training sample is the square window around a box (:func:`wss.boxes.square_window`),
 resized to ``size x size``.  :func:`crop` and :func:`paste` are inverses up to resampling, so a
 prediction made on a crop lands on the right pixels of the full image.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stages.boxes import Box, clip, fill, square_window
+from wss.boxes import Box, clip, fill, square_window
 
 
 def _overlap(window: Box, height: int, width: int) -> tuple[Box, Box]:
@@ -54,17 +54,23 @@ def paste(crop_values: np.ndarray, window: Box, height: int, width: int) -> np.n
     return full
 
 
-def boundary(mask: np.ndarray) -> np.ndarray:
-    """Boolean map of the mask's inner boundary (object pixels with a 4-neighbour outside it)."""
+def boundary(mask: np.ndarray, image_edge: bool) -> np.ndarray:
+    """Boolean map of the mask's inner boundary: object pixels with a 4-neighbour outside the object.
+
+    ``image_edge`` says what lies beyond the image: ``True``, background (an object pixel on the
+    image border is boundary, as SBD draws it); ``False``, more of the same pixel (the image border
+    is not a contour, as the DAVIS boundary measure has it).
+    """
     m = mask.astype(np.uint8)
-    eroded = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    border = cv2.BORDER_CONSTANT if image_edge else cv2.BORDER_REPLICATE
+    eroded = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3)), borderType=border, borderValue=0)
     return (m > 0) & (eroded == 0)
 
 
 def crop_instance(rgb: np.ndarray, box: Box, size: int, margin: float) -> tuple[np.ndarray, np.ndarray, Box]:
     """The network's view of one instance: ``(rgb crop, box channel, window)``.
 
-    The window is :func:`stages.boxes.square_window` of ``box``; training crops, evaluation and
+    The window is :func:`wss.boxes.square_window` of ``box``; training crops, evaluation and
     ``predict`` all go through here, so they see the same transform.
     """
     h, w = rgb.shape[:2]

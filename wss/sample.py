@@ -1,4 +1,4 @@
-"""A deterministic, synthetic dataset in the exact SBD layout (see :mod:`stages.sbd`).
+"""A deterministic, synthetic dataset in the exact SBD layout (see :mod:`wss.sbd`).
 
 It exists so that ``dvc repro`` runs end to end offline and so the pipeline has something
 non-trivial to learn: textured, noisy, cluttered backgrounds; ten shape families with concave
@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from stages import atomic, params, sbd
+from wss import atomic, params, sbd
 
 FAMILIES = ("ellipse", "star", "crescent", "ell", "cross", "ring", "dumbbell", "triangle", "person", "mushroom")
 # Hue (OpenCV's 0..179 scale) of each class: spread out, then interleaved so that classes of
@@ -29,23 +29,35 @@ CLASS_HUES = [(37 * c) % 180 for c in range(20)]
 class SampleConfig:
     """The ``data.sample`` params section."""
 
-    n_train: int = 300
-    n_val: int = 100
-    min_side: int = 160
-    max_side: int = 320
-    max_instances: int = 5
-    min_object: float = 0.25  # object size as a fraction of the image's shorter side
-    max_object: float = 0.65
-    close_color_prob: float = 0.2  # chance an object takes the colour of the background behind it
-    clutter: int = 12  # distractor blobs painted into the background
-    noise_std: float = 10.0
-    jpeg_quality_min: int = 70
-    jpeg_quality_max: int = 92
-    min_visible: float = 0.4  # drop an instance when occlusion leaves less than this share of it
+    n_train: int
+    n_val: int
+    min_side: int
+    max_side: int
+    max_instances: int
+    min_object: float  # object size as a fraction of the image's shorter side
+    max_object: float
+    close_color_prob: float  # chance an object takes the colour of the background behind it
+    clutter: int  # distractor blobs painted into the background
+    noise_std: float
+    jpeg_quality_min: int
+    jpeg_quality_max: int
+    min_visible: float  # drop an instance when occlusion leaves less than this share of it
 
-    @classmethod
-    def from_params(cls, section: dict) -> SampleConfig:
-        return params.typed(cls, section, "data.sample")
+    def validate(self) -> None:
+        req = params.require
+        req(self.n_train >= 1 and self.n_val >= 1, "data.sample.n_train and n_val", "be >= 1",
+            (self.n_train, self.n_val))
+        req(32 <= self.min_side <= self.max_side, "data.sample.min_side", "satisfy 32 <= min_side <= max_side",
+            (self.min_side, self.max_side))
+        req(self.max_instances >= 1, "data.sample.max_instances", "be >= 1", self.max_instances)
+        req(0 < self.min_object <= self.max_object <= 1, "data.sample.min_object",
+            "satisfy 0 < min_object <= max_object <= 1", (self.min_object, self.max_object))
+        req(0 <= self.close_color_prob <= 1, "data.sample.close_color_prob", "lie in [0, 1]", self.close_color_prob)
+        req(self.clutter >= 0 and self.noise_std >= 0, "data.sample.clutter and noise_std", "be >= 0",
+            (self.clutter, self.noise_std))
+        req(1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100, "data.sample.jpeg_quality_min",
+            "satisfy 1 <= min <= max <= 100", (self.jpeg_quality_min, self.jpeg_quality_max))
+        req(0 <= self.min_visible <= 1, "data.sample.min_visible", "lie in [0, 1]", self.min_visible)
 
 
 def family_of(category: int) -> str:

@@ -11,12 +11,14 @@ each ``(S, S, 1)``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from stages import VOID
+from wss import VOID
 
 # VGG16 layer names (as in keras.applications.VGG16) per block; their weights move between models by name.
 BLOCKS = (
@@ -66,14 +68,14 @@ def bilinear_kernel(size: int, channels: int) -> np.ndarray:
     return kernel
 
 
-def osvos(trunk: keras.Model | None = None, side_channels: int = 16) -> keras.Model:
-    """The OSVOS parent network around ``trunk`` (a new 4-channel :func:`vgg16_trunk` by default).
+def osvos(trunk: keras.Model, side_channels: int) -> keras.Model:
+    """The OSVOS parent network around ``trunk`` (a 4-channel :func:`vgg16_trunk`); OSVOS uses 16
+    ``side_channels`` (``train.side_channels``).
 
     Each tap gets a 3x3 conv to ``side_channels``, a fixed bilinear upsampling to the input size
     (kernel/stride 4/2, 8/4, 16/8, 32/16; ``same`` padding does the centre crop), and a 1x1
     deep-supervision head; the concatenated taps go through a 1x1 conv to the fused logits.
     """
-    trunk = trunk or vgg16_trunk(4)
     inp = keras.Input((None, None, trunk.input_shape[-1]), name="image_box")
     taps = trunk(inp)
     ups, outputs = [], {}
@@ -96,7 +98,7 @@ def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", 
     """OSVOS class-balanced sigmoid cross-entropy, averaged over the batch.
 
     Per image ``L = |Y-|/|Y| * sum_{Y+} -log s(x) + |Y+|/|Y| * sum_{Y-} -log(1 - s(x))``, where
-    ``Y`` holds the image's labelled pixels: ``VOID`` pixels (see ``stages/__init__``) take no part.
+    ``Y`` holds the image's labelled pixels: ``VOID`` pixels (see ``wss/__init__``) take no part.
     With ``reduction="sum"`` this is the published loss (it grows with the image, hence OSVOS's
     lr of 1e-8); ``"mean"`` divides by ``|Y|`` so that the learning rate does not depend on crop
     size.  ``balance=False`` weighs both classes 1/2: plain cross-entropy, whose probabilities are
@@ -118,6 +120,12 @@ def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", 
     elif reduction != "sum":
         raise ValueError(f"loss reduction must be 'mean' or 'sum', not {reduction!r}")
     return tf.reduce_mean(per_image)
+
+
+def sidecar(model_path: str | Path) -> Path:
+    """``models/model.keras`` -> ``models/model.json``: the crop transform the model was trained with
+    (``crop_size``, ``context_margin``) and its label source, written next to it by training."""
+    return Path(model_path).with_suffix(".json")
 
 
 def load(path: str) -> keras.Model:

@@ -23,8 +23,8 @@ import numpy as np
 import scipy.io
 import scipy.sparse
 
-from stages import atomic
-from stages.masks import boundary
+from wss import atomic
+from wss.masks import boundary
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -32,6 +32,7 @@ VOC_CLASSES = (
     "tvmonitor",
 )  # fmt: skip
 SPLITS = ("train", "val")
+ARCHIVE_ROOT = "benchmark_RELEASE/dataset"  # the dataset directory inside benchmark.tgz
 
 
 class SBDFormatError(ValueError):
@@ -119,7 +120,7 @@ def _cell(items: list[np.ndarray]) -> np.ndarray:
 
 
 def _sparse_boundary(mask: np.ndarray) -> scipy.sparse.csc_matrix:
-    return scipy.sparse.csc_matrix(boundary(mask))
+    return scipy.sparse.csc_matrix(boundary(mask, image_edge=True))
 
 
 def _savemat_bytes(variables: dict) -> bytes:

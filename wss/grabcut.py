@@ -26,20 +26,35 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from stages.boxes import Box, clip, expand, fill, is_degenerate, jitter
+from wss.boxes import Box, clip, expand, fill, is_degenerate, jitter
+
+from wss import params
 
 REASONS = ("tiny_box", "whole_image", "empty_grabcut", "opencv_error")
+FALLBACKS = ("tiny_box", "empty_grabcut", "opencv_error")
+"""The reasons whose label is a fallback shape, not GrabCut's output (``whole_image`` is GrabCut's)."""
 
 
 @dataclass(frozen=True)
 class GrabCutConfig:
-    iterations: int = 5
-    roi_margin: float = 0.5  # GrabCut runs on the box grown by this share of its size; < 0: whole image
-    min_box_area: int = 9
-    min_box_side: int = 2
-    min_fg_fraction: float = 0.1
-    whole_image_band: float = 0.05  # outer band of the box seeded as probable background
-    fallback_shape: str = "ellipse"
+    """GrabCut's settings, from the ``labels`` params section."""
+
+    iterations: int
+    roi_margin: float  # GrabCut runs on the box grown by this share of its size; < 0: whole image
+    min_box_area: int
+    min_box_side: int
+    min_fg_fraction: float
+    whole_image_band: float  # outer band of the box seeded as probable background
+    fallback_shape: str
+
+    def validate(self) -> None:
+        req = params.require
+        req(self.iterations >= 1, "labels.iterations", "be >= 1", self.iterations)
+        req(self.min_box_area >= 1, "labels.min_box_area", "be >= 1", self.min_box_area)
+        req(self.min_box_side >= 1, "labels.min_box_side", "be >= 1", self.min_box_side)
+        req(0 <= self.min_fg_fraction <= 1, "labels.min_fg_fraction", "lie in [0, 1]", self.min_fg_fraction)
+        req(0 < self.whole_image_band < 0.5, "labels.whole_image_band", "lie in (0, 0.5)", self.whole_image_band)
+        req(self.fallback_shape in ("ellipse", "box"), "labels.fallback_shape", "be ellipse or box", self.fallback_shape)
 
 
 def instance_seed(seed: int, image_id: str, instance_id: int) -> int:

@@ -1,11 +1,11 @@
-"""Scores of a predicted mask against the ground truth (conventions in ``stages/__init__``)."""
+"""Scores of a predicted mask against the ground truth (conventions in ``wss/__init__``)."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from stages.masks import boundary
+from wss.masks import boundary
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -22,10 +22,12 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, tolerance: float = 0.008) -> fl
     """Boundary F-measure (DAVIS contour accuracy): boundary pixels of each mask that lie within
     ``tolerance`` of the other's boundary, as precision and recall, combined harmonically.
 
-    ``tolerance`` < 1 is a fraction of the image diagonal (DAVIS uses 0.008), >= 1 is pixels.
-    Two empty masks score 1, one empty mask 0.
+    As in DAVIS, the image border is not a contour: an object cut by the image edge has no
+    boundary there (:func:`wss.masks.boundary` with ``image_edge=False``).  ``tolerance`` < 1 is a
+    fraction of the image diagonal (DAVIS uses 0.008), >= 1 is pixels; the match radius is
+    ``ceil`` of it, through a disk.  Two masks without boundary score 1, one without 0.
     """
-    bp, bg = boundary(pred), boundary(gt)
+    bp, bg = boundary(pred, image_edge=False), boundary(gt, image_edge=False)
     if not bp.any() and not bg.any():
         return 1.0
     if not bp.any() or not bg.any():

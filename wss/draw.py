@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stages.boxes import Box
+from wss.boxes import Box
 
 COLOURS = [(60, 60, 230), (230, 120, 40), (40, 200, 230), (200, 60, 200), (60, 200, 60)]
 

@@ -11,6 +11,9 @@ name             shape, dtype        meaning
 ``grabcut``      (n, S, S) uint8     GrabCut label
 ``box_label``    (n, S, S) uint8     filled-box label (same pixels as ``box``)
 ``gt``           (n, S, S) uint8     ground-truth mask
+``grabcut_full`` (n,) vlen uint8       the full-resolution GrabCut label inside the (clipped) box,
+                                     ``np.packbits`` of ``mask[y1:y2, x1:x2]``; :func:`full_label`
+                                     unpacks it (outside the box GrabCut's label is 0)
 ``grabcut_votes``(n, S, S) uint8     share of jittered GrabCuts calling the pixel foreground,
                                      times 255 (train split, ``labels.consensus_runs`` > 0;
                                      otherwise the GrabCut label's coverage of each crop pixel
@@ -19,7 +22,7 @@ name             shape, dtype        meaning
 ``box_xyxy``     (n, 4) int32        the given box ``(x1, y1, x2, y2)`` in image pixels
 ``image_size``   (n, 2) int32        ``(height, width)`` of the full image
 ``key``          (n,) str            ``"<image_id>/<instance_id>"``
-``category``     (n,) uint8          VOC class id
+``category``     (n,) uint8          category id (the instance table's)
 ``fallback``     (n,) str            GrabCut fallback reason, "" when GrabCut was used as is
 ``iou_grabcut``  (n,) float32        IoU of the full-resolution GrabCut label with the ground truth
 ``iou_box``      (n,) float32        IoU of the filled box with the ground truth
@@ -39,9 +42,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from stages import atomic
+from wss import atomic
+from wss.boxes import Box, clip
 
-# train.labels -> the dataset its label is made from (see stages.inputs for the "^i" variants).
+# train.labels -> the dataset its label is made from (see wss.inputs for the "^i" variants).
 LABEL_SOURCES = {"grabcut": "grabcut", "grabcut_i": "grabcut_votes", "box": "box_label", "box_i": "box", "gt": "gt"}
 MANIFEST = "manifest.json"
 
@@ -59,13 +63,28 @@ def fingerprint(*parts: Any) -> str:
     return h.hexdigest()
 
 
+RAGGED = ("grabcut_full",)  # one 1-D array per instance, of varying length
+
+
+def stack(name: str, values: list) -> np.ndarray:
+    """One field's per-instance values as one array (an object array of 1-D arrays for :data:`RAGGED`)."""
+    if name not in RAGGED:
+        return np.stack([np.asarray(v) for v in values])
+    out = np.empty(len(values), object)
+    for i, v in enumerate(values):  # item by item: equal lengths must not become a 2-D array
+        out[i] = np.asarray(v)
+    return out
+
+
 def write(path: Path, records: dict[str, np.ndarray], fp: str) -> None:
     """Write one shard atomically (temp file, then rename)."""
     with atomic.target(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["fingerprint"] = fp
         for name, arr in records.items():
             arr = np.asarray(arr)
-            if arr.dtype.kind == "U":
+            if arr.dtype == object:  # ragged 1-D arrays (grabcut_full)
+                f.create_dataset(name, data=arr, dtype=h5py.vlen_dtype(arr[0].dtype))
+            elif arr.dtype.kind == "U":
                 f.create_dataset(name, data=arr.astype(object), dtype=h5py.string_dtype())
             elif arr.ndim >= 3:
                 f.create_dataset(name, data=arr, chunks=(1,) + arr.shape[1:], compression="gzip", compression_opts=4,
@@ -90,6 +109,16 @@ def read(path: Path, fields: tuple[str, ...] | None = None) -> dict[str, np.ndar
         for name in fields or tuple(f.keys()):
             ds = f[name]
             out[name] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
+    return out
+
+
+def full_label(packed: np.ndarray, box_xyxy: np.ndarray, image_size: np.ndarray) -> np.ndarray:
+    """The full-resolution label of one instance from its ``grabcut_full`` bits, box and image size."""
+    h, w = (int(v) for v in image_size)
+    b = clip(Box(*(int(v) for v in box_xyxy)), h, w)
+    out = np.zeros((h, w), np.uint8)
+    n = b.height * b.width
+    out[b.y1 : b.y2, b.x1 : b.x2] = np.unpackbits(packed, count=n).reshape(b.height, b.width)
     return out
 
 

@@ -1,0 +1,352 @@
+"""Training the OSVOS parent network on 4-channel crops: the ``train`` stage's work.
+
+Reads the HDF5 shards through :mod:`wss.inputs`, starts from the surgery trunk and saves the model
+with a sidecar (:func:`sidecar`) that records the crop transform.
+
+**Steps count optimizer updates.**  One update consumes ``accum_steps`` batches of ``batch_size``
+and averages their gradients, so it is the update of one batch of ``accum_steps * batch_size``;
+``steps``, the lr and side-weight boundaries, checkpoint and log cadence and the weight average
+all count updates (OSVOS: 50,000 updates of 10 accumulated batches of 1).
+
+**Checkpoints** (``--checkpoints``, ``persist``-ed by DVC) carry a fingerprint of everything that
+shapes the weights: the params (but ``steps`` and the cadences), the seed, the shards, the init
+weights and the source of every project module the train stage runs (:mod:`wss.code`).  A
+different fingerprint starts over from step 0; the same one resumes from the last checkpoint and
+skips exactly the data already consumed, so a killed run ends with the weights of an
+uninterrupted one.  Raising ``steps`` continues; lowering it resumes from the newest kept
+checkpoint at or below the new total, or starts over.  The loss log lives next to the
+checkpoints, so the curves and ``final_loss`` survive a resume (even one with no steps left).
+A NaN or Inf loss stops the run with the step where it happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from wss import atomic, code, model, params, shards
+
+STAGE = "stages.train"  # its code (see wss.code) goes into the checkpoint fingerprint
+HISTORY = "history.tsv"  # the loss log, next to the checkpoints
+# Params that change when or how much is saved or logged, not the weights of a given step.
+NOT_WEIGHTS = ("steps", "log_every", "checkpoint_every", "checkpoints_kept")
+LOGGED = ("loss", "loss_fused", "lr", "side_weight")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The ``train`` params section (see ``params.yaml`` for the meaning of each key)."""
+
+    labels: str
+    steps: int  # optimizer updates
+    batch_size: int
+    accum_steps: int  # batches whose gradients are averaged into one update
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    ema: float  # > 0: the saved model holds the moving average of the weights with this momentum
+    lr_boundaries: tuple[int, ...]  # updates
+    lr_factors: tuple[float, ...]
+    side_boundaries: tuple[int, ...]  # updates
+    side_weights: tuple[float, ...]
+    side_channels: int
+    loss_reduction: str
+    class_balance: bool
+    skip_fallbacks: bool
+    consensus_fg: float
+    consensus_bg: float
+    box_i_core: float
+    flip: bool
+    scale_jitter: float
+    box_jitter: float
+    shuffle_buffer: int
+    checkpoint_every: int  # updates
+    checkpoints_kept: int
+    log_every: int  # updates
+    device: str
+    mixed_precision: bool
+    jit_compile: bool
+    deterministic: bool
+
+    def validate(self) -> None:
+        req = params.require
+        req(self.labels in shards.LABEL_SOURCES, "train.labels", f"be one of {sorted(shards.LABEL_SOURCES)}", self.labels)
+        for name in ("steps", "batch_size", "accum_steps", "side_channels", "shuffle_buffer", "checkpoint_every",
+                     "checkpoints_kept", "log_every"):  # fmt: skip
+            req(getattr(self, name) >= 1, f"train.{name}", "be >= 1", getattr(self, name))
+        req(self.optimizer in ("sgd", "adam"), "train.optimizer", "be sgd or adam", self.optimizer)
+        req(self.lr > 0, "train.lr", "be > 0", self.lr)
+        req(0 <= self.momentum < 1, "train.momentum", "lie in [0, 1)", self.momentum)
+        req(self.weight_decay >= 0, "train.weight_decay", "be >= 0", self.weight_decay)
+        req(0 <= self.ema < 1, "train.ema", "lie in [0, 1) (0 = off)", self.ema)
+        req(len(self.lr_factors) == len(self.lr_boundaries) + 1, "train.lr_factors",
+            "have one more entry than train.lr_boundaries", self.lr_factors)
+        req(len(self.side_weights) == len(self.side_boundaries) + 1, "train.side_weights",
+            "have one more entry than train.side_boundaries", self.side_weights)
+        for name in ("lr_boundaries", "side_boundaries"):
+            b = getattr(self, name)
+            req(list(b) == sorted(set(b)) and all(x > 0 for x in b), f"train.{name}", "be increasing and > 0", b)
+        req(all(f > 0 for f in self.lr_factors), "train.lr_factors", "be > 0", self.lr_factors)
+        req(all(w >= 0 for w in self.side_weights), "train.side_weights", "be >= 0", self.side_weights)
+        req(self.loss_reduction in ("mean", "sum"), "train.loss_reduction", "be mean or sum", self.loss_reduction)
+        req(0 <= self.consensus_bg <= self.consensus_fg <= 1, "train.consensus_bg",
+            "satisfy 0 <= consensus_bg <= consensus_fg <= 1", (self.consensus_bg, self.consensus_fg))
+        req(0 < self.box_i_core <= 1, "train.box_i_core", "lie in (0, 1]", self.box_i_core)
+        req(0 <= self.scale_jitter < 1, "train.scale_jitter", "lie in [0, 1)", self.scale_jitter)
+        req(0 <= self.box_jitter < 0.5, "train.box_jitter", "lie in [0, 0.5)", self.box_jitter)
+        req(self.device in ("auto", "cpu", "gpu"), "train.device", "be auto, cpu or gpu", self.device)
+        req(not (self.jit_compile and self.deterministic), "train.jit_compile and train.deterministic",
+            "not both be true (XLA has no deterministic max-pool gradient): set deterministic: false with XLA",
+            (self.jit_compile, self.deterministic))
+
+
+def piecewise(step: int, boundaries: tuple[int, ...], values: tuple[float, ...]) -> float:
+    """``values[i]`` for the ``i``-th interval of ``boundaries`` that ``step`` falls in."""
+    return float(values[sum(step >= b for b in boundaries)])
+
+
+def _digest(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+def build(cfg: TrainConfig, init: Path):
+    """The OSVOS network on the surgery trunk ``init``, and its optimizer (built, so checkpoints match)."""
+    import keras
+
+    from wss.model import osvos, vgg16_trunk
+
+    trunk = vgg16_trunk(4)
+    trunk.load_weights(str(init))
+    net = osvos(trunk, cfg.side_channels)
+    ema = {"use_ema": cfg.ema > 0, "ema_momentum": cfg.ema or 0.99}
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None, **ema)
+    else:
+        opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, **ema)
+    if cfg.mixed_precision:
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    opt.build(net.trainable_variables)
+    return net, opt
+
+
+def make_train_step(net, opt, cfg: TrainConfig, side_w):
+    """One compiled optimizer update on ``(x, y)`` of shape ``(accum_steps, batch, ...)``: the
+    gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is the
+    fused loss plus ``side_w`` times the side losses; returns (loss, fused loss), batch means."""
+    import tensorflow as tf
+
+    from wss.model import SIDES, balanced_bce
+
+    def grads_of(x, y):
+        with tf.GradientTape() as tape:
+            out = net(x, training=True)
+            fused = balanced_bce(y, out["fused"], cfg.loss_reduction, cfg.class_balance)
+            side_loss = tf.add_n([balanced_bce(y, out[s], cfg.loss_reduction, cfg.class_balance) for s in SIDES])
+            loss = fused + side_w * side_loss
+            scaled = opt.scale_loss(loss) if cfg.mixed_precision else loss
+        return tape.gradient(scaled, net.trainable_variables), loss, fused
+
+    @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
+    def train_step(x, y):
+        grads, loss, fused = grads_of(x[0], y[0])
+        for k in range(1, cfg.accum_steps):  # unrolled: accum_steps is a small constant
+            g, l, f = grads_of(x[k], y[k])
+            grads = [a + b for a, b in zip(grads, g)]
+            loss, fused = loss + l, fused + f
+        if cfg.accum_steps > 1:
+            grads = [g / cfg.accum_steps for g in grads]
+        opt.apply(grads, net.trainable_variables)
+        return loss / cfg.accum_steps, fused / cfg.accum_steps
+
+    return train_step
+
+
+def fingerprint(cfg: TrainConfig, seed: int, manifest: dict, init: Path) -> str:
+    """Hash of everything that shapes the weights at a given step (module docstring)."""
+    weights_params = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_WEIGHTS}
+    return shards.fingerprint(weights_params, seed, manifest["params_fingerprint"],
+                              [s["fingerprint"] for s in manifest["shards"]], _digest(init), code.digest(STAGE))  # fmt: skip
+
+
+def read_history(path: Path, upto: int) -> list[dict]:
+    """Rows of the loss log with ``step <= upto`` (a torn last line from a kill is dropped)."""
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                try:
+                    parsed = {"step": int(row["step"]), **{k: float(row[k]) for k in LOGGED}}
+                except (TypeError, ValueError, KeyError):
+                    continue
+                if parsed["step"] <= upto:
+                    rows.append(parsed)
+    return rows
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    atomic.write_text(path, "\t".join(("step",) + LOGGED) + "\n" + "".join(_history_line(r) for r in rows))
+
+
+def _history_line(row: dict) -> str:
+    return "\t".join([str(row["step"])] + [repr(row[k]) for k in LOGGED]) + "\n"
+
+
+def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int) -> dict:
+    """Train and save the model to ``out``; return the summary metrics."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from dvclive import Live
+    from tqdm import tqdm
+
+    from wss import inputs
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.device == "gpu" and not gpus:
+        raise SystemExit("train: train.device is gpu, but TensorFlow sees no GPU (install tensorflow[and-cuda])")
+    device = "/GPU:0" if gpus and cfg.device != "cpu" else "/CPU:0"
+    manifest = shards.read_manifest(shard_dir)
+    side = int(manifest["crop_size"])
+    files = shards.files(shard_dir, "train")
+    if not files:
+        raise SystemExit(f"train: {shard_dir} has no train shards")
+    if cfg.labels == "grabcut_i" and not manifest.get("consensus_runs"):
+        raise SystemExit("train: train.labels=grabcut_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
+                         "in params.yaml and run the labels stage")  # fmt: skip
+    fp = fingerprint(cfg, seed, manifest, init)
+
+    set_op_determinism(cfg.deterministic)
+    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
+    keras.utils.set_random_seed(seed)
+    try:
+        with tf.device(device):
+            net, opt = build(cfg, init)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+            side_w = tf.Variable(1.0, trainable=False)
+
+        ckpt = tf.train.Checkpoint(model=net, optimizer=opt, step=step_var)
+        manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=cfg.checkpoints_kept)
+        stamp = ckpt_dir / "fingerprint.json"
+        usable = [c for c in manager.checkpoints if int(c.rsplit("-", 1)[1]) <= cfg.steps]
+        resumed = bool(usable) and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fp
+        if resumed:
+            ckpt.restore(usable[-1]).assert_existing_objects_matched()
+            print(f"train: resuming from {usable[-1]} at step {int(step_var.numpy())}")
+        else:
+            if ckpt_dir.exists():
+                shutil.rmtree(ckpt_dir)
+            ckpt_dir.mkdir(parents=True)
+            atomic.write_json(stamp, {"fingerprint": fp})
+        start = int(step_var.numpy())
+        history = read_history(ckpt_dir / HISTORY, start)
+        write_history(ckpt_dir / HISTORY, history)
+
+        train_step = make_train_step(net, opt, cfg, side_w)
+        per_update = cfg.accum_steps * cfg.batch_size
+        ds = inputs.dataset(files, cfg, side, training=True, seed=seed, skip=start * per_update)
+        if live_dir.exists():
+            shutil.rmtree(live_dir)
+        live = Live(str(live_dir), dvcyaml=False, resume=False, save_dvc_exp=False, report=None)
+        live.log_params({"lr": cfg.lr, "labels": cfg.labels, "steps": cfg.steps, "batch_size": cfg.batch_size,
+                         "accum_steps": cfg.accum_steps, "optimizer": cfg.optimizer, "device": device})  # fmt: skip
+        for row in history:  # the curve so far, from the log kept with the checkpoints
+            _log(live, row)
+        print(f"train: {cfg.labels} labels, {manifest['counts']['train']} instances, crop {side}, updates "
+              f"{start}..{cfg.steps} of batch {cfg.batch_size} x accum {cfg.accum_steps}, {cfg.optimizer} lr "
+              f"{cfg.lr:g}, device {device}, mixed precision {cfg.mixed_precision}, XLA {cfg.jit_compile}")  # fmt: skip
+
+        t0, seen, window = time.perf_counter(), 0, []
+        with tf.device(device), tqdm(total=cfg.steps, initial=start, desc="train", unit="step") as bar, \
+                open(ckpt_dir / HISTORY, "a") as log:  # fmt: skip
+            for x, y in ds.take(max(cfg.steps - start, 0)):
+                step = int(step_var.numpy())
+                opt.learning_rate.assign(cfg.lr * piecewise(step, cfg.lr_boundaries, cfg.lr_factors))
+                side_w.assign(piecewise(step, cfg.side_boundaries, cfg.side_weights))
+                loss, fused = train_step(x, y)
+                loss_v, fused_v = float(loss), float(fused)
+                if not (np.isfinite(loss_v) and np.isfinite(fused_v)):
+                    raise NonFiniteLoss(
+                        f"train: loss is {loss_v} at step {step} (lr {float(opt.learning_rate.numpy()):g}); the "
+                        f"last good checkpoint is kept. Lower train.lr or check the inputs."
+                    )
+                step_var.assign_add(1)
+                seen += per_update
+                window.append(loss_v)
+                bar.update(1)
+                done = step + 1
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    row = {"step": done, "loss": float(np.mean(window)), "loss_fused": fused_v,
+                           "lr": float(opt.learning_rate.numpy()), "side_weight": float(side_w.numpy())}  # fmt: skip
+                    log.write(_history_line(row))
+                    log.flush()
+                    history.append(row)
+                    _log(live, row)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}")
+                    window = []
+                if done % cfg.checkpoint_every == 0:
+                    manager.save(checkpoint_number=done)
+        seconds = time.perf_counter() - t0
+        live.end()
+        # The checkpoint keeps the raw weights, so that raising train.steps resumes the same trajectory.
+        # (Not again when the loop just saved this step, or there was nothing left to train.)
+        last = int(step_var.numpy())
+        if not (manager.latest_checkpoint or "").endswith(f"-{last}"):
+            manager.save(checkpoint_number=last)
+        opt.finalize_variable_values(net.trainable_variables)  # the weight average, when train.ema > 0
+        if cfg.mixed_precision:
+            net = _as_float32(net, cfg)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    with atomic.target(out) as tmp:
+        net.save(str(tmp))
+    # What predict needs to crop a new image exactly as the training crops were made.
+    atomic.write_json(model.sidecar(out), {"crop_size": side, "context_margin": float(manifest["context_margin"]),
+                                     "labels": cfg.labels})  # fmt: skip
+    return {
+        "labels": cfg.labels, "steps": last, "lr": float(cfg.lr), "batch_size": cfg.batch_size,
+        "accum_steps": cfg.accum_steps, "final_loss": round(history[-1]["loss"], 6) if history else None,
+        "images_per_s": round(seen / seconds, 3) if seen else None,
+        "resumed_from_step": start if resumed else None, "device": device,
+    }  # fmt: skip
+
+
+def set_op_determinism(on: bool) -> None:
+    """Deterministic TF kernels on or off for this process (bit-identical reruns and resumes).
+
+    TF's public API can only switch them on; a process that trains twice (tests, notebooks) needs
+    the off switch too, which lives next to the public one.
+    """
+    from tensorflow.python.framework import config as tf_config
+
+    tf_config.enable_op_determinism() if on else tf_config.disable_op_determinism()
+
+
+def _log(live, row: dict) -> None:
+    live.step = row["step"]
+    for k in LOGGED:
+        live.log_metric(k, row[k])
+    live.next_step()
+
+
+def _as_float32(net, cfg: TrainConfig):
+    """A float32 copy of a mixed-precision network, so the saved model runs anywhere at full
+    precision (a model built under ``mixed_float16`` keeps that policy in every layer it saves)."""
+    import keras
+
+    from wss.model import osvos, vgg16_trunk
+
+    keras.mixed_precision.set_global_policy("float32")
+    copy = osvos(vgg16_trunk(4), cfg.side_channels)
+    copy.set_weights(net.get_weights())
+    return copy
