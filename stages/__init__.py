@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 
-# Quiet TensorFlow's C++ logging before any stage imports it; errors still print.  A user's own
-# setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Quiet TensorFlow's C++ info and warning logs before any stage imports it; errors still print.
+# A user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def import_tensorflow_quietly() -> None:
@@ -19,7 +19,7 @@ def import_tensorflow_quietly() -> None:
     (through absl, before absl is initialised), which ``TF_CPP_MIN_LOG_LEVEL`` does not reach
     (tensorflow#100442).  A failing import still raises, with its traceback, after stderr is back.
     """
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
         import tensorflow  # noqa: F401  the user asked to see TensorFlow's logs
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)

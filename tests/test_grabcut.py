@@ -7,6 +7,7 @@ from wss.boxes import Box, fill
 from tests.conftest import labels_cfg
 
 CFG = labels_cfg().grabcut
+SEED_2017_SAMPLE_1 = 1659609697
 
 
 def disc_image(h=80, w=100):
@@ -83,9 +84,25 @@ def test_unknown_fallback_shape():
         grabcut.fallback(Box(0, 0, 4, 4), 8, 8, "star")
 
 
-def test_instance_seed_independent_of_order():
-    assert grabcut.instance_seed(1, "a", 2) == grabcut.instance_seed(1, "a", 2)
-    assert grabcut.instance_seed(1, "a", 2) != grabcut.instance_seed(1, "a", 3)
+def test_instance_seed_is_stable_across_processes_and_distinct():
+    # A pinned value: Python's per-process hash() randomisation would break this, crc32 does not.
+    assert grabcut.instance_seed(2017, "sample_000001", 1) == SEED_2017_SAMPLE_1
+    seeds = {grabcut.instance_seed(2017, f"img{i}", k) for i in range(500) for k in range(1, 5)}
+    assert len(seeds) == 2000
+
+
+def test_segment_does_not_depend_on_what_ran_before():
+    """OpenCV's GrabCut draws its k-means start from a global RNG: each call reseeds it, so an
+    instance's label is the same whichever instances a worker segmented before it."""
+    img, _ = disc_image()
+    a, b = Box(26, 16, 75, 65), Box(20, 10, 80, 70)
+    sa, sb = grabcut.instance_seed(1, "x", 1), grabcut.instance_seed(1, "x", 2)
+    first_a = grabcut.segment(img, a, CFG, sa)[0]
+    b_then_a = [grabcut.segment(img, b, CFG, sb)[0], grabcut.segment(img, a, CFG, sa)[0]]
+    np.testing.assert_array_equal(first_a, b_then_a[1])
+    cv2.setRNGSeed(12345)  # someone else used the global RNG in between
+    cv2.randu(np.zeros((100, 100), np.float32), 0, 1)
+    np.testing.assert_array_equal(grabcut.segment(img, b, CFG, sb)[0], b_then_a[0])
 
 
 def test_votes_agree_on_the_object_and_stay_in_the_box():
