@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from wss import params, sample  # noqa: E402
 
