@@ -63,10 +63,11 @@ def encode(mask: np.ndarray) -> dict:
 
 @dataclass(frozen=True)
 class Annotation:
-    """One usable COCO annotation, in the project's conventions."""
+    """One usable annotation, in the project's box convention with a COCO-form segmentation
+    (what every dataset reader returns)."""
 
     annotation_id: int
-    image_id: int
+    image_id: int | str
     category_id: int
     box: Box
     segmentation: Any  # as in the file; None when the annotation has no mask (a boxes-only dataset)
@@ -75,14 +76,17 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Dataset:
-    images: dict[int, dict]  # id -> {"file_name", "height", "width"}
+    """A detection/segmentation dataset as every reader returns it (COCO, YOLO, ...)."""
+
+    images: dict[int | str, dict]  # id -> {"file_name" (relative to the image root), "height", "width", "split"}
     categories: dict[int, str]  # id -> name, as the file has them
     annotations: list[Annotation]
     rejects: list[dict]  # {"file", "image_id", "reason"}
 
 
-def read(path: str | Path) -> Dataset:
-    """Read and check a COCO instances JSON.
+def read(path: str | Path, split: str | None = None) -> Dataset:
+    """Read and check a COCO instances JSON whose images all belong to ``split`` (``None``: to be
+    split later).
 
     Raises ``ValueError`` naming the file when it is not a COCO instances file at all (malformed
     JSON, no ``images``/``annotations``/``categories`` lists).  Otherwise every bad image or
@@ -120,7 +124,7 @@ def read(path: str | Path) -> Dataset:
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0) or not im.get("file_name"):
             reject(iid, f"image {iid}: needs file_name and a positive height and width")
             continue
-        images[iid] = {"file_name": str(im["file_name"]), "height": h, "width": w}
+        images[iid] = {"file_name": str(im["file_name"]), "height": h, "width": w, "split": split}
     annotations: list[Annotation] = []
     seen: set[int] = set()
     for a in data["annotations"]:
