@@ -109,16 +109,16 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
 
     categories: dict[int, str] = {}
     for c in data["categories"]:
-        cid = c.get("id") if isinstance(c, dict) else None
-        if not isinstance(cid, int) or cid in categories:
-            reject(None, f"category {cid!r}: {'duplicate' if cid in categories else 'bad'} id")
+        cid, problem = _new_id(c, categories)
+        if problem:
+            reject(None, f"category {cid!r}: {problem}")
             continue
         categories[cid] = str(c.get("name", cid))
     images: dict[int, dict] = {}
     for im in data["images"]:
-        iid = im.get("id") if isinstance(im, dict) else None
-        if not isinstance(iid, int) or iid in images:
-            reject(iid, f"image {iid!r}: {'duplicate' if iid in images else 'bad'} id")
+        iid, problem = _new_id(im, images)
+        if problem:
+            reject(iid, f"image {iid!r}: {problem}")
             continue
         h, w = im.get("height"), im.get("width")
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0) or not im.get("file_name"):
@@ -128,10 +128,9 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
     annotations: list[Annotation] = []
     seen: set[int] = set()
     for a in data["annotations"]:
-        aid = a.get("id") if isinstance(a, dict) else None
-        if not isinstance(aid, int) or aid in seen:
-            reject(a.get("image_id") if isinstance(a, dict) else None,
-                   f"annotation {aid!r}: {'duplicate' if aid in seen else 'bad'} id")  # fmt: skip
+        aid, problem = _new_id(a, seen)
+        if problem:
+            reject(a.get("image_id") if isinstance(a, dict) else None, f"annotation {aid!r}: {problem}")
             continue
         seen.add(aid)
         reason = _check(a, images, categories)
@@ -141,6 +140,14 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
         annotations.append(Annotation(aid, a["image_id"], a["category_id"], box_from_bbox(a["bbox"]),
                                       a.get("segmentation") or None, bool(a.get("iscrowd", 0))))  # fmt: skip
     return Dataset(images, categories, annotations, rejects)
+
+
+def _new_id(entry: Any, seen: dict | set) -> tuple[Any, str]:
+    """``entry``'s integer ``id`` and ``""``, or the id and why it is unusable (bad, or already in ``seen``)."""
+    eid = entry.get("id") if isinstance(entry, dict) else None
+    if not isinstance(eid, int):
+        return eid, "bad id"
+    return eid, "duplicate id" if eid in seen else ""
 
 
 def _check(a: dict, images: dict[int, dict], categories: dict[int, str]) -> str:
