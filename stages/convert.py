@@ -1,4 +1,4 @@
-"""Stage ``convert``: SBD layout (``--sbd``) -> instance table and ground-truth masks (``--out``).
+"""Stage ``convert``: the dataset at ``--data``, in its own format (``data.source``) -> the instance table (``--out``).
 
 One bad file never stops the run: it becomes a row of ``rejects.csv`` (see :mod:`wss.convert`).
 """
@@ -11,19 +11,21 @@ from pathlib import Path
 
 from wss import params
 from wss.convert import ConvertConfig, convert
+from wss.dataset import DataConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--sbd", default="data/sbd", type=Path)
+    ap.add_argument("--data", default="data/raw", type=Path)
     ap.add_argument("--out", default="data/instances", type=Path)
     args = ap.parse_args(argv)
-    section = params.section(params.load(args.params), "convert")
-    max_reject = params.typed(ConvertConfig, section, "convert").max_reject_fraction
-    if not args.sbd.is_dir():
-        raise SystemExit(f"convert: {args.sbd} does not exist; run the download stage first (dvc repro download)")
-    convert(args.sbd, args.out, max_reject)
+    p = params.load(args.params)
+    data = DataConfig.from_params(params.section(p, "data"))
+    max_reject = params.typed(ConvertConfig, params.section(p, "convert"), "convert").max_reject_fraction
+    if not args.data.is_dir():
+        raise SystemExit(f"convert: {args.data} does not exist; run the download stage first (dvc repro download)")
+    convert(args.data, args.out, data, max_reject)
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Stage ``download``: put a dataset in SBD layout at ``--out`` (default ``data/sbd``).
+"""Stage ``download``: put the ``data.source`` dataset, in its own format, at ``--out`` (default ``data/raw``).
 
-``data.source: sample`` generates the embedded synthetic dataset; ``data.source: sbd`` fetches,
-verifies and extracts the Berkeley release (or uses ``data.archive``, a local benchmark.tgz).
+``sample`` generates the embedded synthetic dataset (SBD layout).  Every other source is an
+archive (.zip, .tar, .tar.gz) or a directory: ``data.archive`` when set, else ``data.url``
+(resumable download, MD5 check against ``data.md5``); it is extracted safely and atomically.
+``sbd`` keeps only the archive's ``benchmark_RELEASE/dataset`` and, with ``data.url`` empty,
+fetches the official release.
 """
 
 from __future__ import annotations
@@ -11,36 +14,37 @@ import sys
 from pathlib import Path
 
 from wss import fetch, params, sample, sbd
-
-SOURCES = ("sample", "sbd")
+from wss.dataset import DataConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--out", default="data/sbd", type=Path)
+    ap.add_argument("--out", default="data/raw", type=Path)
     ap.add_argument("--cache", default="data/downloads", type=Path, help="where partial downloads live")
     args = ap.parse_args(argv)
     p = params.load(args.params)
-    data = params.section(p, "data")
-    source = data.get("source")
-    params.require(source in SOURCES, "data.source", f"be one of {', '.join(SOURCES)}", source)
-    if source == "sample":
+    data = DataConfig.from_params(params.section(p, "data"))
+    if data.source == "sample":
         cfg = params.typed(sample.SampleConfig, params.section(p, "data.sample"), "data.sample")
         sample.generate(args.out, params.seed(p), cfg)
     else:
-        if data.get("archive"):
-            archive = Path(data["archive"])
-            if not archive.is_file():
-                raise fetch.FetchError(f"data.archive is {archive}, but there is no such file")
+        url, md5 = data.url, data.md5
+        if data.source == "sbd" and not url:
+            url, md5 = sbd.RELEASE_URL, md5 or sbd.RELEASE_MD5
+        if data.archive:
+            archive = Path(data.archive)
+            if not archive.exists():
+                raise fetch.FetchError(f"data.archive is {archive}, but there is no such file or directory")
         else:
-            archive = args.cache / Path(data["url"]).name
+            archive = args.cache / Path(url).name
             if not archive.is_file():
-                fetch.download(data["url"], archive)
-        print(f"verifying {archive}")
-        fetch.verify(archive, data.get("md5"))
-        fetch.extract(archive, args.out, sbd.ARCHIVE_ROOT)
-    print(f"dataset ready at {args.out}")
+                fetch.download(url, archive)
+        if archive.is_file():
+            print(f"verifying {archive}")
+            fetch.verify(archive, md5)
+        fetch.extract(archive, args.out, sbd.ARCHIVE_ROOT if data.source == "sbd" else "")
+    print(f"{data.source} dataset ready at {args.out}")
     return 0
 
 

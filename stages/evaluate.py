@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="models/model.keras", type=Path)
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
-    ap.add_argument("--sbd", default="data/sbd", type=Path)
+    ap.add_argument("--data", default="data/raw", type=Path, help="the dataset (for the overlays' images)")
     ap.add_argument("--metrics", default="metrics/eval.json", type=Path)
     ap.add_argument("--per-class", default="metrics/eval_per_class.json", type=Path)
     ap.add_argument("--plots", default="metrics/eval", type=Path)
@@ -32,14 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = params.typed(EvaluateConfig, params.section(params.load(args.params), "evaluate"), "evaluate")
     from wss.model import load
 
-    result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.sbd, cfg, args.plots)
+    result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.data, cfg, args.plots)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
-    g, c = result["grabcut_labels"], result["grabcut_labels_via_crops"]
-    print(f"evaluate: model mIoU {result['miou']:.4f} recall@0.5 {result['recall@0.5']:.4f} "
+    g, c, b = result["grabcut_labels"], result["grabcut_labels_via_crops"], result["filled_box"]
+    print(f"evaluate: model mIoU {result['miou']:.4f} mask AP {result['AP']} recall@0.5 {result['recall@0.5']:.4f} "
           f"boundary F {result['boundary_f']:.4f} | GrabCut labels mIoU {g['miou']:.4f} (via the crops "
-          f"{c['miou']:.4f}) recall@0.5 {g['recall@0.5']:.4f} boundary F {g['boundary_f']:.4f} "
-          f"({result['instances']} instances)")
+          f"{c['miou']:.4f}) mask AP {g['AP']} | filled box mIoU {b['miou']:.4f} "
+          f"({result['instances']} instances with masks, {result['instances_without_masks']} without)")
     return 0
 
 

@@ -26,6 +26,12 @@ def config(cls: type, where: str, **over):
     return params.typed(cls, {**params.section(PARAMS, where), **over}, where)
 
 
+def data_cfg(**over):
+    from wss.dataset import DataConfig
+
+    return DataConfig.from_params({**params.section(PARAMS, "data"), **over})
+
+
 def sample_cfg(**over) -> sample.SampleConfig:
     return config(sample.SampleConfig, "data.sample", **over)
 
@@ -48,6 +54,7 @@ def evaluate_cfg(**over):
     return config(evaluation.EvaluateConfig, "evaluate", **over)
 
 
+DATA = data_cfg()  # the sample source, as params.yaml ships
 TINY = sample_cfg(n_train=6, n_val=3, min_side=96, max_side=128, max_instances=3)
 TINY_LABELS = {"crop_size": 32, "shard_size": 4, "n_jobs": 1}
 TINY_TRAIN = {"batch_size": 2, "log_every": 1, "checkpoint_every": 10, "shuffle_buffer": 8}
@@ -67,7 +74,7 @@ def tiny_instances(tiny_sbd: Path) -> Path:
     from wss import convert
 
     out = tiny_sbd.parent / "instances"
-    convert.convert(tiny_sbd, out, 0.0)
+    convert.convert(tiny_sbd, out, DATA, 0.0)
     return out
 
 
@@ -94,7 +101,7 @@ def random_init(tmp_path_factory) -> Path:
 
 @dataclass
 class Built:
-    sbd: Path
+    data: Path
     instances: Path
     shards: Path
     model: Path
@@ -107,7 +114,7 @@ def built(tmp_path_factory, random_init: Path) -> Built:
 
     d = tmp_path_factory.mktemp("built")
     sample.generate(d / "sbd", seed=7, cfg=TINY)
-    convert.convert(d / "sbd", d / "instances", 0.0)
+    convert.convert(d / "sbd", d / "instances", DATA, 0.0)
     labels.run(d / "sbd", d / "instances", d / "shards", labels_cfg(**TINY_LABELS), 1)
     cfg = train_cfg(steps=2, **TINY_TRAIN)
     training.train(cfg, d / "shards", random_init, d / "model" / "model.keras", d / "ckpt", d / "live", seed=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from wss.masks import from_segmentation
 from wss import boxes, coco
 from wss.boxes import Box
 from tests.conftest import ROOT
@@ -29,13 +30,13 @@ def test_rle_round_trip_and_polygons():
     rle = coco.encode(m)
     assert isinstance(rle["counts"], str) and rle["size"] == [20, 30]
     json.dumps(rle)  # JSON-ready
-    np.testing.assert_array_equal(coco.decode(rle, 20, 30), m)
-    square = coco.decode([[4, 2, 17, 2, 17, 9, 4, 9]], 20, 30)  # polygon along pixel edges
+    np.testing.assert_array_equal(from_segmentation(rle, 20, 30), m)
+    square = from_segmentation([[4, 2, 17, 2, 17, 9, 4, 9]], 20, 30)  # polygon along pixel edges
     assert boxes.from_mask(square) == Box(4, 2, 17, 9) and square.sum() == 13 * 7
     crowd = {"size": [20, 30], "counts": [40, 10, 550]}  # uncompressed, column-major, as iscrowd has it
-    assert coco.decode(crowd, 20, 30).sum() == 10
+    assert from_segmentation(crowd, 20, 30).sum() == 10
     with pytest.raises(ValueError, match="polygons or an RLE"):
-        coco.decode("nonsense", 20, 30)
+        from_segmentation("nonsense", 20, 30)
 
 
 def write(tmp_path: Path, data) -> Path:
@@ -100,13 +101,13 @@ def test_real_coco128_annotations(coco128):
     gaps = []
     for a in ds.annotations:
         im = ds.images[a.image_id]
-        m = coco.decode(a.segmentation, im["height"], im["width"])
+        m = from_segmentation(a.segmentation, im["height"], im["width"])
         tight = boxes.from_mask(m)
         if tight is None:
             continue
         gaps.append(max(abs(p - q) for p, q in zip(tight, a.box)))
         if not a.iscrowd:
-            np.testing.assert_array_equal(coco.decode(coco.encode(m), *m.shape), m)
+            np.testing.assert_array_equal(from_segmentation(coco.encode(m), *m.shape), m)
     # The official bbox is the polygon's extent up to rasterisation (1 px) for 878 of 939; thin
     # polygon parts that rasterise to nothing leave a gap of up to 5 px on the rest (measured).
     gaps = np.array(gaps)
@@ -129,7 +130,7 @@ def test_exported_rle_scores_perfectly_in_cocoeval(coco128):
         if a.iscrowd:
             continue
         im = ds.images[a.image_id]
-        m = coco.decode(a.segmentation, im["height"], im["width"])
+        m = from_segmentation(a.segmentation, im["height"], im["width"])
         results.append({"image_id": a.image_id, "category_id": a.category_id, "segmentation": coco.encode(m),
                         "score": 1.0})  # fmt: skip
     with contextlib.redirect_stdout(io.StringIO()):
@@ -139,3 +140,26 @@ def test_exported_rle_scores_perfectly_in_cocoeval(coco128):
         ev.accumulate()
         ev.summarize()
     assert ev.stats[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_mask_ap_hand_computed():
+    """One object: a perfect mask scores AP 1; a mask of IoU exactly 0.5 passes only the 0.5 threshold
+    of COCO's ten (0.5:0.95), so AP50 1, AP75 0, AP 0.1; a second, lower-scored false mask on
+    another image halves the precision at full recall only where it ranks first."""
+    gt_mask = np.zeros((40, 50), np.uint8)
+    gt_mask[5:20, 10:30] = 1  # 300 px: small
+    gts = [coco.annotation(1, 1, 3, Box(10, 5, 30, 20), gt_mask)]
+    images, cats = {1: (40, 50), 2: (40, 50)}, {3: "kite", 4: "unused"}
+
+    def det(mask, score, image=1):
+        return {"image_id": image, "category_id": 3, "segmentation": coco.encode(mask), "score": score}
+
+    perfect = coco.mask_ap(images, cats, gts, [det(gt_mask, 0.9)])
+    assert perfect == {"AP": 1.0, "AP50": 1.0, "AP75": 1.0, "AP_small": 1.0, "AP_medium": None, "AP_large": None}
+    half = gt_mask.copy()
+    half[:, 20:30] = 0  # 150 of 300 pixels: IoU 0.5
+    got = coco.mask_ap(images, cats, gts, [det(half, 0.9)])
+    assert (got["AP"], got["AP50"], got["AP75"]) == (0.1, 1.0, 0.0)
+    # A false positive ranked above the true one: precision 1/2 at recall 1, interpolated: AP 0.5.
+    got = coco.mask_ap(images, cats, gts, [det(gt_mask, 0.5), det(gt_mask, 0.9, image=2)])
+    assert got["AP"] == 0.5

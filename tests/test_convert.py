@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 
 from stages import convert as stage
+from tests.conftest import DATA
 from wss import convert, sbd
-from wss.instances import COLUMNS, MaskReader, read_table
+from wss.instances import COLUMNS, gt_mask, read_table
 
 
 def _rejects(out):
@@ -15,18 +16,17 @@ def _rejects(out):
 
 def test_clean_conversion(tiny_sbd, tmp_path):
     out = tmp_path / "instances"
-    table = convert.convert(tiny_sbd, out, 0.0)
+    table = convert.convert(tiny_sbd, out, DATA, 0.0)
     assert list(read_table(out).columns) == COLUMNS
     assert len(table) > 0 and set(table.split) == {"train", "val"}
     assert table.category.between(1, 20).all()
     assert _rejects(out).empty
-    with MaskReader(out) as masks:
-        for row in table.itertuples():
-            m = masks.mask(row.image_id, row.instance_id)
-            assert m.sum() == row.area
-            ys, xs = np.nonzero(m)
-            assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (row.x1, row.y1, row.x2, row.y2)
-            assert sbd.VOC_CLASSES[row.category - 1] == row.category_name
+    for row in table.itertuples():
+        m = gt_mask(row)
+        assert m.sum() == row.area and row.file == f"img/{row.image_id}.jpg"
+        ys, xs = np.nonzero(m)
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (row.x1, row.y1, row.x2, row.y2)
+        assert sbd.VOC_CLASSES[row.category - 1] == row.category_name
 
 
 def _ids(root):
@@ -69,7 +69,7 @@ def _break_empty_instance(root, i):
 def _break_size_mismatch(root, i):
     seg, cats = sbd.read_inst(sbd.inst_path(root, i))
     sbd.write_inst(sbd.inst_path(root, i), seg[:-3], list(cats))
-    return "does not match image size"
+    return "the annotations say"
 
 
 def _break_bad_category(root, i):
@@ -85,7 +85,7 @@ def test_bad_input_becomes_a_reject(tiny_sbd, tmp_path, breaker):
     victim = _ids(tiny_sbd)[1]
     reason = breaker(tiny_sbd, victim)
     out = tmp_path / "instances"
-    table = convert.convert(tiny_sbd, out, max_reject_fraction=0.5)
+    table = convert.convert(tiny_sbd, out, DATA, 0.5)
     rejects = _rejects(out)
     assert len(rejects) == 1, rejects
     assert rejects.image_id[0] == victim and reason in rejects.reason[0]
@@ -96,12 +96,12 @@ def test_bad_input_becomes_a_reject(tiny_sbd, tmp_path, breaker):
 
 def test_too_many_rejects_fail_and_keep_previous_output(tiny_sbd, tmp_path):
     out = tmp_path / "instances"
-    convert.convert(tiny_sbd, out, 0.0)
+    convert.convert(tiny_sbd, out, DATA, 0.0)
     before = (out / "instances.parquet").read_bytes()
     for i in _ids(tiny_sbd)[:3]:
         sbd.image_path(tiny_sbd, i).unlink()
     with pytest.raises(SystemExit, match="max_reject_fraction"):
-        convert.convert(tiny_sbd, out, max_reject_fraction=0.1)
+        convert.convert(tiny_sbd, out, DATA, 0.1)
     assert (out / "instances.parquet").read_bytes() == before  # nothing lost
     failed = pd.read_csv(tmp_path / "instances-rejects.csv")
     assert len(failed) == 3
@@ -111,13 +111,13 @@ def test_duplicate_id_in_lists(tiny_sbd, tmp_path):
     first = _ids(tiny_sbd)[0]
     with open(sbd.split_path(tiny_sbd, "val"), "a") as f:
         f.write(first + "\n")
-    convert.convert(tiny_sbd, tmp_path / "out", 0.5)
+    convert.convert(tiny_sbd, tmp_path / "out", DATA, 0.5)
     assert "listed twice" in _rejects(tmp_path / "out").reason[0]
 
 
 def test_cli_on_missing_dir(tmp_path):
     with pytest.raises(SystemExit, match="run the download stage first"):
-        stage.main(["--sbd", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
+        stage.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
                       "--params", str(__import__("tests.conftest").conftest.ROOT / "params.yaml")])
     assert not (tmp_path / "o").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)

@@ -91,7 +91,7 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
                                           "n_overlays: 2, flip: false}\n")  # fmt: skip
     out = tmp_path / "m"
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
-                "--instances", str(built.instances), "--sbd", str(built.sbd), "--metrics", str(out / "eval.json"),
+                "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
                 "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
     ev = json.loads((out / "eval.json").read_text())
     val = [shards.read(f, ("iou_grabcut", "iou_box")) for f in shards.files(built.shards, "val")]
@@ -100,6 +100,11 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     assert ev["instances"] == len(iou_box) == manifest["counts"]["val"]
     assert ev["grabcut_labels"]["miou"] == pytest.approx(round(float(iou_grabcut.mean()), 4), abs=1e-4)
     assert abs(ev["miou"] - iou_box.mean()) < 0.03
+    assert ev["filled_box"]["miou"] == pytest.approx(round(float(iou_box.mean()), 4), abs=1e-4)
+    assert ev["instances_with_masks"] == ev["instances"] and ev["instances_without_masks"] == 0
+    # COCO mask AP of the stub (the box) is the filled box's: a box that is not the mask scores low.
+    assert {"AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large"} <= set(ev)
+    assert ev["AP"] <= ev["AP50"] and ev["AP75"] <= ev["AP50"]
     per = pd.read_csv(out / "eval" / "instances.tsv", sep="\t")
     np.testing.assert_allclose(per.iou, iou_box, atol=0.08)
     np.testing.assert_allclose(per.iou_grabcut, iou_grabcut, atol=1e-4)
@@ -122,5 +127,5 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     from wss.model import load
 
     with pytest.raises(SystemExit, match="no val instances"):
-        evaluation.evaluate(load(str(built.model)), tiny_shards, built.instances, built.sbd,
+        evaluation.evaluate(load(str(built.model)), tiny_shards, built.instances, built.data,
                             evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip

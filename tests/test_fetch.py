@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from stages import download
+from tests.conftest import DATA
 from wss import convert, fetch, sbd
 
 
@@ -83,7 +84,8 @@ def archive(tiny_sbd, tmp_path):
 
 
 def write_params(tmp_path, **data):
-    p = {"base": {"seed": 1}, "data": {"source": "sbd", "url": "", "md5": "", "archive": "", **data}}
+    p = {"base": {"seed": 1}, "data": {"source": "sbd", "url": "", "md5": "", "archive": "", "annotations": "",
+                                     "val_fraction": 0.2, **data}}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
     return str(path)
@@ -123,7 +125,7 @@ def test_download_stage_end_to_end_then_convert(archive, tmp_path):
         params = write_params(tmp_path, url=srv.url, md5=md5)
         download.main(["--params", params, "--out", str(out), "--cache", str(tmp_path / "cache")])
     assert sbd.read_split(out, "train") and (out / "img").is_dir()
-    table = convert.convert(out, tmp_path / "instances", 0.0)
+    table = convert.convert(out, tmp_path / "instances", DATA, 0.0)
     assert len(table) > 0
 
 

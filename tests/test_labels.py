@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from wss import code, labels, masks, metrics, params, sbd, shards
-from wss.instances import MaskReader, read_table
+from wss.instances import gt_mask, read_table
 from stages import labels as stage
 from tests.conftest import PARAMS, ROOT, labels_cfg
 
@@ -64,19 +64,18 @@ def test_shards_hold_all_instances(tiny_sbd, tiny_instances, tmp_path):
 def test_round_trip_paste_back_reproduces_full_mask(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
     labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=128, shard_size=4, n_jobs=1), seed=3)
-    with MaskReader(tiny_instances) as reader:
-        for entry in shards.read_manifest(out)["shards"]:
-            data = shards.read(out / entry["file"])
-            for i, key in enumerate(data["key"]):
-                image_id, k = key.rsplit("/", 1)
-                full = reader.mask(image_id, int(k))
-                h, w = data["image_size"][i]
-                window = labels.Box(*data["window"][i])
-                back = masks.paste(data["gt"][i].astype(np.float32), window, h, w) >= 0.5
-                assert metrics.iou(back, full) > 0.85, key
-                # The box channel pastes back onto the given box.
-                box_back = masks.paste(data["box"][i].astype(np.float32), window, h, w) >= 0.5
-                assert metrics.iou(box_back, labels.fill(labels.Box(*data["box_xyxy"][i]), h, w)) > 0.9
+    rows = {f"{r.image_id}/{r.instance_id}": r for r in read_table(tiny_instances).itertuples()}
+    for entry in shards.read_manifest(out)["shards"]:
+        data = shards.read(out / entry["file"])
+        for i, key in enumerate(data["key"]):
+            full = gt_mask(rows[key])
+            h, w = data["image_size"][i]
+            window = labels.Box(*data["window"][i])
+            back = masks.paste(data["gt"][i].astype(np.float32), window, h, w) >= 0.5
+            assert metrics.iou(back, full) > 0.85, key
+            # The box channel pastes back onto the given box.
+            box_back = masks.paste(data["box"][i].astype(np.float32), window, h, w) >= 0.5
+            assert metrics.iou(box_back, labels.fill(labels.Box(*data["box_xyxy"][i]), h, w)) > 0.9
 
 
 def test_same_output_for_any_n_jobs(tiny_sbd, tiny_instances, tmp_path):
@@ -123,18 +122,17 @@ def test_a_code_change_rebuilds_every_shard(tiny_sbd, tiny_instances, tmp_path, 
 def test_full_resolution_grabcut_label_is_stored_exactly(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
     labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
-    with MaskReader(tiny_instances) as reader:
-        for f in shards.files(out, "val"):
-            data = shards.read(f)
-            for i, key in enumerate(data["key"]):
-                image_id, k = key.rsplit("/", 1)
-                full = shards.full_label(data["grabcut_full"][i], data["box_xyxy"][i], data["image_size"][i])
-                assert full.shape == tuple(data["image_size"][i])
-                # The IoU the labels stage measured on the mask it made is the IoU of the stored mask.
-                assert metrics.iou(full, reader.mask(image_id, int(k))) == pytest.approx(data["iou_grabcut"][i], abs=1e-6)
-                # And the crop label is that mask, cropped.
-                window = labels.Box(*data["window"][i])
-                np.testing.assert_array_equal(masks.crop_mask(full, window, 48), data["grabcut"][i])
+    rows = {f"{r.image_id}/{r.instance_id}": r for r in read_table(tiny_instances).itertuples()}
+    for f in shards.files(out, "val"):
+        data = shards.read(f)
+        for i, key in enumerate(data["key"]):
+            full = shards.full_label(data["grabcut_full"][i], data["box_xyxy"][i], data["image_size"][i])
+            assert full.shape == tuple(data["image_size"][i])
+            # The IoU the labels stage measured on the mask it made is the IoU of the stored mask.
+            assert metrics.iou(full, gt_mask(rows[key])) == pytest.approx(data["iou_grabcut"][i], abs=1e-6)
+            # And the crop label is that mask, cropped.
+            window = labels.Box(*data["window"][i])
+            np.testing.assert_array_equal(masks.crop_mask(full, window, 48), data["grabcut"][i])
 
 
 def test_fewer_instances_remove_extra_shards(tiny_sbd, tiny_instances, tmp_path):
@@ -150,7 +148,7 @@ def _cli(tmp_path, sbd_dir, inst_dir, out, shard_size):
     p["labels"].update(crop_size=48, shard_size=shard_size, n_jobs=1)
     params = tmp_path / f"params-{out.name}.yaml"
     params.write_text(yaml.safe_dump(p))
-    return [sys.executable, "-m", "stages.labels", "--params", str(params), "--sbd", str(sbd_dir),
+    return [sys.executable, "-m", "stages.labels", "--params", str(params), "--data", str(sbd_dir),
             "--instances", str(inst_dir), "--out", str(out), "--metrics", str(tmp_path / f"{out.name}.json")]
 
 
@@ -221,7 +219,7 @@ def test_bad_crop_size_stops_the_stage_before_it_labels_anything(tiny_sbd, tiny_
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     out = tmp_path / "shards"
     with pytest.raises(SystemExit, match="multiple of 16"):
-        stage.main(["--params", str(tmp_path / "params.yaml"), "--sbd", str(tiny_sbd), "--instances",
+        stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(tiny_sbd), "--instances",
                     str(tiny_instances), "--out", str(out), "--metrics", str(tmp_path / "m.json")])  # fmt: skip
     assert not out.exists()
 

@@ -16,7 +16,7 @@ from tests.test_evaluate import assert_is_the_box, box_stub
 
 @pytest.fixture
 def image(built):
-    return sbd.image_path(built.sbd, sbd.read_split(built.sbd, "val")[0])
+    return sbd.image_path(built.data, sbd.read_split(built.data, "val")[0])
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from wss.masks import from_segmentation
 from wss import coco, metrics, yolo
 from wss.boxes import Box
 from tests.conftest import ROOT
@@ -46,7 +47,7 @@ def test_tiny_dataset_lines_and_rejects(tmp_path):
     box, tri = ds.annotations
     assert box.box == Box(20, 10, 60, 30) and box.segmentation is None and box.category_id == 0
     assert tri.box == Box(20, 10, 60, 30) and tri.category_id == 1
-    m = coco.decode(tri.segmentation, 40, 80)
+    m = from_segmentation(tri.segmentation, 40, 80)
     assert 0.4 < m.sum() / (40 * 20) < 0.6  # half the box
     got = [(Path(r["file"]).name, r["reason"]) for r in ds.rejects]
     for line, start in ((3, "unknown class 7"), (4, "expected 'class cx cy w h'"), (5, "coordinates outside"),
@@ -88,8 +89,8 @@ def test_coco128_seg_matches_the_coco_annotations(both):
     for a in ys.annotations:
         iid, im = by_file[a.image_id]
         assert (im["height"], im["width"]) == (ys.images[a.image_id]["height"], ys.images[a.image_id]["width"])
-        mask = coco.decode(a.segmentation, im["height"], im["width"])
+        mask = from_segmentation(a.segmentation, im["height"], im["width"])
         same = [c for c in cs.annotations if c.image_id == iid and not c.iscrowd
                 and cs.categories[c.category_id] == ys.categories[a.category_id]]  # fmt: skip
-        ious.append(max(metrics.iou(mask, coco.decode(c.segmentation, im["height"], im["width"])) for c in same))
+        ious.append(max(metrics.iou(mask, from_segmentation(c.segmentation, im["height"], im["width"])) for c in same))
     assert np.mean(ious) > 0.9 and np.median(ious) > 0.95

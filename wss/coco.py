@@ -6,25 +6,29 @@ COCO's own conventions are converted here and nowhere else:
   integer ``(x1, y1, x2, y2)`` with ``x2``/``y2`` exclusive.  :func:`box_from_bbox` takes the
   smallest integer box that contains the float one, :func:`bbox_from_box` goes back exactly.
 * ``segmentation`` is a list of polygons (flat ``[x1, y1, x2, y2, ...]``) or an RLE (``counts``
-  a list for ``iscrowd`` annotations, or a compressed string); :func:`decode` turns either into the
-  project's mask, and :func:`encode` turns a mask into the compressed RLE that pycocotools,
-  Detectron2 and mmdetection read.
+  a list for ``iscrowd`` annotations, or a compressed string); :func:`wss.masks.from_segmentation`
+  turns either into the project's mask, and :func:`encode` turns a mask into the compressed RLE
+  that pycocotools, Detectron2 and mmdetection read.
 
 :func:`read` checks a whole instances file and says, per annotation, what is wrong with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from wss.boxes import Box
+from wss.dataset import Annotation, Dataset
+from wss.masks import to_rle
 
 
 def box_from_bbox(bbox: list[float]) -> Box:
@@ -38,50 +42,36 @@ def bbox_from_box(box: Box) -> list[float]:
     return [float(box.x1), float(box.y1), float(box.width), float(box.height)]
 
 
-def decode(segmentation: Any, height: int, width: int) -> np.ndarray:
-    """A COCO ``segmentation`` (polygons, uncompressed or compressed RLE) as a ``uint8`` mask."""
-    if isinstance(segmentation, list):
-        if not segmentation:
-            return np.zeros((height, width), np.uint8)
-        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-        rle = mask_utils.frPyObjects(segmentation, height, width)
-    elif isinstance(segmentation, dict):
-        rle = dict(segmentation)
-        if isinstance(rle["counts"], str):
-            rle["counts"] = rle["counts"].encode()
-    else:
-        raise ValueError(f"segmentation must be polygons or an RLE, not {type(segmentation).__name__}")
-    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
-
-
 def encode(mask: np.ndarray) -> dict:
     """The compressed RLE of a mask, JSON-ready (``counts`` as text), as COCO results files hold it."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    return {"size": [int(v) for v in mask.shape[:2]], "counts": to_rle(mask)}
 
 
-@dataclass(frozen=True)
-class Annotation:
-    """One usable annotation, in the project's box convention with a COCO-form segmentation
-    (what every dataset reader returns)."""
-
-    annotation_id: int
-    image_id: int | str
-    category_id: int
-    box: Box
-    segmentation: Any  # as in the file; None when the annotation has no mask (a boxes-only dataset)
-    iscrowd: bool
+def annotation(annotation_id: int, image_id: int, category_id: int, box: Box, mask: np.ndarray, **extra: Any) -> dict:
+    """One COCO annotation of an instance: its box as ``bbox``, its mask as compressed RLE."""
+    return {"id": annotation_id, "image_id": image_id, "category_id": category_id, "bbox": bbox_from_box(box),
+            "area": int(np.count_nonzero(mask)), "segmentation": encode(mask), "iscrowd": 0, **extra}  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A detection/segmentation dataset as every reader returns it (COCO, YOLO, ...)."""
+AP_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large")
 
-    images: dict[int | str, dict]  # id -> {"file_name" (relative to the image root), "height", "width", "split"}
-    categories: dict[int, str]  # id -> name, as the file has them
-    annotations: list[Annotation]
-    rejects: list[dict]  # {"file", "image_id", "reason"}
+
+def mask_ap(images: dict[int, tuple[int, int]], categories: dict[int, str], gts: list[dict],
+            dts: list[dict]) -> dict[str, float | None]:
+    """COCO mask AP (``COCOeval``, ``iouType="segm"``) of the results ``dts`` against the annotations
+    ``gts`` on ``images`` (id -> (height, width)): AP over IoU 0.5:0.95, AP50, AP75 and AP per object
+    size; ``None`` where COCO has no ground truth to score (e.g. no large objects)."""
+    gt = COCO()
+    gt.dataset = {"images": [{"id": i, "height": h, "width": w} for i, (h, w) in images.items()],
+                  "categories": [{"id": int(c), "name": n} for c, n in categories.items()],
+                  "annotations": gts}  # fmt: skip
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt.createIndex()
+        ev = COCOeval(gt, gt.loadRes(dts), iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {name: round(float(v), 4) if v >= 0 else None for name, v in zip(AP_NAMES, ev.stats[:6])}
 
 
 def read(path: str | Path, split: str | None = None) -> Dataset:

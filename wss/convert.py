@@ -1,107 +1,134 @@
-"""SBD layout -> instance table and ground-truth masks: the ``convert`` stage's work.
+"""A dataset in its own format -> the instance table (:mod:`wss.instances`): the ``convert`` stage's work.
 
-One bad file never stops the run: it becomes a row of ``rejects.csv`` (file, reason), and the
-stage fails only when the share of listed images with a reject exceeds
-``convert.max_reject_fraction``.  See :mod:`wss.instances` for the outputs.
+``data.source`` picks the reader: ``sample`` and ``sbd`` (:mod:`wss.sbd`), ``coco``
+(:mod:`wss.coco`), ``yolo`` (:mod:`wss.yolo`) or ``voc`` (:mod:`wss.voc`); every reader returns a
+:class:`wss.dataset.Dataset`, and :func:`wss.dataset.table` checks images and numbers instances
+the same way for all.  One bad file never stops the run: it becomes a row of ``rejects.csv``
+(file, image id, reason), and the stage fails only when the share of images with a reject
+exceeds ``convert.max_reject_fraction``.  A file that is not of the format at all (malformed
+JSON, XML or yaml at the top) stops the stage with a message naming it.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import h5py
-import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from wss import atomic, boxes, params, sbd
-from wss.instances import COLUMNS, MASKS, REJECTS, TABLE, write_instance_map
-
+from wss import atomic, coco, dataset, params, sbd, voc, yolo
+from wss.dataset import DataConfig
+from wss.instances import CATEGORIES, REJECTS, TABLE
 
 @dataclass(frozen=True)
 class ConvertConfig:
     """The ``convert`` params section."""
 
-    max_reject_fraction: float  # share of listed images with a reject tolerated before the stage fails
+    max_reject_fraction: float  # share of images with a reject tolerated before the stage fails
 
     def validate(self) -> None:
         params.require(0 <= self.max_reject_fraction <= 1, "convert.max_reject_fraction", "lie in [0, 1]",
                        self.max_reject_fraction)
 
 
-def convert_image(root: Path, image_id: str, split: str) -> tuple[np.ndarray | None, list[dict], list[dict]]:
-    """Read one image's files: (instance map or None, instance rows, reject rows)."""
-    img_file, inst_file = sbd.image_path(root, image_id), sbd.inst_path(root, image_id)
-    for f in (img_file, inst_file):
-        if not f.is_file():
-            return None, [], [{"file": str(f), "image_id": image_id, "reason": "file is missing"}]
-    # IMREAD_REDUCED would be faster, but only a full decode proves the JPEG is intact.
-    img = cv2.imread(str(img_file), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        return None, [], [{"file": str(img_file), "image_id": image_id, "reason": "corrupt or unreadable image"}]
+def find(root: Path, given: str, suffixes: tuple[str, ...], looks_right, what: str) -> list[Path]:
+    """The annotation file(s): ``given`` (relative to ``root``), else every file under ``root`` with
+    one of ``suffixes`` that ``looks_right``; an error saying what to set when there is none."""
+    if given:
+        path = root / given
+        if not path.is_file():
+            raise ValueError(f"data.annotations is {given!r}, but {path} does not exist")
+        return [path]
+    found = [p for p in dataset.files_under(root, suffixes) if looks_right(p)]
+    if not found:
+        raise ValueError(f"{root}: no {what} found; set data.annotations to its path inside the dataset")
+    return found
+
+
+def _is_coco(path: Path) -> bool:
+    head = path.read_bytes()[:4096]
+    return b'"images"' in head or b'"annotations"' in head or b'"categories"' in head or b'"info"' in head
+
+
+def _is_yolo(path: Path) -> bool:
+    return "names:" in path.read_text(errors="replace")
+
+
+def read_coco(root: Path, given: str) -> dataset.Dataset:
+    """Every COCO instances JSON under ``root`` (or ``given``): a file whose name says ``train`` or
+    ``val`` gives that split, a single file leaves the split to ``data.val_fraction``.  Images are
+    found by ``file_name``: as a path under the JSON's dataset, else by name anywhere under ``root``."""
+    files = find(root, given, (".json",), _is_coco, "COCO instances JSON")
+    parts = []
+    for path in files:
+        stem = path.stem.lower()
+        split = None if len(files) == 1 else "val" if "val" in stem else "train" if "train" in stem else None
+        if split is None and len(files) > 1:
+            raise ValueError(f"{path}: several COCO files and this one's name says neither train nor val; "
+                             f"set data.annotations to the one to use")  # fmt: skip
+        parts.append(coco.read(path, split))
+    by_name: dict[str, list[Path]] = {}
+    for p in dataset.files_under(root, yolo.IMAGE_SUFFIXES):
+        by_name.setdefault(p.name, []).append(p)
+    images, annotations, rejects, categories = {}, [], [], {}
+    for part in parts:
+        categories.update(part.categories)
+        rejects += part.rejects
+        annotations += part.annotations
+        for iid, im in part.images.items():
+            name = Path(im["file_name"])
+            hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
+            rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: check_image says so
+            images[iid] = {**im, "file_name": str(rel), "name": name.stem}
+    return dataset.Dataset(images, categories, annotations, rejects)
+
+
+def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool]:
+    """The dataset at ``root`` read by ``source``'s reader, and whether its image ids are COCO's own."""
+    if source in ("sample", "sbd"):
+        return sbd.read(root), False
+    if source == "coco":
+        return read_coco(root, annotations), True
+    if source == "yolo":
+        spec = find(root, annotations, (".yaml", ".yml"), _is_yolo, "YOLO dataset yaml")[0]
+        return _rebase(yolo.read(spec), yolo.images_root(spec), root), False
+    if source == "voc":
+        vroot = voc.find_root(root)
+        return _rebase(voc.read(vroot), vroot, root), False
+    raise ValueError(f"unknown data.source {source!r}")
+
+
+def _rebase(ds: dataset.Dataset, base: Path, root: Path) -> dataset.Dataset:
+    """``ds`` with image file names relative to ``root`` instead of ``base``."""
     try:
-        inst, cats = sbd.read_inst(inst_file)
-    except sbd.SBDFormatError as exc:
-        return None, [], [{"file": str(inst_file), "image_id": image_id, "reason": str(exc).split(": ", 1)[-1]}]
-    h, w = img.shape[:2]
-    if inst.shape != (h, w):
-        reason = f"mask size {inst.shape[1]}x{inst.shape[0]} does not match image size {w}x{h}"
-        return None, [], [{"file": str(inst_file), "image_id": image_id, "reason": reason}]
-    rows, rejects = [], []
-    areas = np.bincount(inst.ravel(), minlength=len(cats) + 1)
-    for k, cat in enumerate(cats, start=1):
-        reason = None
-        if not 1 <= cat <= len(sbd.VOC_CLASSES):
-            reason = f"instance {k}: category {cat} outside 1..{len(sbd.VOC_CLASSES)}"
-        elif areas[k] == 0:
-            reason = f"instance {k}: no pixels in Segmentation"
-        if reason:
-            rejects.append({"file": str(inst_file), "image_id": image_id, "reason": reason})
-            continue
-        b = boxes.from_mask(inst == k)
-        rows.append({
-            "image_id": image_id, "split": split, "instance_id": k, "category": int(cat),
-            "category_name": sbd.VOC_CLASSES[cat - 1], "x1": b.x1, "y1": b.y1, "x2": b.x2, "y2": b.y2,
-            "area": int(areas[k]), "height": h, "width": w,
-        })  # fmt: skip
-    unknown = np.flatnonzero(areas[len(cats) + 1 :]) + len(cats) + 1
-    if unknown.size:
-        rejects.append({"file": str(inst_file), "image_id": image_id,
-                        "reason": f"instance ids {unknown.tolist()} in Segmentation have no category"})  # fmt: skip
-    return inst, rows, rejects
+        prefix = Path(base).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        raise ValueError(f"{base}: the images lie outside the dataset directory {root}") from None
+    images = {i: {**im, "file_name": str(prefix / im["file_name"])} for i, im in ds.images.items()}
+    return dataset.Dataset(images, ds.categories, ds.annotations, ds.rejects)
 
 
-def convert(root: Path, out: Path, max_reject_fraction: float) -> pd.DataFrame:
-    rows: list[dict] = []
-    rejects: list[dict] = []
-    listed: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for split in sbd.SPLITS:
-        for image_id in sbd.read_split(root, split):
-            if image_id in seen:
-                rejects.append({"file": str(sbd.split_path(root, split)), "image_id": image_id,
-                                "reason": "image id listed twice"})  # fmt: skip
-                continue
-            seen.add(image_id)
-            listed.append((image_id, split))
+def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float) -> pd.DataFrame:
+    """Read the ``data.source`` dataset at ``root``; write the table, categories and rejects to ``out``."""
+    try:
+        ds, keep_ids = read(data.source, root, data.annotations)
+    except ValueError as exc:
+        raise SystemExit(f"convert: {exc}") from None
+    table, rejects = dataset.table(ds, root, data.val_fraction, keep_ids)
     with atomic.target(out, directory=True) as tmp:
-        with h5py.File(tmp / MASKS, "w") as h5:
-            for image_id, split in tqdm(listed, desc="convert", unit="img"):
-                inst, image_rows, image_rejects = convert_image(root, image_id, split)
-                rows += image_rows
-                rejects += image_rejects
-                if inst is not None and image_rows:
-                    write_instance_map(h5, image_id, inst)
         reject_table = pd.DataFrame(rejects, columns=["file", "image_id", "reason"])
         reject_table.to_csv(tmp / REJECTS, index=False)
+        listed = len(ds.images) + len({r["image_id"] for r in ds.rejects} - set(ds.images))
         bad = reject_table["image_id"].nunique()
-        fraction = bad / max(len(listed), 1)
-        table = pd.DataFrame(rows, columns=COLUMNS)
-        print(f"convert: {len(listed)} images listed, {len(table)} instances "
-              f"({(table.split == 'train').sum()} train, {(table.split == 'val').sum()} val), "
-              f"{len(reject_table)} rejects in {bad} images ({fraction:.1%})")  # fmt: skip
+        fraction = bad / max(listed, 1)
+        with_mask = int((table["mask"] != "").sum())
+        print(f"convert: {data.source}: {listed} images, {len(table)} instances "
+              f"({(table.split == 'train').sum()} train, {(table.split == 'val').sum()} val; {with_mask} with a mask), "
+              f"{len(ds.categories)} categories, {len(reject_table)} rejects in {bad} images ({fraction:.1%})")  # fmt: skip
+        crowd = sum(a.iscrowd for a in ds.annotations)
+        if crowd:
+            print(f"  {crowd} crowd annotations left out, as COCO's evaluation does")
         for r in rejects[:10]:
             print(f"  reject {r['file']}: {r['reason']}")
         if fraction > max_reject_fraction:
@@ -111,5 +138,9 @@ def convert(root: Path, out: Path, max_reject_fraction: float) -> pd.DataFrame:
                 f"convert: {fraction:.1%} of images have rejects, more than convert.max_reject_fraction="
                 f"{max_reject_fraction:.1%}; see {failed}"
             )
+        if table.empty:
+            raise SystemExit(f"convert: {root} holds no usable instance; see {out / REJECTS}")
+        cats = [{"id": int(i), "name": n} for i, n in ds.categories.items()]
+        (tmp / CATEGORIES).write_text(json.dumps(cats, indent=1))
         table.to_parquet(tmp / TABLE, index=False)
     return table

@@ -8,7 +8,12 @@ should beat, twice: ``grabcut_labels`` at full resolution, exactly as GrabCut ma
 number to beat), and ``grabcut_labels_via_crops`` pasted back through the same crops as the
 model's predictions (what the crop resolution alone costs).
 
-Results: the headline numbers, per-class numbers, and plots: ``recall.tsv`` (recall vs IoU
+Only instances with a ground-truth mask are scored (a boxes-only dataset has none; the count is
+reported).  Next to mIoU, recall@t and boundary F: COCO's mask AP (``COCOeval``, ``segm``) with
+one predicted mask per ground-truth box, scored by the model's mean foreground probability
+inside the mask; the filled box as a segmenter; and mIoU per COCO object size.
+
+Results: the headline numbers, per-class numbers (the dataset's own categories), and plots: ``recall.tsv`` (recall vs IoU
 threshold), ``per_class.tsv``, ``instances.tsv`` (every instance's scores) and ``overlays/*.png``
 (image, box, ground-truth outline, predicted mask).
 """
@@ -24,10 +29,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from wss import atomic, metrics, params, sbd, shards
-from wss.boxes import Box
-from wss.instances import MaskReader
+from wss import atomic, coco, metrics, params, shards
+from wss.boxes import Box, fill
 from wss.draw import overlay
+from wss.instances import gt_mask, read_categories, read_table
+from wss.labels import size_buckets
 from wss.masks import paste
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
@@ -59,82 +65,111 @@ class Instance:
     category: int
     box: Box
     pred: np.ndarray  # the model's mask, pasted back through the crop window and thresholded
+    score: float  # the model's mean foreground probability inside ``pred`` (0 for an empty mask)
     teacher: np.ndarray  # the GrabCut label exactly as GrabCut made it
     teacher_via_crop: np.ndarray  # the GrabCut label's crop, pasted back like ``pred``
 
 
-def predict_val(model, shard_dir: Path, cfg: EvaluateConfig) -> Iterator[Instance]:
-    """The model's full-resolution mask for every val instance of the shards, in shard order."""
+def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val") -> Iterator[Instance]:
+    """The model's full-resolution mask for every instance of ``split`` in the shards, in shard order."""
     from wss.model import predict_proba
 
-    for path in shards.files(shard_dir, "val"):
+    for path in shards.files(shard_dir, split):
         data = shards.read(path, ("image", "box", "grabcut", "grabcut_full", "window", "box_xyxy", "image_size",
                                   "key", "category"))  # fmt: skip
         probs = predict_proba(model, data["image"], data["box"], cfg.batch_size, cfg.flip)
         for i, key in enumerate(data["key"]):
             h, w = (int(v) for v in data["image_size"][i])
             window = Box(*(int(v) for v in data["window"][i]))
+            prob = paste(probs[i], window, h, w)
+            pred = (prob >= cfg.threshold).astype(np.uint8)
             yield Instance(
                 key=str(key), category=int(data["category"][i]), box=Box(*(int(v) for v in data["box_xyxy"][i])),
-                pred=(paste(probs[i], window, h, w) >= cfg.threshold).astype(np.uint8),
+                pred=pred, score=float(prob[pred == 1].mean()) if pred.any() else 0.0,
                 teacher=shards.full_label(data["grabcut_full"][i], data["box_xyxy"][i], data["image_size"][i]),
                 teacher_via_crop=(paste(data["grabcut"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),
             )  # fmt: skip
 
 
-def evaluate(model, shard_dir: Path, instances_dir: Path, sbd_root: Path, cfg: EvaluateConfig,
+def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: EvaluateConfig,
              plots_dir: Path) -> tuple[dict, dict]:
-    """Score ``model`` (a loaded network, :func:`wss.model.load`) and the GrabCut labels on val;
-    write the plots; return (summary, per-class)."""
+    """Score ``model`` (a loaded network, :func:`wss.model.load`), the GrabCut labels and the filled
+    box on the val instances that have a mask; write the plots; return (summary, per-class)."""
     total = sum(s["count"] for s in shards.read_manifest(shard_dir)["shards"] if s["split"] == "val")
     if not total:
         raise SystemExit(f"evaluate: {shard_dir} has no val instances")
-    rows, keep = [], {}
+    table = read_table(instances_dir)
+    val = {f"{r.image_id}/{r.instance_id}": r for r in table[table.split == "val"].itertuples()}
+    with_masks = sum(bool(r.mask) for r in val.values())
+    if not with_masks:
+        raise SystemExit(f"evaluate: none of the {total} val instances has a ground-truth mask (a boxes-only "
+                         f"dataset), so there is nothing to score masks against; the export stage still "
+                         f"writes the masks")  # fmt: skip
+    rows, keep, gts, dts, teacher = [], {}, [], [], []
     overlay_ids: set[str] = set()
     tol = cfg.boundary_tolerance
-    with MaskReader(instances_dir) as reader:
-        for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
-            image_id, k = inst.key.rsplit("/", 1)
-            gt = reader.mask(image_id, int(k))
-            rows.append({
-                "key": inst.key, "category": inst.category,
-                "iou": metrics.iou(inst.pred, gt), "boundary_f": metrics.boundary_f(inst.pred, gt, tol),
-                "iou_grabcut": metrics.iou(inst.teacher, gt),
-                "boundary_f_grabcut": metrics.boundary_f(inst.teacher, gt, tol),
-                "iou_grabcut_crop": metrics.iou(inst.teacher_via_crop, gt),
-                "boundary_f_grabcut_crop": metrics.boundary_f(inst.teacher_via_crop, gt, tol),
-            })  # fmt: skip
-            if len(overlay_ids) < cfg.n_overlays:
-                overlay_ids.add(image_id)
-            if image_id in overlay_ids:
-                keep.setdefault(image_id, []).append((inst.box, inst.pred, gt))
-    table = pd.DataFrame(rows)
-    result = metrics.summary(table.iou.to_numpy(), table.boundary_f.to_numpy())
+    for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
+        r = val[inst.key]
+        gt = gt_mask(r)
+        if gt is None:
+            continue
+        box = fill(inst.box, *gt.shape)
+        rows.append({
+            "key": inst.key, "category": r.category_name, "area": r.area,
+            "iou": metrics.iou(inst.pred, gt), "boundary_f": metrics.boundary_f(inst.pred, gt, tol),
+            "iou_grabcut": metrics.iou(inst.teacher, gt),
+            "boundary_f_grabcut": metrics.boundary_f(inst.teacher, gt, tol),
+            "iou_grabcut_crop": metrics.iou(inst.teacher_via_crop, gt),
+            "boundary_f_grabcut_crop": metrics.boundary_f(inst.teacher_via_crop, gt, tol),
+            "iou_box": metrics.iou(box, gt), "boundary_f_box": metrics.boundary_f(box, gt, tol),
+        })  # fmt: skip
+        gts.append(coco.annotation(len(gts) + 1, int(r.coco_image_id), int(r.category), inst.box, gt))
+        det = {"image_id": int(r.coco_image_id), "category_id": int(r.category)}
+        dts.append({**det, "segmentation": coco.encode(inst.pred), "score": inst.score})
+        # The teacher has no confidence: its AP ranks every mask alike (score 1).
+        teacher.append({**det, "segmentation": coco.encode(inst.teacher), "score": 1.0})
+        image_id = inst.key.rsplit("/", 1)[0]
+        if len(overlay_ids) < cfg.n_overlays:
+            overlay_ids.add(image_id)
+        if image_id in overlay_ids:
+            keep.setdefault(image_id, []).append((inst.box, inst.pred, gt))
+    per = pd.DataFrame(rows)
+    images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
+    categories = read_categories(instances_dir)
+    result = metrics.summary(per.iou.to_numpy(), per.boundary_f.to_numpy())
+    result["instances_with_masks"] = len(per)
+    result["instances_without_masks"] = total - len(per)
+    result |= coco.mask_ap(images, categories, gts, dts)
+    result["by_size"] = {s: round(float(per.iou[sel].mean()), 4) if sel.any() else None
+                         for s, sel in size_buckets(per.area.to_numpy()).items()}  # fmt: skip
     result["threshold"] = cfg.threshold
     result["flip"] = cfg.flip
-    result["grabcut_labels"] = metrics.summary(table.iou_grabcut.to_numpy(), table.boundary_f_grabcut.to_numpy())
-    result["grabcut_labels_via_crops"] = metrics.summary(table.iou_grabcut_crop.to_numpy(),
-                                                         table.boundary_f_grabcut_crop.to_numpy())  # fmt: skip
+    result["grabcut_labels"] = metrics.summary(per.iou_grabcut.to_numpy(), per.boundary_f_grabcut.to_numpy())
+    result["grabcut_labels"] |= coco.mask_ap(images, categories, gts, teacher)
+    result["grabcut_labels_via_crops"] = metrics.summary(per.iou_grabcut_crop.to_numpy(),
+                                                         per.boundary_f_grabcut_crop.to_numpy())  # fmt: skip
+    result["filled_box"] = metrics.summary(per.iou_box.to_numpy(), per.boundary_f_box.to_numpy())
 
     per_class = {}
-    for c, name in enumerate(sbd.VOC_CLASSES, start=1):
-        sel = table[table.category == c]
+    for name in categories.values():
+        sel = per[per.category == name]
         per_class[name] = {"iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
                            "iou_grabcut": round(float(sel.iou_grabcut.mean()), 4) if len(sel) else None,
                            "instances": int(len(sel))}  # fmt: skip
 
+    files = {r.image_id: r.file for r in val.values()}
     with atomic.target(plots_dir, directory=True) as tmp:
         curve = pd.DataFrame({"threshold": THRESHOLDS,
-                              "recall": metrics.recall_at(table.iou, THRESHOLDS).round(4),
-                              "recall_grabcut": metrics.recall_at(table.iou_grabcut, THRESHOLDS).round(4)})  # fmt: skip
+                              "recall": metrics.recall_at(per.iou, THRESHOLDS).round(4),
+                              "recall_grabcut": metrics.recall_at(per.iou_grabcut, THRESHOLDS).round(4)})  # fmt: skip
         curve.to_csv(tmp / "recall.tsv", sep="\t", index=False)
         pc = pd.DataFrame([{"class": n, "iou": v["iou"], "iou_grabcut": v["iou_grabcut"]}
                            for n, v in per_class.items() if v["instances"]])  # fmt: skip
         pc.to_csv(tmp / "per_class.tsv", sep="\t", index=False)
-        table.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
+        per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
         (tmp / "overlays").mkdir()
         for image_id, items in sorted(keep.items()):
-            image = cv2.imread(str(sbd.image_path(sbd_root, image_id)), cv2.IMREAD_COLOR)
+            image = cv2.imread(str(data_root / files[image_id]), cv2.IMREAD_COLOR)
             if image is not None:
-                cv2.imwrite(str(tmp / "overlays" / f"{image_id}.png"), overlay(image, items))
+                cv2.imwrite(str(tmp / "overlays" / f"{image_id.replace('/', '_')}.png"), overlay(image, items))
     return result, per_class

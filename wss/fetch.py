@@ -1,4 +1,4 @@
-"""Getting the SBD archive: a resumable HTTP download, an MD5 check and a safe, atomic extraction."""
+"""Getting a dataset archive: a resumable HTTP download, an MD5 check and a safe, atomic extraction."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import tarfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from tqdm import tqdm
@@ -65,7 +66,7 @@ def _fetch_once(url: str, part: Path, timeout: float) -> bool:
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(
             f"cannot download {url} ({getattr(exc, 'reason', exc)}). Without network access, download "
-            f"benchmark.tgz elsewhere and either copy it to {part.with_suffix('')} or set data.archive in "
+            f"it elsewhere and either copy it to {part.with_suffix('')} or set data.archive in "
             f"params.yaml to its path, then run `dvc repro` again."
         ) from exc
     with response:
@@ -100,26 +101,55 @@ def verify(path: Path, md5: str | None) -> None:
         )
 
 
-def extract(archive: Path, out_dir: Path, member_root: str) -> None:
-    """Extract ``member_root`` of a tar archive to ``out_dir``, atomically and safely.
+def extract(archive: Path, out_dir: Path, member_root: str = "") -> None:
+    """Put ``member_root`` of ``archive`` (a .zip, a tar of any compression, or a directory) at
+    ``out_dir``, atomically and safely.
 
-    tarfile's ``data`` filter rejects members that would land outside the target (``../``,
-    absolute paths, links pointing out) and special files.  Extraction goes to a temporary
-    directory that replaces ``out_dir`` only on success.
+    No member may land outside the target: tarfile's ``data`` filter rejects ``../``, absolute
+    paths, links pointing out and special files, and zip members are checked the same way.  A
+    directory is linked file by file (hard links, copies across file systems), not moved.
+    Extraction goes to a temporary directory that replaces ``out_dir`` only on success.
     """
     archive = Path(archive)
     with atomic.target(out_dir, directory=True) as tmp:
         work = tmp / "_extract"
         try:
-            with tarfile.open(archive) as tar:
-                tar.extractall(work, filter="data")
+            if archive.is_dir():
+                shutil.copytree(archive, work, copy_function=_link_or_copy, symlinks=False)
+            elif zipfile.is_zipfile(archive):
+                _unzip(archive, work)
+            else:
+                with tarfile.open(archive) as tar:
+                    tar.extractall(work, filter="data")
         except tarfile.FilterError as exc:
             raise FetchError(f"{archive}: unsafe archive member rejected ({exc})") from exc
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise FetchError(f"{archive}: cannot extract ({type(exc).__name__}: {exc})") from exc
-        src = work / member_root
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise FetchError(f"{archive}: cannot extract ({type(exc).__name__}: {exc}); is it a .zip, .tar, "
+                             f".tar.gz or a directory?") from exc  # fmt: skip
+        src = work / member_root if member_root else work
         if not src.is_dir():
             raise FetchError(f"{archive}: has no {member_root}/ directory; is this the SBD benchmark.tgz?")
         for item in src.iterdir():
             shutil.move(str(item), tmp / item.name)
         shutil.rmtree(work)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _unzip(archive: Path, work: Path) -> None:
+    """Extract a zip whose every member stays inside ``work`` (zipfile would silently rewrite a bad name)."""
+    work.mkdir(parents=True)
+    root = work.resolve()
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            target = (work / info.filename).resolve()
+            if info.filename.startswith(("/", "\\")) or not target.is_relative_to(root):
+                raise FetchError(f"{archive}: unsafe archive member rejected ({info.filename!r} leaves the target)")
+            if (info.external_attr >> 16) & 0o170000 == 0o120000:
+                raise FetchError(f"{archive}: unsafe archive member rejected ({info.filename!r} is a symlink)")
+        z.extractall(work)

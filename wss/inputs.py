@@ -62,17 +62,20 @@ def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: 
     With ``skip_fallbacks``, instances whose GrabCut label is a fallback shape
     (:data:`wss.grabcut.FALLBACKS`: GrabCut failed) are left out; a ``whole_image`` GrabCut is
     GrabCut's own output and stays.  The decision uses GrabCut's output only, never the ground
-    truth, so training stays weakly supervised.
+    truth, so training stays weakly supervised.  The ``gt`` source leaves out instances without a
+    ground-truth mask (a boxes-only dataset has none).
     """
     source = source.decode()
     field = shards.LABEL_SOURCES[source]
-    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", field))
+    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
     side = data["image"].shape[1]
     windows = data["window"].astype(np.float32)
     scale = side / (windows[:, 2] - windows[:, 0])
     box = ((data["box_xyxy"] - np.tile(windows[:, :2], 2)) * scale[:, None]).astype(np.float32)
     for i in range(len(windows)):
         if skip_fallbacks and data["fallback"][i] in grabcut.FALLBACKS:
+            continue
+        if source == "gt" and not data["has_gt"][i]:
             continue
         label = data[field][i]
         if source == "grabcut_i":

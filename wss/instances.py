@@ -1,55 +1,55 @@
-"""The instance table and the ground-truth instance maps that the ``convert`` stage writes.
+"""The instance table that the ``convert`` stage writes, whatever the dataset's own format.
 
-``instances.parquet`` has one row per instance::
+``instances.parquet`` has one row per usable instance::
 
-    image_id, split, instance_id, category (1..20), category_name,
-    x1, y1, x2, y2 (box, x2/y2 exclusive), area (pixels), height, width (of the image)
+    image_id        str   the image's id (SBD/VOC id, COCO/YOLO file stem)
+    split           str   train | val
+    instance_id     int   1, 2, ... within the image
+    category        int   the dataset's own category id
+    category_name   str   the dataset's own name for it
+    x1, y1, x2, y2  int   the box (x2/y2 exclusive, see ``wss/__init__``)
+    area            int   mask pixels (the box's area when there is no mask)
+    height, width   int   of the image
+    file            str   the image, relative to the dataset directory (``data/raw``)
+    mask            str   the ground-truth mask as COCO compressed-RLE counts (:func:`wss.masks.to_rle`);
+                          "" for an instance with a box only
+    difficult       bool  VOC's flag (False elsewhere)
+    coco_image_id   int   the image's id in exported COCO files (a COCO source keeps its own ids)
 
-``masks.h5`` holds one gzip-compressed uint8 instance map per image, at ``/masks/<image_id>``;
-instance ``instance_id`` is the set of pixels equal to it.
+``categories.json`` lists every category of the dataset, ``[{"id", "name"}, ...]``, used or not.
+``rejects.csv`` lists every input left out: file, image id and reason.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
+from wss.masks import from_rle
+
+SPLITS = ("train", "val")
 TABLE = "instances.parquet"
-MASKS = "masks.h5"
+CATEGORIES = "categories.json"
 REJECTS = "rejects.csv"
-COLUMNS = ["image_id", "split", "instance_id", "category", "category_name",
-           "x1", "y1", "x2", "y2", "area", "height", "width"]  # fmt: skip
+COLUMNS = ["image_id", "split", "instance_id", "category", "category_name", "x1", "y1", "x2", "y2", "area",
+           "height", "width", "file", "mask", "difficult", "coco_image_id"]  # fmt: skip
 
 
 def read_table(directory: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(directory) / TABLE)
+    path = Path(directory) / TABLE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; run the convert stage first (dvc repro convert)")
+    return pd.read_parquet(path)
 
 
-def write_instance_map(h5: h5py.File, image_id: str, instance_map: np.ndarray) -> None:
-    h5.create_dataset(f"masks/{image_id}", data=instance_map.astype(np.uint8), compression="gzip", compression_opts=4)
+def read_categories(directory: str | Path) -> dict[int, str]:
+    """The dataset's categories, id -> name, in the file's order."""
+    return {int(c["id"]): str(c["name"]) for c in json.loads((Path(directory) / CATEGORIES).read_text())}
 
 
-class MaskReader:
-    """Read instance maps from ``masks.h5``; open one per process (h5py handles do not fork)."""
-
-    def __init__(self, directory: str | Path):
-        self.path = Path(directory) / MASKS
-        self._h5 = h5py.File(self.path, "r")
-
-    def instance_map(self, image_id: str) -> np.ndarray:
-        return self._h5["masks"][image_id][()]
-
-    def mask(self, image_id: str, instance_id: int) -> np.ndarray:
-        return (self.instance_map(image_id) == instance_id).astype(np.uint8)
-
-    def close(self) -> None:
-        self._h5.close()
-
-    def __enter__(self) -> MaskReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def gt_mask(row) -> np.ndarray | None:
+    """The ground-truth mask of a table row (a namedtuple or Series), or ``None`` for a box-only instance."""
+    return from_rle(row.mask, int(row.height), int(row.width)) if row.mask else None

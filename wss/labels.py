@@ -20,10 +20,10 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from wss import atomic, code, grabcut, masks, params, sbd, shards
+from wss import atomic, code, grabcut, masks, params, shards
 from wss.metrics import iou
 from wss.boxes import Box, clip, fill
-from wss.instances import MaskReader, read_table
+from wss.instances import SPLITS, gt_mask, read_table
 
 # The stage whose code (with everything it imports, see wss.code) goes into every shard's fingerprint.
 STAGE = "stages.labels"
@@ -59,14 +59,18 @@ class LabelsConfig:
         req(0 <= self.consensus_jitter < 0.5, "labels.consensus_jitter", "lie in [0, 0.5)", self.consensus_jitter)
 
 
-def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConfig, seed: int,
+def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: LabelsConfig, seed: int,
                     consensus: bool = False) -> dict:
-    """Everything a shard stores for one instance, from the BGR image and its ground-truth mask.
+    """Everything a shard stores for one instance, from the BGR image and its ground-truth mask
+    (``None`` for a box-only instance: its ``gt`` crop is empty, ``has_gt`` false and its IoUs NaN).
 
     ``consensus`` adds the jittered-GrabCut votes (``cfg.consensus_runs`` runs); without them, or
     when GrabCut fell back, the votes are the GrabCut label itself (as one unanimous run).
     """
-    h, w = gt.shape
+    h, w = image.shape[:2]
+    has_gt = gt is not None
+    if gt is None:
+        gt = np.zeros((h, w), np.uint8)
     gc, reason = grabcut.segment(image, box, cfg.grabcut, seed)
     votes = None
     if consensus and cfg.consensus_runs > 0 and not reason:
@@ -90,20 +94,20 @@ def instance_sample(image: np.ndarray, gt: np.ndarray, box: Box, cfg: LabelsConf
         "box_xyxy": np.array(box, np.int32),
         "image_size": np.array([h, w], np.int32),
         "fallback": reason,
-        "iou_grabcut": np.float32(iou(gc, gt)),
-        "iou_box": np.float32(iou(box_mask, gt)),
+        "has_gt": has_gt,
+        "iou_grabcut": np.float32(iou(gc, gt) if has_gt else np.nan),
+        "iou_box": np.float32(iou(box_mask, gt) if has_gt else np.nan),
     }
 
 
-def build_shard(path: Path, rows: pd.DataFrame, sbd_root: Path, instances_dir: Path, cfg: LabelsConfig,
-                seed: int, base_fp: str) -> dict:
+def build_shard(path: Path, rows: pd.DataFrame, data_root: Path, cfg: LabelsConfig, seed: int, base_fp: str) -> dict:
     """Make (or reuse) one shard; return its manifest entry with the per-instance label scores."""
     cv2.setNumThreads(1)  # one OpenCV thread per worker: the parallelism is joblib's
     keys = [f"{r.image_id}/{r.instance_id}" for r in rows.itertuples()]
-    with MaskReader(instances_dir) as reader:
-        maps = {i: reader.instance_map(i) for i in dict.fromkeys(rows.image_id)}
-    images = {i: sbd.image_path(sbd_root, i).read_bytes() for i in maps}
-    fp = shards.fingerprint(base_fp, keys, rows.to_dict("list"), *(images[i] + maps[i].tobytes() for i in maps))
+    files = dict(zip(rows.image_id, rows.file))
+    images = {i: (data_root / f).read_bytes() for i, f in files.items()}
+    # The table rows carry the ground-truth masks (RLE), so rows and image bytes are all the input.
+    fp = shards.fingerprint(base_fp, keys, rows.to_dict("list"), *images.values())
     reused = shards.read_fingerprint(path) == fp
     if reused:
         got = shards.read(path, ("fallback", "iou_grabcut", "iou_box"))
@@ -113,18 +117,19 @@ def build_shard(path: Path, rows: pd.DataFrame, sbd_root: Path, instances_dir: P
         for r in rows.itertuples():
             image = decoded[r.image_id]
             if image is None:
-                raise ValueError(f"{sbd.image_path(sbd_root, r.image_id)}: corrupt or unreadable image")
-            gt = (maps[r.image_id] == r.instance_id).astype(np.uint8)
+                raise ValueError(f"{data_root / r.file}: corrupt or unreadable image")
+            gt = gt_mask(r)
             seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
             # Votes only where they are trained on: val never is.
             rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train")
-            rec.update(key=f"{r.image_id}/{r.instance_id}", category=np.uint8(r.category))
+            rec.update(key=f"{r.image_id}/{r.instance_id}", category=np.int32(r.category))
             records.append(rec)
         got = {k: shards.stack(k, [rec[k] for rec in records]) for k in records[0]}
         shards.write(path, got, fp)
     return {
         "file": path.name, "split": str(rows.split.iloc[0]), "count": len(keys), "keys": keys,
         "fingerprint": fp, "reused": reused, "fallback": [str(x) for x in got["fallback"]],
+        "area": [int(a) for a in rows.area],
         "iou_grabcut": [float(x) for x in got["iou_grabcut"]], "iou_box": [float(x) for x in got["iou_box"]],
     }  # fmt: skip
 
@@ -132,13 +137,13 @@ def build_shard(path: Path, rows: pd.DataFrame, sbd_root: Path, instances_dir: P
 def plan(table: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     """Cut the table into shards: per split (train first), in table order, ``shard_size`` rows each."""
     parts = []
-    for split in sbd.SPLITS:
+    for split in SPLITS:
         rows = table[table.split == split].reset_index(drop=True)
         parts += [rows.iloc[i : i + shard_size] for i in range(0, len(rows), shard_size)]
     return parts
 
 
-def run(sbd_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int) -> dict:
+def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int) -> dict:
     """Build every shard under ``out`` and the manifest; return the label-quality metrics."""
     table = read_table(instances_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,8 +155,7 @@ def run(sbd_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed:
     names = [shards.shard_name(i) for i in range(len(parts))]
     for stale in set(p.name for p in out.glob("shard-*.h5")) - set(names):
         (out / stale).unlink()
-    jobs = (delayed(build_shard)(out / n, rows, sbd_root, instances_dir, cfg, seed, base_fp)
-            for n, rows in zip(names, parts))  # fmt: skip
+    jobs = (delayed(build_shard)(out / n, rows, data_root, cfg, seed, base_fp) for n, rows in zip(names, parts))
     entries = {}
     with tqdm(total=len(table), desc="labels", unit="inst") as bar:
         for entry in Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs):
@@ -166,25 +170,45 @@ def run(sbd_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed:
         "consensus_runs": cfg.consensus_runs,
         "params_fingerprint": base_fp,
         "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
-        "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in sbd.SPLITS},
+        "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in SPLITS},
+        "with_masks": {s: sum(not np.isnan(x) for e in entries if e["split"] == s for x in e["iou_grabcut"])
+                       for s in SPLITS},  # fmt: skip
     }
     atomic.write_json(out / shards.MANIFEST, manifest)
     return metrics(entries)
 
 
+def size_buckets(areas: np.ndarray) -> dict[str, np.ndarray]:
+    """COCO's object sizes by mask area: small < 32², medium < 96², large (boolean selections)."""
+    areas = np.asarray(areas)
+    return {"small": areas < 32**2, "medium": (areas >= 32**2) & (areas < 96**2), "large": areas >= 96**2}
+
+
 def metrics(entries: list[dict]) -> dict:
-    """Label quality per split (mean IoU with the ground truth), fallback counts, instance counts."""
+    """Label quality per split (mean IoU with the ground truth over the instances that have a mask),
+    fallback counts, instance counts."""
     out: dict = {"fallbacks": dict.fromkeys(grabcut.REASONS, 0)}
-    for split in sbd.SPLITS:
+    for split in SPLITS:
         mine = [e for e in entries if e["split"] == split]
-        gc = [x for e in mine for x in e["iou_grabcut"]]
-        bx = [x for e in mine for x in e["iou_box"]]
+        gc = np.array([x for e in mine for x in e["iou_grabcut"]])
+        bx = np.array([x for e in mine for x in e["iou_box"]])
+        scored = ~np.isnan(gc)
         out[split] = {
-            "instances": len(gc),
-            "miou_grabcut": round(float(np.mean(gc)), 4) if gc else None,
-            "miou_box": round(float(np.mean(bx)), 4) if bx else None,
+            "instances": int(gc.size),
+            "with_masks": int(scored.sum()),
+            "miou_grabcut": round(float(gc[scored].mean()), 4) if scored.any() else None,
+            "miou_box": round(float(bx[scored].mean()), 4) if scored.any() else None,
         }
+        areas = np.array([a for e in mine for a in e["area"]])
+        fell = np.array([bool(r) for e in mine for r in e["fallback"]])
+        for size, sel in size_buckets(areas).items():
+            sel &= scored
+            out[split][size] = {
+                "with_masks": int(sel.sum()), "fallbacks": int((fell & sel).sum()),
+                "miou_grabcut": round(float(gc[sel].mean()), 4) if sel.any() else None,
+                "miou_box": round(float(bx[sel].mean()), 4) if sel.any() else None,
+            }  # fmt: skip
     counts = Counter(r for e in entries for r in e["fallback"] if r)
     out["fallbacks"].update(counts)
-    out["instances"] = sum(out[s]["instances"] for s in sbd.SPLITS)
+    out["instances"] = sum(out[s]["instances"] for s in SPLITS)
     return out

@@ -7,8 +7,11 @@ prediction made on a crop lands on the right pixels of the full image.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
+from pycocotools import mask as mask_utils
 
 from wss.boxes import Box, clip, fill, square_window
 
@@ -76,3 +79,32 @@ def crop_instance(rgb: np.ndarray, box: Box, size: int, margin: float) -> tuple[
     h, w = rgb.shape[:2]
     window = square_window(box, margin)
     return crop(rgb, window, size), crop_mask(fill(box, h, w), window, size), window
+
+
+def to_rle(mask: np.ndarray) -> str:
+    """A mask as the ``counts`` text of COCO's compressed RLE (column-major runs, as pycocotools
+    writes them); with the mask's size it is a complete COCO ``segmentation``."""
+    return mask_utils.encode(np.asfortranarray(mask, dtype=np.uint8))["counts"].decode("ascii")
+
+
+def from_rle(counts: str, height: int, width: int) -> np.ndarray:
+    """Inverse of :func:`to_rle`: the ``uint8`` mask of a compressed RLE ``counts`` text."""
+    rle = {"size": [height, width], "counts": counts.encode("ascii")}
+    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+
+
+def from_segmentation(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """A COCO ``segmentation`` (polygons, uncompressed or compressed RLE) as a ``uint8`` mask."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            return np.zeros((height, width), np.uint8)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    elif isinstance(segmentation, dict):
+        rle = dict(segmentation)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode()
+    else:
+        raise ValueError(f"segmentation must be polygons or an RLE, not {type(segmentation).__name__}")
+    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)

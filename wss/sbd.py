@@ -24,7 +24,9 @@ import scipy.io
 import scipy.sparse
 
 from wss import atomic
-from wss.masks import boundary
+from wss.boxes import Box
+from wss.dataset import Annotation, Dataset
+from wss.masks import boundary, to_rle
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -33,6 +35,9 @@ VOC_CLASSES = (
 )  # fmt: skip
 SPLITS = ("train", "val")
 ARCHIVE_ROOT = "benchmark_RELEASE/dataset"  # the dataset directory inside benchmark.tgz
+# The official release, fetched when data.source is sbd and data.url is empty.
+RELEASE_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz"
+RELEASE_MD5 = "82b4d87ceb2ed10f6038a1cba92111cb"
 
 
 class SBDFormatError(ValueError):
@@ -154,3 +159,54 @@ def write_cls(path: Path, class_map: np.ndarray) -> None:
         "CategoriesPresent": np.asarray(present, np.uint8).reshape(-1, 1),
     }
     atomic.write_bytes(path, _savemat_bytes({"GTcls": gt}))
+
+
+def read(root: Path) -> Dataset:
+    """Read the SBD dataset at ``root`` (both split lists) into a :class:`wss.dataset.Dataset`.
+
+    Image sizes come from the instance maps (``convert`` checks them against the images).  A
+    missing or bad ``.mat``, an image listed twice, an instance with a category outside 1..20 or
+    without pixels, and pixels of an instance without a category are reject rows.
+    """
+    root = Path(root)
+    images: dict[str, dict] = {}
+    annotations: list[Annotation] = []
+    rejects: list[dict] = []
+    for split in SPLITS:
+        for image_id in read_split(root, split):
+            if image_id in images:
+                rejects.append({"file": str(split_path(root, split)), "image_id": image_id,
+                                "reason": "image id listed twice"})  # fmt: skip
+                continue
+            path = inst_path(root, image_id)
+
+            def reject(reason: str, file: Path = path) -> None:
+                rejects.append({"file": str(file), "image_id": image_id, "reason": reason})
+
+            if not path.is_file():
+                reject("file is missing")
+                continue
+            try:
+                inst, cats = read_inst(path)
+            except SBDFormatError as exc:
+                reject(str(exc).split(": ", 1)[-1])
+                continue
+            h, w = inst.shape
+            images[image_id] = {"file_name": str(image_path(Path(), image_id)), "height": h, "width": w,
+                                "split": split}  # fmt: skip
+            areas = np.bincount(inst.ravel(), minlength=len(cats) + 1)
+            for k, cat in enumerate(cats, start=1):
+                if not 1 <= cat <= len(VOC_CLASSES):
+                    reject(f"instance {k}: category {cat} outside 1..{len(VOC_CLASSES)}")
+                elif areas[k] == 0:
+                    reject(f"instance {k}: no pixels in Segmentation")
+                else:
+                    m = inst == k
+                    ys, xs = np.nonzero(m)
+                    box = Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+                    seg = {"size": [h, w], "counts": to_rle(m)}
+                    annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), box, seg, False))
+            unknown = np.flatnonzero(areas[len(cats) + 1 :]) + len(cats) + 1
+            if unknown.size:
+                reject(f"instance ids {unknown.tolist()} in Segmentation have no category")
+    return Dataset(images, dict(enumerate(VOC_CLASSES, start=1)), annotations, rejects)

@@ -10,7 +10,7 @@ name             shape, dtype        meaning
 ``box``          (n, S, S) uint8     box channel: 1 inside the (given) box
 ``grabcut``      (n, S, S) uint8     GrabCut label
 ``box_label``    (n, S, S) uint8     filled-box label (same pixels as ``box``)
-``gt``           (n, S, S) uint8     ground-truth mask
+``gt``           (n, S, S) uint8     ground-truth mask (all 0 when the instance has none, see ``has_gt``)
 ``grabcut_full`` (n,) vlen uint8       the full-resolution GrabCut label inside the (clipped) box,
                                      ``np.packbits`` of ``mask[y1:y2, x1:x2]``; :func:`full_label`
                                      unpacks it (outside the box GrabCut's label is 0)
@@ -22,10 +22,11 @@ name             shape, dtype        meaning
 ``box_xyxy``     (n, 4) int32        the given box ``(x1, y1, x2, y2)`` in image pixels
 ``image_size``   (n, 2) int32        ``(height, width)`` of the full image
 ``key``          (n,) str            ``"<image_id>/<instance_id>"``
-``category``     (n,) uint8          category id (the instance table's)
+``category``     (n,) int32          category id (the dataset's own, as in the instance table)
 ``fallback``     (n,) str            GrabCut fallback reason, "" when GrabCut was used as is
-``iou_grabcut``  (n,) float32        IoU of the full-resolution GrabCut label with the ground truth
-``iou_box``      (n,) float32        IoU of the filled box with the ground truth
+``has_gt``       (n,) bool           the instance has a ground-truth mask (boxes-only datasets: none)
+``iou_grabcut``  (n,) float32        IoU of the full-resolution GrabCut label with the ground truth (NaN: no mask)
+``iou_box``      (n,) float32        IoU of the filled box with the ground truth (NaN: no mask)
 ===============  ==================  ==========================================================
 
 The file attribute ``fingerprint`` is the hash of everything that made the shard (params and

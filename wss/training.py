@@ -224,6 +224,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     if cfg.labels == "grabcut_i" and not manifest.get("consensus_runs"):
         raise SystemExit("train: train.labels=grabcut_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
                          "in params.yaml and run the labels stage")  # fmt: skip
+    if cfg.labels == "gt" and not manifest["with_masks"]["train"]:
+        raise SystemExit(f"train: train.labels=gt needs ground-truth masks, and none of the {manifest['counts']['train']} "
+                         f"train instances has one (a boxes-only dataset); train on grabcut or box labels")  # fmt: skip
     fp = fingerprint(cfg, seed, manifest, init)
 
     set_op_determinism(cfg.deterministic)
@@ -262,7 +265,8 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
                          "accum_steps": cfg.accum_steps, "optimizer": cfg.optimizer, "device": device})  # fmt: skip
         for row in history:  # the curve so far, from the log kept with the checkpoints
             _log(live, row)
-        print(f"train: {cfg.labels} labels, {manifest['counts']['train']} instances, crop {side}, updates "
+        used = manifest["with_masks"]["train"] if cfg.labels == "gt" else manifest["counts"]["train"]
+        print(f"train: {cfg.labels} labels, {used} instances, crop {side}, updates "
               f"{start}..{cfg.steps} of batch {cfg.batch_size} x accum {cfg.accum_steps}, {cfg.optimizer} lr "
               f"{cfg.lr:g}, device {device}, mixed precision {cfg.mixed_precision}, XLA {cfg.jit_compile}")  # fmt: skip
 

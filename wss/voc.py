@@ -2,7 +2,7 @@
 
 * Boxes come from ``Annotations/<id>.xml``: ``bndbox`` corners are 1-based and inclusive, so
   ``(xmin, ymin, xmax, ymax)`` is the project's box ``(xmin - 1, ymin - 1, xmax, ymax)``.
-  ``difficult`` and ``truncated`` are kept as flags.
+  ``difficult`` is kept as a flag (the instance table's ``difficult`` column).
 * Masks come from ``SegmentationObject/<id>.png`` where it exists: a palette PNG whose index ``k``
   is the ``k``-th object of the XML, 0 background, 255 void (the band VOC leaves unlabelled around
   each object; it belongs to no instance).  Images without one are boxes-only.
@@ -26,7 +26,7 @@ from PIL import Image
 
 from wss import coco
 from wss.boxes import Box
-from wss.coco import Annotation, Dataset
+from wss.dataset import Annotation, Dataset
 
 VOID = 255
 
@@ -76,8 +76,7 @@ def read(path: str | Path) -> Dataset:
     annotations: list[Annotation] = []
     for image_id, split, info in parsed:
         h, w = info["height"], info["width"]
-        images[image_id] = {"file_name": f"JPEGImages/{info['filename']}", "height": h, "width": w, "split": split,
-                            "difficult": [o["difficult"] for o in info["objects"]]}  # fmt: skip
+        images[image_id] = {"file_name": f"JPEGImages/{info['filename']}", "height": h, "width": w, "split": split}
         objects = _masks(root, image_id, info, rejects)
         for k, obj in enumerate(info["objects"], start=1):
             b = obj["box"]
@@ -86,7 +85,8 @@ def read(path: str | Path) -> Dataset:
                                 "reason": f"object {k}: box {tuple(b)} outside the {w}x{h} image"})  # fmt: skip
                 continue
             seg = coco.encode(objects == k) if objects is not None else None
-            annotations.append(Annotation(len(annotations) + 1, image_id, ids[obj["name"]], b, seg, False))
+            annotations.append(Annotation(len(annotations) + 1, image_id, ids[obj["name"]], b, seg, False,
+                                          difficult=obj["difficult"]))  # fmt: skip
     return Dataset(images, categories, annotations, rejects)
 
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import yaml
+from PIL import Image
 
 from wss.boxes import Box
-from wss.coco import Annotation, Dataset
+from wss.dataset import Annotation, Dataset
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SLACK = 1e-3  # normalised coordinates a hair outside [0, 1] are rounding, not errors
@@ -39,7 +39,7 @@ def read(yaml_path: str | Path) -> Dataset:
         raise ValueError(f"{yaml_path}: a YOLO dataset yaml needs 'names' and one entry per split")
     names = spec["names"]
     categories = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}
-    root = (yaml_path.parent / str(spec.get("path") or ".")).resolve()
+    root = images_root(yaml_path, spec)
     splits = {s: spec[s] for s in ("train", "val", "test") if spec.get(s)}
     if not splits:
         raise ValueError(f"{yaml_path}: names no split (train, val or test)")
@@ -54,11 +54,12 @@ def read(yaml_path: str | Path) -> Dataset:
         stems = set()
         for path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             stems.add(path.stem)
-            image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if image is None:
+            try:  # the header alone: convert decodes every image it keeps (wss.dataset.check_image)
+                with Image.open(path) as im:
+                    w, h = im.size
+            except (OSError, Image.DecompressionBombError):
                 rejects.append({"file": str(path), "image_id": path.stem, "reason": "corrupt or unreadable image"})
                 continue
-            h, w = image.shape[:2]
             if path.stem in images:
                 rejects.append({"file": str(path), "image_id": path.stem, "reason": "image id listed twice"})
                 continue
@@ -78,6 +79,12 @@ def read(yaml_path: str | Path) -> Dataset:
                 if label.stem not in stems:
                     rejects.append({"file": str(label), "image_id": label.stem, "reason": "label file without an image"})
     return Dataset(images, categories, annotations, rejects)
+
+
+def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
+    """The dataset root a yaml names (``path``, relative to the yaml); image file names are relative to it."""
+    spec = spec if spec is not None else yaml.safe_load(Path(yaml_path).read_text())
+    return (Path(yaml_path).parent / str(spec.get("path") or ".")).resolve()
 
 
 def _label_dir(image_dir: Path) -> Path:

@@ -1,0 +1,39 @@
+"""Stage ``export``: the GrabCut labels and the trained model's masks for every instance, as COCO
+instances files with RLE masks (``--out``), one per split per source (see :mod:`wss.export`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from stages import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # before wss imports TensorFlow
+
+from wss import params  # noqa: E402
+from wss.evaluation import EvaluateConfig  # noqa: E402
+from wss.export import export  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model", default="models/model.keras", type=Path)
+    ap.add_argument("--shards", default="data/shards", type=Path)
+    ap.add_argument("--instances", default="data/instances", type=Path)
+    ap.add_argument("--out", default="data/export", type=Path)
+    args = ap.parse_args(argv)
+    # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
+    cfg = params.typed(EvaluateConfig, params.section(params.load(args.params), "evaluate"), "evaluate")
+    from wss.model import load
+
+    counts = export(load(str(args.model)), args.shards, args.instances, args.out, cfg)
+    for name, n in counts.items():
+        print(f"export: {args.out / name}: {n} masks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

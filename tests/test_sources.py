@@ -1,0 +1,192 @@
+"""The coco, yolo and voc sources through the download and convert contract, boxes-only data,
+the deterministic val split, and the same real photos read as COCO and as YOLO."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from stages import download
+from wss import coco, convert, dataset, labels, sbd
+from wss.instances import gt_mask, read_categories, read_table
+from tests.conftest import DATA, ROOT, TINY_LABELS, data_cfg, labels_cfg
+from tests.test_voc import devkit
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def tiny_coco(tiny_sbd: Path, root: Path) -> Path:
+    """The tiny sample as a COCO dataset (masks as polygons and as RLE; odd category ids), plus
+    one bad thing per reject reason, a crowd annotation, a grayscale image and a boxes-only one."""
+    (root / "images").mkdir(parents=True)
+    ds = sbd.read(tiny_sbd)
+    images, anns = [], []
+    for n, (iid, im) in enumerate(ds.images.items(), start=1):
+        shutil.copy(tiny_sbd / im["file_name"], root / "images" / f"{iid}.jpg")
+        images.append({"id": 100 + n, "file_name": f"{iid}.jpg", "height": im["height"], "width": im["width"]})
+    ids = {iid: 100 + n for n, iid in enumerate(ds.images, start=1)}
+    for a in ds.annotations:
+        m = from_seg(a)
+        seg = a.segmentation if a.annotation_id % 2 else polygons(m)
+        anns.append({"id": a.annotation_id, "image_id": ids[a.image_id], "category_id": 1000 + a.category_id,
+                     "bbox": coco.bbox_from_box(a.box), "segmentation": seg, "iscrowd": 0, "area": int(m.sum())})
+    first = images[0]
+    h, w = first["height"], first["width"]
+    anns.append({"id": 9001, "image_id": first["id"], "category_id": 1001, "bbox": [0, 0, 10, 10], "iscrowd": 1,
+                 "segmentation": coco.encode(np.ones((h, w), np.uint8)), "area": 100})
+    anns.append({"id": 9002, "image_id": first["id"], "category_id": 77, "bbox": [0, 0, 10, 10], "iscrowd": 0})
+    anns.append({"id": 9003, "image_id": first["id"], "category_id": 1001, "bbox": [3, 4, 20, 10], "iscrowd": 0})
+    extra = {"gray": cv2.cvtColor(np.full((30, 40, 3), 120, np.uint8), cv2.COLOR_BGR2GRAY)}
+    cv2.imwrite(str(root / "images/gray.jpg"), extra["gray"])
+    Image.new("CMYK", (40, 30), (10, 20, 30, 0)).save(root / "images/cmyk.jpg")
+    cv2.imwrite(str(root / "images/deep.png"), np.full((30, 40, 3), 4000, np.uint16))
+    cv2.imwrite(str(root / "images/small.jpg"), np.full((20, 40, 3), 90, np.uint8))  # JSON says 30 high
+    for k, name in enumerate(("gray.jpg", "cmyk.jpg", "deep.png", "small.jpg", "missing.jpg"), start=1):
+        images.append({"id": k, "file_name": name, "height": 30, "width": 40})
+        anns.append({"id": 9100 + k, "image_id": k, "category_id": 1001, "bbox": [5, 5, 20, 15], "iscrowd": 0,
+                     "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]]})
+    cats = [{"id": 1000 + c, "name": f"class {name}"} for c, name in ds.categories.items()]
+    (root / "annotations").mkdir()
+    (root / "annotations/instances_default.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": cats}))
+    return root
+
+
+def from_seg(a) -> np.ndarray:
+    from wss.masks import from_segmentation
+
+    h, w = a.segmentation["size"]
+    return from_segmentation(a.segmentation, h, w)
+
+
+def polygons(mask: np.ndarray) -> list[list[float]]:
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return [[float(v) for v in c.reshape(-1)] for c in contours if len(c) >= 3]
+
+
+def run_download(tmp_path: Path, **data) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    p = {"base": {"seed": 1}, "data": {**yaml.safe_load((ROOT / "params.yaml").read_text())["data"], **data}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    out = tmp_path / "raw"
+    download.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--cache", str(tmp_path / "dl")])
+    return out
+
+
+def test_coco_source_from_a_zip(tiny_sbd, tmp_path):
+    src = tiny_coco(tiny_sbd, tmp_path / "src")
+    archive = tmp_path / "mycoco.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for f in sorted(src.rglob("*")):
+            z.write(f, "mycoco/" + str(f.relative_to(src)))
+    raw = run_download(tmp_path, source="coco", archive=str(archive))
+    table = convert.convert(raw, tmp_path / "inst", data_cfg(source="coco", archive=str(archive)), 0.9)
+    rejects = pd.read_csv(tmp_path / "inst" / "rejects.csv")
+    why = dict(zip(rejects.file.map(lambda f: Path(f).name), rejects.reason))
+    assert "CMYK" in why["cmyk.jpg"] and "more than 8 bits" in why["deep.png"]
+    assert "image is 40x20, the annotations say 40x30" in why["small.jpg"] and why["missing.jpg"] == "file is missing"
+    assert "unknown category id 77" in why["instances_default.json"]
+    assert "gray" in set(table.image_id)  # grayscale is read as RGB, not rejected
+    # Crowd left out; categories and image ids the file's own; the boxes-only annotation kept without a mask.
+    assert len(table) == len(sbd.read(tiny_sbd).annotations) + 2
+    assert read_categories(tmp_path / "inst")[1004] == "class boat"
+    first = table[table.image_id == "sample_000000"]
+    assert set(first.coco_image_id) == {101} and (first["mask"] == "").sum() == 1
+    boxed = first[first["mask"] == ""].iloc[0]
+    assert (boxed.x1, boxed.y1, boxed.x2, boxed.y2, boxed.area) == (3, 4, 23, 14, 200)
+    # Masks match the sample's ground truth, whether they came as polygons or as RLE.
+    ref = {f"{r.image_id}/{r.instance_id}": r for r in convert.convert(
+        tiny_sbd, tmp_path / "ref", DATA, 0.0).itertuples()}  # fmt: skip
+    ious = []
+    for r in table[table["mask"] != ""].itertuples():
+        want = ref.get(f"{r.image_id}/{r.instance_id}")
+        if want is not None:
+            ious.append((gt_mask(r) & gt_mask(want)).sum() / (gt_mask(r) | gt_mask(want)).sum())
+    # RLE comes back exactly; the polygons here (outer contours through pixel centres) lose half a
+    # pixel all round and any occluded piece, so only overlap is asked of them.
+    assert len(ious) == 18 and sum(i == 1 for i in ious) == 9 and min(ious) > 0.6
+
+
+def test_boxes_only_instances_get_labels_but_no_scores(tiny_sbd, tmp_path):
+    src = tiny_coco(tiny_sbd, tmp_path / "src")
+    raw = run_download(tmp_path, source="coco", archive=str(src))  # a directory works too
+    inst = tmp_path / "inst"
+    convert.convert(raw, inst, data_cfg(source="coco", archive=str(src)), 0.9)
+    result = labels.run(raw, inst, tmp_path / "shards", labels_cfg(**TINY_LABELS), seed=1)
+    n = len(read_table(inst))
+    assert result["instances"] == n
+    assert result["train"]["with_masks"] + result["val"]["with_masks"] == n - 1
+    assert 0 < result["train"]["miou_grabcut"] < 1
+
+
+def test_val_split_is_a_hash_of_the_id_not_of_file_order():
+    ids = [f"{i:012d}" for i in range(2000)]
+    split = {i: dataset.val_split(i, 0.2) for i in ids}
+    assert split == {i: dataset.val_split(i, 0.2) for i in reversed(ids)}
+    assert 0.17 < sum(s == "val" for s in split.values()) / len(ids) < 0.23
+    assert all(dataset.val_split(i, 0.0) == "train" for i in ids[:50])
+
+
+def test_voc_source(tmp_path):
+    kit = devkit(tmp_path)
+    archive = tmp_path / "voc.tar"
+    shutil.make_archive(str(archive.with_suffix("")), "tar", tmp_path, "VOCdevkit")
+    raw = run_download(tmp_path / "dl", source="voc", archive=str(archive))
+    table = convert.convert(raw, tmp_path / "inst", data_cfg(source="voc", archive=str(archive)), 0.9)
+    assert kit.is_dir()
+    a = table[table.image_id == "a"]
+    assert list(a.category_name) == ["cat", "dog"] and list(a.difficult) == [False, True]
+    assert a.file.iloc[0] == "VOCdevkit/VOC2012/JPEGImages/a.jpg" and (a["mask"] != "").all()
+    assert (table[table.image_id == "b"]["mask"] == "").all()  # no SegmentationObject: boxes only
+    assert set(table.split) == {"train", "val"}
+
+
+def test_unknown_source_and_missing_archive_are_params_errors(tmp_path):
+    with pytest.raises(SystemExit, match="data.source must be one of"):
+        data_cfg(source="kitti")
+    with pytest.raises(SystemExit, match="data.archive"):
+        data_cfg(source="coco", archive="", url="")
+
+
+def test_malformed_coco_json_names_the_file(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw/instances.json").write_text('{"images": [')
+    with pytest.raises(SystemExit, match="instances.json: not readable JSON"):
+        convert.convert(tmp_path / "raw", tmp_path / "inst", data_cfg(source="coco", archive="x"), 0.5)
+    assert not (tmp_path / "inst").exists()
+
+
+@pytest.fixture(scope="module")
+def coco128_tables(tmp_path_factory):
+    archives = {s: SHARED / f"coco128-{n}.tar.gz" for s, n in (("coco", "coco"), ("yolo", "seg"))}
+    if not all(p.is_file() for p in archives.values()):
+        pytest.skip(f"{SHARED} is absent (third-party data, kept beside the project, never in it)")
+    out = {}
+    for source, archive in archives.items():
+        d = tmp_path_factory.mktemp(source)
+        raw = run_download(d, source=source, archive=str(archive))
+        out[source] = convert.convert(raw, d / "inst", data_cfg(source=source, archive=str(archive)), 0.05)
+    return out
+
+
+def test_coco128_as_coco_and_as_yolo_give_the_same_instances(coco128_tables):
+    c, y = coco128_tables["coco"], coco128_tables["yolo"]
+    # 939 annotations, 10 crowd: 929 instances; YOLO has the same polygons, minus none.
+    assert len(c) == 929 and len(y) == 929
+    assert set(c.image_id) == set(y.image_id) and len(set(c.image_id)) == 126
+    # The same images land in val whichever format they came in (hash of the file stem).
+    assert dict(zip(c.image_id, c.split)) == dict(zip(y.image_id, y.split))
+    assert (c.split == "val").sum() > 100 and (c["mask"] != "").all()
+    key = ["image_id", "instance_id"]
+    both = c.merge(y, on=key, suffixes=("_c", "_y"))
+    assert len(both) == 929 and (both.category_name_c == both.category_name_y).all()
+    assert set(c.category_name) >= {"person", "giraffe", "toothbrush"}

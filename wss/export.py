@@ -1,0 +1,82 @@
+"""Masks out, in COCO format: the ``export`` stage's work.
+
+For each split it writes two COCO instances files, loadable as they are by pycocotools
+(``COCO(path)``) and Detectron2 (``register_coco_instances(name, {}, path, "data/raw")``):
+
+* ``grabcut_<split>.json``: the GrabCut labels at full resolution, as the labels stage made them
+  (``fallback`` names the fallback shape used where GrabCut failed, "" otherwise);
+* ``model_<split>.json``: the trained model's mask for every instance, with ``score``, the model's
+  mean foreground probability inside the mask.
+
+Each is a complete dataset file: ``images`` (``file_name`` relative to the dataset directory,
+``data/raw``; the ids are the dataset's own for a COCO source), every ``category`` of the dataset,
+and one annotation per instance: the given box as ``bbox``, the mask as compressed RLE
+``segmentation``, its ``area``, ``iscrowd`` 0, and ``instance``, the instance table's key
+``<image_id>/<instance_id>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from wss import atomic, coco, shards
+from wss.boxes import Box
+from wss.evaluation import EvaluateConfig, predict_val
+from wss.instances import SPLITS, read_categories, read_table
+
+
+def coco_file(rows: pd.DataFrame, categories: dict[int, str], annotations: list[dict], what: str) -> dict:
+    """A COCO instances file for the images of ``rows`` (instance-table rows) and ``annotations``."""
+    images = rows.drop_duplicates("image_id")
+    return {
+        "info": {"description": f"wss {what}", "version": "1"},
+        "images": [{"id": int(r.coco_image_id), "file_name": r.file, "height": int(r.height), "width": int(r.width)}
+                   for r in images.itertuples()],  # fmt: skip
+        "categories": [{"id": c, "name": n} for c, n in categories.items()],
+        "annotations": annotations,
+    }
+
+
+def grabcut_annotations(shard_dir: Path, split: str, rows: dict[str, object]) -> list[dict]:
+    """The full-resolution GrabCut label of every instance of ``split``, as COCO annotations."""
+    out = []
+    for path in shards.files(shard_dir, split):
+        data = shards.read(path, ("key", "grabcut_full", "box_xyxy", "image_size", "fallback"))
+        for i, key in enumerate(data["key"]):
+            r = rows[key]
+            mask = shards.full_label(data["grabcut_full"][i], data["box_xyxy"][i], data["image_size"][i])
+            out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), Box(r.x1, r.y1, r.x2, r.y2),
+                                       mask, instance=key, fallback=str(data["fallback"][i])))  # fmt: skip
+    return out
+
+
+def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], cfg: EvaluateConfig) -> list[dict]:
+    """The model's full-resolution mask of every instance of ``split``, as scored COCO annotations."""
+    total = sum(s["count"] for s in shards.read_manifest(shard_dir)["shards"] if s["split"] == split)
+    out = []
+    for inst in tqdm(predict_val(model, shard_dir, cfg, split), total=total, desc=f"export {split}", unit="inst"):
+        r = rows[inst.key]
+        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.pred,
+                                   instance=inst.key, score=round(inst.score, 4)))  # fmt: skip
+    return out
+
+
+def export(model, shard_dir: Path, instances_dir: Path, out: Path, cfg: EvaluateConfig) -> dict[str, int]:
+    """Write ``grabcut_<split>.json`` and ``model_<split>.json`` under ``out`` (atomically, as one
+    directory); return the number of annotations in each file."""
+    table = read_table(instances_dir)
+    categories = read_categories(instances_dir)
+    counts = {}
+    with atomic.target(out, directory=True) as tmp:
+        for split in SPLITS:
+            part = table[table.split == split]
+            rows = {f"{r.image_id}/{r.instance_id}": r for r in part.itertuples()}
+            for what, anns in (("grabcut", grabcut_annotations(shard_dir, split, rows)),
+                               ("model", model_annotations(model, shard_dir, split, rows, cfg))):  # fmt: skip
+                name = f"{what}_{split}.json"
+                atomic.write_json(tmp / name, coco_file(part, categories, anns, f"{what} masks, {split}"))
+                counts[name] = len(anns)
+    return counts
