@@ -74,9 +74,9 @@ def test_seed_and_sections():
 
 
 def _configs():
-    from wss import convert, evaluation, labels, sample, surgery, training
+    from wss import convert, dataset, evaluation, labels, sample, surgery, training
 
-    return [(sample.SampleConfig, "data.sample"), (convert.ConvertConfig, "convert"),
+    return [(dataset.DataConfig, "data"), (sample.SampleConfig, "data.sample"), (convert.ConvertConfig, "convert"),
             (labels.LabelsConfig, "labels"), (surgery.SurgeryConfig, "surgery"),
             (training.TrainConfig, "train"), (evaluation.EvaluateConfig, "evaluate")]  # fmt: skip
 
@@ -90,7 +90,7 @@ def test_params_yaml_is_the_one_source_of_defaults():
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f"{cls.__name__}.{f.name}"
     for cls, where in _configs():
         section = params.section(PARAMS, where)
-        cfg = labels.LabelsConfig.from_params(section) if cls is labels.LabelsConfig else params.typed(cls, section, where)
+        cfg = cls.from_params(section) if hasattr(cls, "from_params") else params.typed(cls, section, where)
         got = dataclasses.asdict(cfg)
         flat = {**got.pop("grabcut"), **got} if cls is labels.LabelsConfig else got
         nested = {k for k, v in section.items() if isinstance(v, dict)}

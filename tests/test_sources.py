@@ -190,3 +190,29 @@ def test_coco128_as_coco_and_as_yolo_give_the_same_instances(coco128_tables):
     both = c.merge(y, on=key, suffixes=("_c", "_y"))
     assert len(both) == 929 and (both.category_name_c == both.category_name_y).all()
     assert set(c.category_name) >= {"person", "giraffe", "toothbrush"}
+
+
+def test_coco_source_from_a_url_with_md5(tiny_sbd, tmp_path):
+    import hashlib
+
+    from tests.test_fetch import Server
+
+    src = tiny_coco(tiny_sbd, tmp_path / "src")
+    archive = tmp_path / "mycoco.tar.gz"
+    shutil.make_archive(str(tmp_path / "mycoco"), "gztar", src)
+    payload = archive.read_bytes()
+    with Server(payload) as srv:
+        raw = run_download(tmp_path / "run", source="coco", url=srv.url, md5=hashlib.md5(payload).hexdigest())
+    assert (raw / "annotations" / "instances_default.json").is_file()
+
+
+def test_zip_member_escaping_the_target_is_rejected(tmp_path):
+    from wss import fetch
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("ok/a.txt", "fine")
+        z.writestr("../../escaped.txt", "gotcha")
+    with pytest.raises(fetch.FetchError, match="unsafe archive member"):
+        fetch.extract(evil, tmp_path / "x" / "raw")
+    assert not (tmp_path / "x" / "raw").exists() and not list(tmp_path.rglob("escaped.txt"))
