@@ -3,7 +3,7 @@
 Runs the real stage function (:func:`wss.labels.run`, HDF5 writing included) on the
 converted dataset, every variant in the same process run, and prints a table::
 
-    python bench/labels.py [--instances data/instances] [--sbd data/sbd] [--limit 600]
+    python bench/labels.py [--instances data/instances] [--data data/raw] [--limit 600]
 
 Parallel efficiency = (serial time / parallel time) / workers.  Quote ratios, not seconds:
 the machine is shared and noisy.
@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 from wss import labels, params
-from wss.instances import MASKS, TABLE, read_table
+from wss.instances import TABLE, read_table
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--sbd", default="data/sbd", type=Path)
+    ap.add_argument("--data", default="data/raw", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--limit", type=int, default=600, help="instances to label (0 = all)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
@@ -42,7 +42,6 @@ def main() -> None:
         inst = work / "instances"
         inst.mkdir()
         table.to_parquet(inst / TABLE, index=False)
-        os.symlink((args.instances / MASKS).resolve(), inst / MASKS)
         roi, whole = base.grabcut, dataclasses.replace(base.grabcut, roi_margin=-1.0)
         variants = [
             ("ROI, serial", dataclasses.replace(base, n_jobs=1, grabcut=roi)),
@@ -54,10 +53,11 @@ def main() -> None:
         for name, cfg in variants:
             out = work / name.replace(" ", "_").replace(",", "")
             t0 = time.perf_counter()
-            m = labels.run(args.sbd, inst, out, cfg, seed)
+            m = labels.run(args.data, inst, out, cfg, seed)
             dt = time.perf_counter() - t0
-            miou = (m["train"]["miou_grabcut"] * m["train"]["instances"]
-                    + (m["val"]["miou_grabcut"] or 0) * m["val"]["instances"]) / m["instances"]  # fmt: skip
+            scored = m["train"]["with_masks"] + m["val"]["with_masks"]
+            miou = (m["train"]["miou_grabcut"] * m["train"]["with_masks"]
+                    + (m["val"]["miou_grabcut"] or 0) * m["val"]["with_masks"]) / scored  # fmt: skip
             rows.append((name, m["instances"] / dt, miou, m["fallbacks"]["empty_grabcut"]))
     finally:
         shutil.rmtree(work)

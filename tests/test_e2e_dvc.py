@@ -81,9 +81,11 @@ def test_repro_then_experiments_then_metrics_diff(repo: Path):
               "metrics/train/plots/metrics/loss.tsv"):  # fmt: skip
         assert (repo / f).is_file(), f
     assert len(list((repo / "metrics/eval/overlays").glob("*.png"))) == 2
+    exported = {p.name for p in (repo / "data/export").iterdir()}
+    assert exported == {"grabcut_train.json", "grabcut_val.json", "model_train.json", "model_val.json"}
     labels = json.loads((repo / "metrics/labels.json").read_text())
     ev = json.loads((repo / "metrics/eval.json").read_text())
-    assert ev["instances"] == labels["val"]["instances"] > 0
+    assert ev["instances"] == labels["val"]["instances"] > 0 and ev["AP"] is not None
     # The full-resolution teacher is exactly what the labels stage measured on its own masks.
     assert abs(ev["grabcut_labels"]["miou"] - labels["val"]["miou_grabcut"]) <= 1e-4
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
@@ -132,3 +134,23 @@ def test_a_code_change_retrains_from_scratch_and_status_is_clean(repo: Path):
     # Nothing changed since: another repro runs nothing.
     out = sh(repo, "dvc", "repro")
     assert "Running stage" not in out
+
+
+def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
+    """``data.source=coco`` + ``data.archive``: the same pipeline on a COCO dataset (the tiny
+    sample, re-encoded as COCO with category ids of its own), through to the exported files."""
+    from wss import sample
+    from tests.conftest import TINY
+    from tests.test_sources import tiny_coco
+
+    sample.generate(tmp_path / "sbd", seed=7, cfg=TINY)
+    src = tiny_coco(tmp_path / "sbd", tmp_path / "mycoco")
+    out = sh(repo, "dvc", "exp", "run", "-n", "coco", "-S", "data.source=coco", "-S", f"data.archive={src}",
+             "-S", "convert.max_reject_fraction=0.5")  # the tiny COCO carries one bad image per reason
+    assert "convert: coco:" in out and "1 crowd annotations left out" in out
+    per_class = json.loads((repo / "metrics/eval_per_class.json").read_text())
+    assert "class boat" in per_class  # the dataset's own names
+    model_val = json.loads((repo / "data/export/model_val.json").read_text())
+    assert {c["id"] for c in model_val["categories"]} == set(range(1001, 1021))
+    ids = {a["image_id"] for a in model_val["annotations"]}
+    assert ids and ids <= set(range(101, 110)) | {1}  # the file's own image ids (1: the grayscale one)

@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from PIL import Image
 
 from wss import params
@@ -123,7 +124,7 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
         if not a.iscrowd:
             by_image.setdefault(a.image_id, []).append(a)
     numbers = {iid: n for n, iid in enumerate(sorted(ds.images, key=str), start=1)}
-    rows = []
+    todo = []
     names: set[str] = set()
     for iid, anns in by_image.items():
         im = ds.images[iid]
@@ -138,7 +139,13 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
             rejects.append({"file": str(path), "image_id": iid, "reason": f"a second image named {name}"})
             continue
         names.add(name)
-        reason = check_image(path, im["height"], im["width"])
+        todo.append((iid, name, split, path, anns))
+    # Decoding every image dominates on large datasets; OpenCV and PIL release the GIL.
+    reasons = Parallel(n_jobs=-1, prefer="threads")(
+        delayed(check_image)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo)
+    rows = []
+    for (iid, name, split, path, anns), reason in zip(todo, reasons):
+        im = ds.images[iid]
         if reason:
             rejects.append({"file": str(path), "image_id": iid, "reason": reason})
             continue
