@@ -69,7 +69,7 @@ def read_coco(root: Path, given: str) -> dataset.Dataset:
                              f"set data.annotations to the one to use")  # fmt: skip
         parts.append(coco.read(path, split))
     by_name: dict[str, list[Path]] = {}
-    for p in dataset.files_under(root, yolo.IMAGE_SUFFIXES):
+    for p in dataset.files_under(root, dataset.IMAGE_SUFFIXES):
         by_name.setdefault(p.name, []).append(p)
     images, annotations, rejects, categories = {}, [], [], {}
     for part in parts:

@@ -26,6 +26,7 @@ from wss.instances import COLUMNS, SPLITS
 from wss.masks import from_segmentation, to_rle
 
 SOURCES = ("sample", "sbd", "coco", "yolo", "voc")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what the readers look for
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,7 @@ from tqdm import tqdm
 from wss import atomic, coco, metrics, params, shards
 from wss.boxes import Box, fill
 from wss.draw import overlay
-from wss.instances import gt_mask, read_categories, read_table
-from wss.labels import size_buckets
+from wss.instances import by_key, gt_mask, read_categories, read_table
 from wss.masks import paste
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
@@ -95,11 +94,11 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
              plots_dir: Path) -> tuple[dict, dict]:
     """Score ``model`` (a loaded network, :func:`wss.model.load`), the GrabCut labels and the filled
     box on the val instances that have a mask; write the plots; return (summary, per-class)."""
-    total = sum(s["count"] for s in shards.read_manifest(shard_dir)["shards"] if s["split"] == "val")
+    total = shards.count(shard_dir, "val")
     if not total:
         raise SystemExit(f"evaluate: {shard_dir} has no val instances")
     table = read_table(instances_dir)
-    val = {f"{r.image_id}/{r.instance_id}": r for r in table[table.split == "val"].itertuples()}
+    val = by_key(table[table.split == "val"])
     with_masks = sum(bool(r.mask) for r in val.values())
     if not with_masks:
         raise SystemExit(f"evaluate: none of the {total} val instances has a ground-truth mask (a boxes-only "
@@ -141,7 +140,7 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
     result["instances_without_masks"] = total - len(per)
     result |= coco.mask_ap(images, categories, gts, dts)
     result["by_size"] = {s: round(float(per.iou[sel].mean()), 4) if sel.any() else None
-                         for s, sel in size_buckets(per.area.to_numpy()).items()}  # fmt: skip
+                         for s, sel in metrics.size_buckets(per.area.to_numpy()).items()}  # fmt: skip
     result["threshold"] = cfg.threshold
     result["flip"] = cfg.flip
     result["grabcut_labels"] = metrics.summary(per.iou_grabcut.to_numpy(), per.boundary_f_grabcut.to_numpy())

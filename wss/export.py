@@ -25,7 +25,7 @@ from tqdm import tqdm
 from wss import atomic, coco, shards
 from wss.boxes import Box
 from wss.evaluation import EvaluateConfig, predict_val
-from wss.instances import SPLITS, read_categories, read_table
+from wss.instances import SPLITS, by_key, read_categories, read_table
 
 
 def coco_file(rows: pd.DataFrame, categories: dict[int, str], annotations: list[dict], what: str) -> dict:
@@ -55,7 +55,7 @@ def grabcut_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
 
 def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], cfg: EvaluateConfig) -> list[dict]:
     """The model's full-resolution mask of every instance of ``split``, as scored COCO annotations."""
-    total = sum(s["count"] for s in shards.read_manifest(shard_dir)["shards"] if s["split"] == split)
+    total = shards.count(shard_dir, split)
     out = []
     for inst in tqdm(predict_val(model, shard_dir, cfg, split), total=total, desc=f"export {split}", unit="inst"):
         r = rows[inst.key]
@@ -73,7 +73,7 @@ def export(model, shard_dir: Path, instances_dir: Path, out: Path, cfg: Evaluate
     with atomic.target(out, directory=True) as tmp:
         for split in SPLITS:
             part = table[table.split == split]
-            rows = {f"{r.image_id}/{r.instance_id}": r for r in part.itertuples()}
+            rows = by_key(part)
             for what, anns in (("grabcut", grabcut_annotations(shard_dir, split, rows)),
                                ("model", model_annotations(model, shard_dir, split, rows, cfg))):  # fmt: skip
                 name = f"{what}_{split}.json"

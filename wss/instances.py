@@ -50,6 +50,16 @@ def read_categories(directory: str | Path) -> dict[int, str]:
     return {int(c["id"]): str(c["name"]) for c in json.loads((Path(directory) / CATEGORIES).read_text())}
 
 
+def key(row) -> str:
+    """An instance's key, ``"<image_id>/<instance_id>"``, as the shards and exported files name it."""
+    return f"{row.image_id}/{row.instance_id}"
+
+
+def by_key(table: pd.DataFrame) -> dict[str, object]:
+    """The rows of ``table`` (namedtuples) by instance :func:`key`."""
+    return {key(r): r for r in table.itertuples()}
+
+
 def gt_mask(row) -> np.ndarray | None:
     """The ground-truth mask of a table row (a namedtuple or Series), or ``None`` for a box-only instance."""
     return from_rle(row.mask, int(row.height), int(row.width)) if row.mask else None

@@ -21,9 +21,9 @@ from joblib import Parallel, delayed
 from tqdm import tqdm
 
 from wss import atomic, code, grabcut, masks, params, shards
-from wss.metrics import iou
+from wss.metrics import iou, size_buckets
 from wss.boxes import Box, clip, fill
-from wss.instances import SPLITS, gt_mask, read_table
+from wss.instances import SPLITS, gt_mask, key, read_table
 
 # The stage whose code (with everything it imports, see wss.code) goes into every shard's fingerprint.
 STAGE = "stages.labels"
@@ -103,7 +103,7 @@ def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: Lab
 def build_shard(path: Path, rows: pd.DataFrame, data_root: Path, cfg: LabelsConfig, seed: int, base_fp: str) -> dict:
     """Make (or reuse) one shard; return its manifest entry with the per-instance label scores."""
     cv2.setNumThreads(1)  # one OpenCV thread per worker: the parallelism is joblib's
-    keys = [f"{r.image_id}/{r.instance_id}" for r in rows.itertuples()]
+    keys = [key(r) for r in rows.itertuples()]
     files = dict(zip(rows.image_id, rows.file))
     images = {i: (data_root / f).read_bytes() for i, f in files.items()}
     # The table rows carry the ground-truth masks (RLE), so rows and image bytes are all the input.
@@ -122,7 +122,7 @@ def build_shard(path: Path, rows: pd.DataFrame, data_root: Path, cfg: LabelsConf
             seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
             # Votes only where they are trained on: val never is.
             rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train")
-            rec.update(key=f"{r.image_id}/{r.instance_id}", category=np.int32(r.category))
+            rec.update(key=key(r), category=np.int32(r.category))
             records.append(rec)
         got = {k: shards.stack(k, [rec[k] for rec in records]) for k in records[0]}
         shards.write(path, got, fp)
@@ -176,12 +176,6 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
     }
     atomic.write_json(out / shards.MANIFEST, manifest)
     return metrics(entries)
-
-
-def size_buckets(areas: np.ndarray) -> dict[str, np.ndarray]:
-    """COCO's object sizes by mask area: small < 32², medium < 96², large (boolean selections)."""
-    areas = np.asarray(areas)
-    return {"small": areas < 32**2, "medium": (areas >= 32**2) & (areas < 96**2), "large": areas >= 96**2}
 
 
 def metrics(entries: list[dict]) -> dict:

@@ -49,6 +49,12 @@ def recall_at(ious: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.array([(ious >= t).mean() if ious.size else 0.0 for t in thresholds])
 
 
+def size_buckets(areas: np.ndarray) -> dict[str, np.ndarray]:
+    """COCO's object sizes by mask area: small < 32², medium < 96², large (boolean selections)."""
+    areas = np.asarray(areas)
+    return {"small": areas < 32**2, "medium": (areas >= 32**2) & (areas < 96**2), "large": areas >= 96**2}
+
+
 def summary(ious: np.ndarray, fs: np.ndarray) -> dict:
     """The headline numbers of one segmenter over a set of instances."""
     ious = np.asarray(ious, float)

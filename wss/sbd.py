@@ -24,7 +24,7 @@ import scipy.io
 import scipy.sparse
 
 from wss import atomic
-from wss.boxes import Box
+from wss.boxes import from_mask
 from wss.dataset import Annotation, Dataset
 from wss.masks import boundary, to_rle
 
@@ -202,10 +202,8 @@ def read(root: Path) -> Dataset:
                     reject(f"instance {k}: no pixels in Segmentation")
                 else:
                     m = inst == k
-                    ys, xs = np.nonzero(m)
-                    box = Box(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
                     seg = {"size": [h, w], "counts": to_rle(m)}
-                    annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), box, seg, False))
+                    annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), from_mask(m), seg, False))
             unknown = np.flatnonzero(areas[len(cats) + 1 :]) + len(cats) + 1
             if unknown.size:
                 reject(f"instance ids {unknown.tolist()} in Segmentation have no category")

@@ -130,6 +130,11 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def count(directory: str | Path, split: str) -> int:
+    """How many instances the shards of ``split`` listed in the manifest hold."""
+    return sum(s["count"] for s in read_manifest(directory)["shards"] if s["split"] == split)
+
+
 def files(directory: str | Path, split: str) -> list[Path]:
     """The shard files of ``split`` listed in the manifest, in order."""
     directory = Path(directory)

@@ -22,9 +22,8 @@ import yaml
 from PIL import Image
 
 from wss.boxes import Box
-from wss.dataset import Annotation, Dataset
+from wss.dataset import IMAGE_SUFFIXES, Annotation, Dataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 SLACK = 1e-3  # normalised coordinates a hair outside [0, 1] are rounding, not errors
 
 
