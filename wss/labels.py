@@ -20,7 +20,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from wss import atomic, code, grabcut, masks, params, shards
+from wss import atomic, code, grabcut, masks, params, scheduler, shards
 from wss.metrics import iou, size_buckets
 from wss.boxes import Box, clip, fill
 from wss.instances import SPLITS, gt_mask, key, read_table
@@ -31,13 +31,14 @@ STAGE = "stages.labels"
 
 @dataclass(frozen=True)
 class LabelsConfig:
-    """The ``labels`` params section (``n_jobs`` changes speed, never content); GrabCut's own
-    settings sit flat in the same section and land in ``grabcut``."""
+    """The ``labels`` params section (``n_jobs`` and ``scheduler`` change speed, never content);
+    GrabCut's own settings sit flat in the same section and land in ``grabcut``."""
 
     crop_size: int  # side of the square training crop; a multiple of 16 (the network's stride)
     context_margin: float
     shard_size: int
     n_jobs: int
+    scheduler: str  # '' | local:N | a Dask scheduler address (see wss.scheduler)
     consensus_runs: int  # jittered GrabCuts per train instance for the grabcut_i labels; 0 = none
     consensus_jitter: float
     grabcut: grabcut.GrabCutConfig
@@ -55,6 +56,8 @@ class LabelsConfig:
         req(self.context_margin >= 0, "labels.context_margin", "be >= 0", self.context_margin)
         req(self.shard_size >= 1, "labels.shard_size", "be >= 1", self.shard_size)
         req(self.n_jobs != 0, "labels.n_jobs", "be a worker count or negative (-1 = all cores)", self.n_jobs)
+        req(scheduler.check(self.scheduler) is None, "labels.scheduler", scheduler.check(self.scheduler),
+            self.scheduler)
         req(self.consensus_runs >= 0, "labels.consensus_runs", "be >= 0", self.consensus_runs)
         req(0 <= self.consensus_jitter < 0.5, "labels.consensus_jitter", "lie in [0, 0.5)", self.consensus_jitter)
 
@@ -100,14 +103,19 @@ def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: Lab
     }
 
 
-def build_shard(path: Path, rows: pd.DataFrame, data_root: Path, cfg: LabelsConfig, seed: int, base_fp: str) -> dict:
-    """Make (or reuse) one shard; return its manifest entry with the per-instance label scores."""
+def build_shard(path: Path, columns: dict[str, list], data_root: Path, cfg: LabelsConfig, seed: int, base_fp: str,
+                code_digest: str) -> dict:
+    """Make (or reuse) one shard of the table rows ``columns`` (``DataFrame.to_dict("list")``);
+    return its manifest entry with the per-instance label scores.  ``code_digest`` is the label
+    code the fingerprint was made with (a Dask worker checks its own)."""
+    scheduler.check_code(STAGE, code_digest)
     cv2.setNumThreads(1)  # one OpenCV thread per worker: the parallelism is joblib's
+    rows = pd.DataFrame(columns)
     keys = [key(r) for r in rows.itertuples()]
     files = dict(zip(rows.image_id, rows.file))
     images = {i: (data_root / f).read_bytes() for i, f in files.items()}
     # The table rows carry the ground-truth masks (RLE), so rows and image bytes are all the input.
-    fp = shards.fingerprint(base_fp, keys, rows.to_dict("list"), *images.values())
+    fp = shards.fingerprint(base_fp, keys, columns, *images.values())
     reused = shards.read_fingerprint(path) == fp
     if reused:
         got = shards.read(path, ("fallback", "iou_grabcut", "iou_box"))
@@ -149,16 +157,22 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
     out.mkdir(parents=True, exist_ok=True)
     atomic.clean_leftovers(out)
     (out / shards.MANIFEST).unlink(missing_ok=True)  # from here on the directory is "in progress"
-    content_cfg = dataclasses.asdict(dataclasses.replace(cfg, n_jobs=0))
-    base_fp = shards.fingerprint(content_cfg, seed, code.digest(STAGE))
+    content_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("n_jobs", "scheduler")}
+    code_digest = code.digest(STAGE)
+    base_fp = shards.fingerprint(content_cfg, seed, code_digest)
     parts = plan(table, cfg.shard_size)
     names = [shards.shard_name(i) for i in range(len(parts))]
     for stale in set(p.name for p in out.glob("shard-*.h5")) - set(names):
         (out / stale).unlink()
-    jobs = (delayed(build_shard)(out / n, rows, data_root, cfg, seed, base_fp) for n, rows in zip(names, parts))
+    # Absolute paths: a Dask worker may run in another directory (or on another host, sharing the disk).
+    where, root = out.resolve(), data_root.resolve()
+    # Rows travel as plain dicts inside each task: joblib's Dask backend would park a DataFrame on one
+    # worker (scatter), and a task whose input died with that worker is cancelled instead of retried.
+    jobs = (delayed(build_shard)(where / n, rows.to_dict("list"), root, cfg, seed, base_fp, code_digest)
+            for n, rows in zip(names, parts))  # fmt: skip
     entries = {}
-    with tqdm(total=len(table), desc="labels", unit="inst") as bar:
-        for entry in Parallel(n_jobs=cfg.n_jobs, return_as="generator_unordered")(jobs):
+    with scheduler.backend(cfg.scheduler, cfg.n_jobs) as n_jobs, tqdm(total=len(table), desc="labels", unit="inst") as bar:
+        for entry in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             entries[entry["file"]] = entry
             bar.update(entry["count"])
     entries = [entries[n] for n in names]

@@ -1,0 +1,85 @@
+"""Where the ``labels`` stage's joblib tasks run: local processes or a Dask cluster.
+
+``labels.scheduler`` picks the engine; the tasks and their results are the same on each, so the
+shards are too (the fingerprints do not include the scheduler):
+
+==========================  ===================================================================
+``''``                      local processes, joblib's default (loky), ``labels.n_jobs`` of them
+``local:N``                 a ``dask.distributed.LocalCluster`` of ``N`` single-threaded
+                            worker processes on this machine, started and stopped by the stage
+``tcp://host:8786``         the scheduler of a running Dask cluster (``dask scheduler`` plus
+                            ``dask worker``, dask-jobqueue on SLURM or PBS, a Kubernetes
+                            deployment): joblib's Dask backend sends every shard to it
+==========================  ===================================================================
+
+A remote worker reads the images and writes the shards at the paths the stage gives it, so every
+worker must see the workspace at the same absolute path (a shared filesystem) and run the same
+``wss`` code; :func:`check_code` stops a worker whose code differs before it writes a shard.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from wss import code
+
+LOCAL = re.compile(r"local:(\d+)")
+# Schemes of dask.distributed's comms; a bare host:port is taken as tcp, as Dask does.
+ADDRESS = re.compile(r"(tcp|tls|ws|wss|inproc|ucx)://\S+|[\w.\-]+:\d+")
+
+
+def check(scheduler: str) -> str | None:
+    """What is wrong with a ``labels.scheduler`` value, or ``None``."""
+    m = LOCAL.fullmatch(scheduler)
+    if m and int(m.group(1)) >= 1 or scheduler == "" or not scheduler.startswith("local:") and ADDRESS.fullmatch(scheduler):
+        return None
+    return "be '' (local processes), local:N (N >= 1 workers) or a scheduler address such as tcp://host:8786"
+
+
+@contextmanager
+def backend(scheduler: str, n_jobs: int, connect_timeout: float = 30.0) -> Iterator[int]:
+    """Run the joblib ``Parallel`` calls inside on the engine ``scheduler`` names; yields the
+    ``n_jobs`` to give them (on Dask, ``-1``: as many tasks at once as the cluster has threads)."""
+    if not scheduler:
+        yield n_jobs
+        return
+    import joblib
+    from dask.distributed import Client, LocalCluster
+
+    m = LOCAL.fullmatch(scheduler)
+    if m:
+        # One thread per worker: GrabCut holds the GIL for parts of its work, processes do not share it.
+        # No dashboard: two experiments running at once would fight over its port.
+        with LocalCluster(n_workers=int(m.group(1)), threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
+            with joblib.parallel_config(backend="dask"):
+                print(f"labels: on a local Dask cluster of {m.group(1)} workers")
+                yield -1
+            client.close()
+        return
+    try:
+        client = Client(scheduler, timeout=connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        raise SystemExit(f"labels: cannot reach the Dask scheduler at {scheduler} (labels.scheduler): {exc}. "
+                         f"Start one (`dask scheduler`, then `dask worker {scheduler}`), or set "
+                         f"labels.scheduler to '' for local processes") from exc  # fmt: skip
+    with client:
+        workers = client.scheduler_info().get("workers", {})
+        print(f"labels: on the Dask cluster at {scheduler}, {len(workers)} workers now")
+        with joblib.parallel_config(backend="dask"):
+            yield -1
+
+
+def check_code(module: str, expected: str) -> None:
+    """Stop when this process's code for ``module`` is not the code the run was fingerprinted
+    with: a worker of a shared cluster started from another checkout would write shards that
+    claim to be made by code they were not made by."""
+    got = code.digest(module)
+    if got != expected:
+        import socket
+
+        raise RuntimeError(f"worker on {socket.gethostname()} runs other code for {module} than the stage "
+                           f"(from {code.ROOT}); start the Dask workers from the same checkout, with the same "
+                           f"wss installed")  # fmt: skip
