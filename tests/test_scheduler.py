@@ -149,7 +149,8 @@ def test_a_killed_worker_loses_nothing(tiny_sbd, tiny_instances, tmp_path, clust
     # The stage itself is killed mid-run: the shards finished so far are kept, the rerun builds the rest.
     again = tmp_path / "again"
     proc = subprocess.Popen(_cli(tmp_path, tiny_sbd, tiny_instances, again, **SLOW, scheduler=cluster.address),
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
     _wait_for_shards(again, 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

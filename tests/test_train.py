@@ -40,7 +40,9 @@ def test_lr_set_by_dvc_exp_reaches_code_as_float():
     ({"side_boundaries": [10], "side_weights": [1.0]}, "side_weights"),
     ({"optimizer": "rmsprop"}, "optimizer"),
     ({"ema": 1.0}, "train.ema"),
-    ({"mixed_precision": "yes"}, "true or false"),
+    ({"precision": "float64"}, "train.precision must be one of auto, float32"),
+    ({"devices": 0}, "train.devices must be auto or a number"),
+    ({"devices": "all"}, "train.devices must be auto or a number"),
     ({"learning_rate": 1.0}, "unknown keys"),
     ({"consensus_fg": 0.2, "consensus_bg": 0.7}, "consensus_bg"),
     ({"box_i_core": 0.0}, "train.box_i_core"),
@@ -188,10 +190,12 @@ def test_accumulating_k_batches_is_one_batch_of_k_times_the_size(random_init):
         np.testing.assert_allclose(a - s, b - s, rtol=1e-3, atol=1e-5 * moved)
 
 
-def test_mixed_precision_saves_a_float32_model(tmp_path, tiny_shards, random_init):
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_saves_a_float32_model(tmp_path, tiny_shards, random_init, precision):
     import keras
 
-    d, summary = run(tmp_path, tiny_shards, random_init, config(steps=1, mixed_precision=True))
+    d, summary = run(tmp_path, tiny_shards, random_init, config(steps=1, precision=precision))
+    assert summary["precision"] == precision
     assert np.isfinite(summary["final_loss"])
     assert keras.mixed_precision.global_policy().name == "float32"  # not left behind for the process
     net = load(str(d / "model.keras"))

@@ -171,7 +171,8 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
     jobs = (delayed(build_shard)(where / n, rows.to_dict("list"), root, cfg, seed, base_fp, code_digest)
             for n, rows in zip(names, parts))  # fmt: skip
     entries = {}
-    with scheduler.backend(cfg.scheduler, cfg.n_jobs) as n_jobs, tqdm(total=len(table), desc="labels", unit="inst") as bar:
+    with scheduler.backend(cfg.scheduler, cfg.n_jobs) as n_jobs, \
+            tqdm(total=len(table), desc="labels", unit="inst") as bar:  # fmt: skip
         for entry in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             entries[entry["file"]] = entry
             bar.update(entry["count"])

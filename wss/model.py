@@ -95,7 +95,12 @@ def osvos(trunk: keras.Model, side_channels: int) -> keras.Model:
 
 
 def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", balance: bool = True) -> tf.Tensor:
-    """OSVOS class-balanced sigmoid cross-entropy, averaged over the batch.
+    """:func:`per_image_bce` averaged over the batch."""
+    return tf.reduce_mean(per_image_bce(labels, logits, reduction, balance))
+
+
+def per_image_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", balance: bool = True) -> tf.Tensor:
+    """OSVOS class-balanced sigmoid cross-entropy, one value per image of the batch.
 
     Per image ``L = |Y-|/|Y| * sum_{Y+} -log s(x) + |Y+|/|Y| * sum_{Y-} -log(1 - s(x))``, where
     ``Y`` holds the image's labelled pixels: ``VOID`` pixels (see ``wss/__init__``) take no part.
@@ -119,7 +124,7 @@ def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", 
         per_image = per_image / n
     elif reduction != "sum":
         raise ValueError(f"loss reduction must be 'mean' or 'sum', not {reduction!r}")
-    return tf.reduce_mean(per_image)
+    return per_image
 
 
 def sidecar(model_path: str | Path) -> Path:

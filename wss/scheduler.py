@@ -32,8 +32,10 @@ ADDRESS = re.compile(r"(tcp|tls|ws|wss|inproc|ucx)://\S+|[\w.\-]+:\d+")
 
 def check(scheduler: str) -> str | None:
     """What is wrong with a ``labels.scheduler`` value, or ``None``."""
+    if scheduler == "":
+        return None
     m = LOCAL.fullmatch(scheduler)
-    if m and int(m.group(1)) >= 1 or scheduler == "" or not scheduler.startswith("local:") and ADDRESS.fullmatch(scheduler):
+    if m and int(m.group(1)) >= 1 or not scheduler.startswith("local:") and ADDRESS.fullmatch(scheduler):
         return None
     return "be '' (local processes), local:N (N >= 1 workers) or a scheduler address such as tcp://host:8786"
 

@@ -22,6 +22,7 @@ A NaN or Inf loss stops the run with the step where it happened.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -36,6 +37,7 @@ HISTORY = "history.tsv"  # the loss log, next to the checkpoints
 # Params that change when or how much is saved or logged, not the weights of a given step.
 NOT_WEIGHTS = ("steps", "log_every", "checkpoint_every", "checkpoints_kept")
 LOGGED = ("loss", "loss_fused", "lr", "side_weight")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,8 @@ class TrainConfig:
     checkpoints_kept: int
     log_every: int  # updates
     device: str
-    mixed_precision: bool
+    devices: str  # "auto" or a count; > 1 = data-parallel replicas (MirroredStrategy)
+    precision: str  # auto | float32 | mixed_float16 | mixed_bfloat16
     jit_compile: bool
     deterministic: bool
 
@@ -101,6 +104,9 @@ class TrainConfig:
         req(0 <= self.scale_jitter < 1, "train.scale_jitter", "lie in [0, 1)", self.scale_jitter)
         req(0 <= self.box_jitter < 0.5, "train.box_jitter", "lie in [0, 0.5)", self.box_jitter)
         req(self.device in ("auto", "cpu", "gpu"), "train.device", "be auto, cpu or gpu", self.device)
+        req(self.devices == "auto" or self.devices.isdigit() and int(self.devices) >= 1, "train.devices",
+            "be auto or a number of devices >= 1", self.devices)
+        req(self.precision in PRECISIONS, "train.precision", f"be one of {', '.join(PRECISIONS)}", self.precision)
         req(not (self.jit_compile and self.deterministic), "train.jit_compile and train.deterministic",
             "not both be true (XLA has no deterministic max-pool gradient): set deterministic: false with XLA",
             (self.jit_compile, self.deterministic))
@@ -134,47 +140,119 @@ def build(cfg: TrainConfig, init: Path):
         opt = keras.optimizers.SGD(cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None, **ema)
     else:
         opt = keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay, **ema)
-    if cfg.mixed_precision:
+    if keras.mixed_precision.global_policy().name == "mixed_float16":  # float16 underflows without it
         opt = keras.optimizers.LossScaleOptimizer(opt)
     opt.build(net.trainable_variables)
     return net, opt
 
 
-def make_train_step(net, opt, cfg: TrainConfig, side_w):
-    """One compiled optimizer update on ``(x, y)`` of shape ``(accum_steps, batch, ...)``: the
-    gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is the
-    fused loss plus ``side_w`` times the side losses; returns (loss, fused loss), batch means."""
+def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
+    """One compiled optimizer update on ``(x, y)`` of shape ``(accum_steps, global batch, ...)``:
+    the gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is the
+    fused loss plus ``side_w`` times the side losses; returns (loss, fused loss), batch means.
+
+    Under a ``tf.distribute`` ``strategy`` each replica takes its own slice of the global batch
+    and scales its loss by the global batch (``tf.nn.compute_average_loss``); the optimizer sums
+    the replicas' gradients, so an update equals one device's update on the whole global batch.
+    """
+    import keras
     import tensorflow as tf
 
-    from wss.model import SIDES, balanced_bce
+    from wss.model import SIDES, per_image_bce
 
-    def grads_of(x, y):
+    strategy = strategy or tf.distribute.get_strategy()
+    n_rep = strategy.num_replicas_in_sync
+    scale_loss = isinstance(opt, keras.optimizers.LossScaleOptimizer)
+
+    def grads_of(x, y, global_batch):
         with tf.GradientTape() as tape:
             out = net(x, training=True)
-            fused = balanced_bce(y, out["fused"], cfg.loss_reduction, cfg.class_balance)
-            side_loss = tf.add_n([balanced_bce(y, out[s], cfg.loss_reduction, cfg.class_balance) for s in SIDES])
-            loss = fused + side_w * side_loss
-            scaled = opt.scale_loss(loss) if cfg.mixed_precision else loss
+            losses = {k: per_image_bce(y, out[k], cfg.loss_reduction, cfg.class_balance) for k in ("fused", *SIDES)}
+            fused = tf.nn.compute_average_loss(losses["fused"], global_batch_size=global_batch)
+            side = tf.nn.compute_average_loss(tf.add_n([losses[k] for k in SIDES]), global_batch_size=global_batch)
+            loss = fused + side_w * side
+            scaled = opt.scale_loss(loss) if scale_loss else loss
         return tape.gradient(scaled, net.trainable_variables), loss, fused
 
     @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
-    def train_step(x, y):
-        grads, loss, fused = grads_of(x[0], y[0])
+    def replica_step(x, y):
+        global_batch = tf.shape(x)[1] * n_rep
+        grads, loss, fused = grads_of(x[0], y[0], global_batch)
         for k in range(1, cfg.accum_steps):  # unrolled: accum_steps is a small constant
-            g, l, f = grads_of(x[k], y[k])
+            g, l, f = grads_of(x[k], y[k], global_batch)
             grads = [a + b for a, b in zip(grads, g)]
             loss, fused = loss + l, fused + f
         if cfg.accum_steps > 1:
             grads = [g / cfg.accum_steps for g in grads]
-        opt.apply(grads, net.trainable_variables)
+        opt.apply(grads, net.trainable_variables)  # sums the replicas' gradients
         return loss / cfg.accum_steps, fused / cfg.accum_steps
+
+    @tf.function(reduce_retracing=True)
+    def train_step(x, y):
+        def mine(ctx):  # this replica's slice of the global batch: the stream is the one-device stream
+            per = tf.shape(x)[1] // ctx.num_replicas_in_sync
+            lo = ctx.replica_id_in_sync_group * per
+            return x[:, lo : lo + per], y[:, lo : lo + per]
+
+        xs = strategy.experimental_distribute_values_from_function(lambda ctx: mine(ctx)[0])
+        ys = strategy.experimental_distribute_values_from_function(lambda ctx: mine(ctx)[1])
+        loss, fused = strategy.run(replica_step, args=(xs, ys))
+        red = tf.distribute.ReduceOp.SUM
+        return strategy.reduce(red, loss, axis=None), strategy.reduce(red, fused, axis=None)
 
     return train_step
 
 
-def fingerprint(cfg: TrainConfig, seed: int, manifest: dict, init: Path) -> str:
-    """Hash of everything that shapes the weights at a given step (module docstring)."""
+def resolve_precision(precision: str, gpu: bool) -> str:
+    """The Keras dtype policy for ``train.precision``.  ``auto`` takes the half-precision type the
+    hardware computes natively: ``mixed_float16`` on a GPU with tensor cores (compute capability
+    >= 7.0), ``mixed_bfloat16`` on a CPU with AMX or AVX-512 BF16 (oneDNN runs bf16 convolutions
+    there at about twice the float32 rate), ``float32`` elsewhere."""
+    if precision != "auto":
+        return precision
+    if gpu:
+        import tensorflow as tf
+
+        details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+        return "mixed_float16" if details.get("compute_capability", (0, 0)) >= (7, 0) else "float32"
+    return "mixed_bfloat16" if cpu_has_bf16() else "float32"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this (Linux) CPU computes bfloat16 natively: AMX or AVX-512 BF16."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def replica_devices(cfg: TrainConfig, gpus: int) -> list[str]:
+    """The devices ``train.devices`` trains on: all GPUs for ``auto`` (at least one device), else the
+    first ``devices`` GPUs, or, on a machine without GPUs (or ``train.device: cpu``), ``devices``
+    logical CPUs split off the one CPU (slower than one replica; it exercises the multi-device path)."""
+    import tensorflow as tf
+
+    use_gpu = gpus > 0 and cfg.device != "cpu"
+    n = (gpus if use_gpu else 1) if cfg.devices == "auto" else int(cfg.devices)
+    kind = "GPU" if use_gpu else "CPU"
+    if n > 1 and kind == "CPU":
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * n)
+        except RuntimeError:  # the runtime is up (a notebook, a test): use the logical devices it has
+            pass
+    have = len(tf.config.list_logical_devices(kind))
+    if n > have:
+        raise SystemExit(f"train: train.devices is {n}, and TensorFlow has {have} {kind} device(s) here")
+    return [f"/{kind}:{i}" for i in range(max(n, 1))]
+
+
+def fingerprint(cfg: TrainConfig, seed: int, manifest: dict, init: Path, replicas: int = 1, policy: str = "float32") -> str:
+    """Hash of everything that shapes the weights at a given step (module docstring): with the
+    replica count (the global batch) and the dtype policy that ``devices`` and ``precision`` resolve to."""
     weights_params = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_WEIGHTS}
+    weights_params.update(devices=replicas, precision=policy)
     return shards.fingerprint(weights_params, seed, manifest["params_fingerprint"],
                               [s["fingerprint"] for s in manifest["shards"]], _digest(init), code.digest(STAGE))  # fmt: skip
 
@@ -215,7 +293,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     gpus = tf.config.list_physical_devices("GPU")
     if cfg.device == "gpu" and not gpus:
         raise SystemExit("train: train.device is gpu, but TensorFlow sees no GPU (install tensorflow[and-cuda])")
-    device = "/GPU:0" if gpus and cfg.device != "cpu" else "/CPU:0"
+    devices = replica_devices(cfg, len(gpus))
+    device, replicas = devices[0], len(devices)
+    policy = resolve_precision(cfg.precision, device.startswith("/GPU"))
     manifest = shards.read_manifest(shard_dir)
     side = int(manifest["crop_size"])
     files = shards.files(shard_dir, "train")
@@ -227,13 +307,17 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     if cfg.labels == "gt" and not manifest["with_masks"]["train"]:
         raise SystemExit(f"train: train.labels=gt needs ground-truth masks, and none of the {manifest['counts']['train']} "
                          f"train instances has one (a boxes-only dataset); train on grabcut or box labels")  # fmt: skip
-    fp = fingerprint(cfg, seed, manifest, init)
+    fp = fingerprint(cfg, seed, manifest, init, replicas, policy)
 
     set_op_determinism(cfg.deterministic)
-    keras.mixed_precision.set_global_policy("mixed_float16" if cfg.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(policy)
     keras.utils.set_random_seed(seed)
+    # One device: the default strategy, pinned; several: MirroredStrategy, one replica per device,
+    # each taking batch_size images of the global batch (batch_size * replicas).
+    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else None
+    placed = strategy.scope if strategy else lambda: tf.device(device)
     try:
-        with tf.device(device):
+        with placed():
             net, opt = build(cfg, init)
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
             side_w = tf.Variable(1.0, trainable=False)
@@ -255,23 +339,26 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         history = read_history(ckpt_dir / HISTORY, start)
         write_history(ckpt_dir / HISTORY, history)
 
-        train_step = make_train_step(net, opt, cfg, side_w)
-        per_update = cfg.accum_steps * cfg.batch_size
-        ds = inputs.dataset(files, cfg, side, training=True, seed=seed, skip=start * per_update)
+        train_step = make_train_step(net, opt, cfg, side_w, strategy)
+        global_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * replicas)
+        per_update = cfg.accum_steps * global_cfg.batch_size
+        ds = inputs.dataset(files, global_cfg, side, training=True, seed=seed, skip=start * per_update)
         if live_dir.exists():
             shutil.rmtree(live_dir)
         live = Live(str(live_dir), dvcyaml=False, resume=False, save_dvc_exp=False, report=None)
         live.log_params({"lr": cfg.lr, "labels": cfg.labels, "steps": cfg.steps, "batch_size": cfg.batch_size,
-                         "accum_steps": cfg.accum_steps, "optimizer": cfg.optimizer, "device": device})  # fmt: skip
+                         "accum_steps": cfg.accum_steps, "optimizer": cfg.optimizer, "device": device,
+                         "replicas": replicas, "precision": policy})  # fmt: skip
         for row in history:  # the curve so far, from the log kept with the checkpoints
             _log(live, row)
         used = manifest["with_masks"]["train"] if cfg.labels == "gt" else manifest["counts"]["train"]
+        on = f"{replicas} replicas ({', '.join(devices)})" if replicas > 1 else f"device {device}"
         print(f"train: {cfg.labels} labels, {used} instances, crop {side}, updates "
-              f"{start}..{cfg.steps} of batch {cfg.batch_size} x accum {cfg.accum_steps}, {cfg.optimizer} lr "
-              f"{cfg.lr:g}, device {device}, mixed precision {cfg.mixed_precision}, XLA {cfg.jit_compile}")  # fmt: skip
+              f"{start}..{cfg.steps} of batch {cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, "
+              f"{cfg.optimizer} lr {cfg.lr:g}, {on}, precision {policy}, XLA {cfg.jit_compile}")  # fmt: skip
 
         t0, seen, window = time.perf_counter(), 0, []
-        with tf.device(device), tqdm(total=cfg.steps, initial=start, desc="train", unit="step") as bar, \
+        with placed(), tqdm(total=cfg.steps, initial=start, desc="train", unit="step") as bar, \
                 open(ckpt_dir / HISTORY, "a") as log:  # fmt: skip
             for x, y in ds.take(max(cfg.steps - start, 0)):
                 step = int(step_var.numpy())
@@ -308,8 +395,8 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         if not (manager.latest_checkpoint or "").endswith(f"-{last}"):
             manager.save(checkpoint_number=last)
         opt.finalize_variable_values(net.trainable_variables)  # the weight average, when train.ema > 0
-        if cfg.mixed_precision:
-            net = _as_float32(net, cfg)
+        if policy != "float32" or strategy:
+            net = _plain_copy(net, cfg)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     with atomic.target(out) as tmp:
@@ -321,7 +408,8 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         "labels": cfg.labels, "steps": last, "lr": float(cfg.lr), "batch_size": cfg.batch_size,
         "accum_steps": cfg.accum_steps, "final_loss": round(history[-1]["loss"], 6) if history else None,
         "images_per_s": round(seen / seconds, 3) if seen else None,
-        "resumed_from_step": start if resumed else None, "device": device,
+        "resumed_from_step": start if resumed else None, "device": device, "replicas": replicas,
+        "precision": policy,
     }  # fmt: skip
 
 
@@ -343,9 +431,10 @@ def _log(live, row: dict) -> None:
     live.next_step()
 
 
-def _as_float32(net, cfg: TrainConfig):
-    """A float32 copy of a mixed-precision network, so the saved model runs anywhere at full
-    precision (a model built under ``mixed_float16`` keeps that policy in every layer it saves)."""
+def _plain_copy(net, cfg: TrainConfig):
+    """A float32, one-device copy of a mixed-precision or replicated network, so the saved model
+    runs anywhere at full precision (a model built under a mixed policy keeps it in every layer it
+    saves, and one built under a strategy holds mirrored variables)."""
     import keras
 
     from wss.model import osvos, vgg16_trunk
