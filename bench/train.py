@@ -1,5 +1,6 @@
-"""Benchmark of training: step throughput, achieved GFLOP/s against the machine's own matmul
-GFLOP/s, and the input pipeline's rate against what a training step consumes.  All in one run::
+"""Benchmark of training: step throughput of the old default (float32) and of ``params.yaml``
+(with the variants between), achieved GFLOP/s against the machine's own matmul GFLOP/s, and the
+input pipeline's rate against what a training step consumes.  All in one run::
 
     python bench/train.py [--shards data/shards] [--init models/vgg16_4ch.weights.h5] [--steps 20]
 
@@ -64,6 +65,36 @@ def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
+VARIANTS = {  # name -> train params changed from params.yaml
+    "before: float32 (the old default)": {"precision": "float32"},
+    "float32, deterministic off": {"precision": "float32", "deterministic": False},
+    "float32, XLA": {"precision": "float32", "deterministic": False, "jit_compile": True},
+    "after: params.yaml": {},
+}
+
+
+def step_rate(cfg, files, side: int, init: Path, steps: int, gpu: bool) -> float:
+    """Training images per second of the compiled update of ``cfg`` (after 3 warm-up steps)."""
+    import keras
+
+    training.set_op_determinism(cfg.deterministic)  # as the train stage runs
+    keras.mixed_precision.set_global_policy(training.resolve_precision(cfg.precision, gpu))
+    try:
+        it = iter(inputs.dataset(files, cfg, side, training=True, seed=0))
+        net, opt = training.build(cfg, init)
+        step = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
+        batches = [next(it) for _ in range(steps + 3)]
+        for x, y in batches[:3]:  # trace and warm up
+            step(x, y)
+        t0 = time.perf_counter()
+        for x, y in batches[3:]:
+            loss, _ = step(x, y)
+        float(loss)
+        return steps * cfg.batch_size * cfg.accum_steps / (time.perf_counter() - t0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
@@ -72,10 +103,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     p = params.load(args.params)
-    cfg = params.typed(training.TrainConfig, params.section(p, "train"), "train")
+    section = params.section(p, "train")
+    cfg = params.typed(training.TrainConfig, section, "train")
     side = int(shards.read_manifest(args.shards)["crop_size"])
     files = shards.files(args.shards, "train")
-    training.set_op_determinism(cfg.deterministic)  # as the train stage runs
+    gpu = bool(tf.config.list_physical_devices("GPU"))
 
     ds = inputs.dataset(files, cfg, side, training=True, seed=0)
     it = iter(ds)
@@ -88,32 +120,27 @@ def main() -> None:
     per_update = cfg.batch_size * cfg.accum_steps
     pipeline = n_batches * per_update / (time.perf_counter() - t0)
 
-    net, opt = training.build(cfg, args.init)
-    step = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
-    batches = [next(it) for _ in range(args.steps + 3)]
-    for x, y in batches[:3]:  # trace and warm up
-        step(x, y)
-    t0 = time.perf_counter()
-    for x, y in batches[3:]:
-        loss, _ = step(x, y)
-    float(loss)
-    images = args.steps * per_update / (time.perf_counter() - t0)
-
+    net, _ = training.build(cfg, args.init)
     fwd = conv_flops(net, side)
-    achieved = 3 * fwd * images / 1e9
     peak = matmul_gflops()
-    print(f"\ncrop {side}, batch {cfg.batch_size} x accum {cfg.accum_steps}, deterministic {cfg.deterministic}, "
-          f"{args.steps} timed steps, {os.cpu_count()} cores, "
-          f"device {'GPU' if tf.config.list_physical_devices('GPU') else 'CPU'}\n")
-    print("| measure | value |")
-    print("|---|---:|")
-    print(f"| training throughput | {images:.2f} images/s |")
-    print(f"| forward FLOPs per image | {fwd / 1e9:.2f} GFLOP |")
-    print(f"| achieved (fwd + bwd = 3x fwd) | {achieved:.1f} GFLOP/s |")
-    print(f"| fp32 matmul 2048^3, same run | {peak:.1f} GFLOP/s |")
-    print(f"| achieved / matmul | {achieved / peak:.2f} |")
-    print(f"| input pipeline | {pipeline:.1f} samples/s |")
-    print(f"| pipeline / training consumption | {pipeline / images:.1f}x (target >= 10x) |")
+    rates = {}
+    for name, over in VARIANTS.items():
+        v = params.typed(training.TrainConfig, {**section, **over}, "train")
+        rates[name] = (step_rate(v, files, side, args.init, args.steps, gpu), v)
+    print(f"\ncrop {side}, batch {cfg.batch_size} x accum {cfg.accum_steps}, {args.steps} timed steps per variant, "
+          f"{os.cpu_count()} cores, device {'GPU' if gpu else 'CPU'}, forward {fwd / 1e9:.2f} GFLOP per image, "
+          f"fp32 matmul 2048^3 {peak:.1f} GFLOP/s (same run)\n")
+    print("| variant | precision | deterministic | XLA | images/s | achieved GFLOP/s (3x fwd) | vs before |")
+    print("|---|---|---|---|---:|---:|---:|")
+    base = next(iter(rates.values()))[0]
+    for name, (rate, v) in rates.items():
+        print(f"| {name} | {training.resolve_precision(v.precision, gpu)} | {v.deterministic} | {v.jit_compile} | "
+              f"{rate:.2f} | {3 * fwd * rate / 1e9:.1f} | {rate / base:.2f}x |")
+    after = rates["after: params.yaml"][0]
+    print(f"\ninput pipeline {pipeline:.1f} samples/s = {pipeline / after:.1f}x what the params.yaml step consumes "
+          f"(target >= 10x)")
+    print(f"train.steps {cfg.steps}: {cfg.steps * per_update / base / 60:.1f} min before, "
+          f"{cfg.steps * per_update / after / 60:.1f} min after (compiled steps only)")
 
 
 if __name__ == "__main__":

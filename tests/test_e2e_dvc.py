@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,46 @@ def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
     assert {c["id"] for c in model_val["categories"]} == set(range(1001, 1021))
     ids = {a["image_id"] for a in model_val["annotations"]}
     assert ids and ids <= set(range(101, 110)) | {1}  # the file's own image ids (1: the grayscale one)
+
+
+def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_at_once(repo: Path, tmp_path: Path):
+    """The scale-out issue's acceptance: ``dvc exp run -S labels.scheduler=tcp://...`` with a
+    scheduler and 2 workers gives the default run's shards; queued experiments run 2 at a time."""
+    from tests.test_scheduler import Cluster
+
+    sh(repo, "dvc", "repro")
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    manifest = (repo / "data/shards/manifest.json").read_bytes()
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    shards_md5 = lock["stages"]["labels"]["outs"][0]["md5"]
+
+    cluster = Cluster(tmp_path, 2)
+    try:
+        out = sh(repo, "dvc", "exp", "run", "-n", "on-dask", "-S", f"labels.scheduler={cluster.address}")
+    finally:
+        cluster.stop()
+    assert "Running stage 'labels'" in out and f"on the Dask cluster at {cluster.address}, 2 workers" in out
+    assert (repo / "data/shards/manifest.json").read_bytes() == manifest
+    assert yaml.safe_load((repo / "dvc.lock").read_text())["stages"]["labels"]["outs"][0]["md5"] == shards_md5
+    assert "Stage 'train' didn't change" in out  # same shards: nothing downstream reruns
+
+    # Two experiments queued, run at once, each in its own temporary workspace.
+    sh(repo, "dvc", "exp", "run", "--queue", "-n", "q-box", "-S", "train.labels=box")
+    sh(repo, "dvc", "exp", "run", "--queue", "-n", "q-gt", "-S", "train.labels=gt")
+    sh(repo, "dvc", "queue", "start", "-j", "2")
+    deadline = time.time() + 900
+    while True:
+        status = sh(repo, "dvc", "queue", "status")
+        if "Running" not in status and "Queued" not in status:
+            break
+        assert time.time() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+    shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
+    for name, source in (("q-box", "box"), ("q-gt", "gt")):
+        entry = named(shown, name)
+        assert train_params(entry)["labels"] == source
+        assert entry["data"]["metrics"]["metrics/train.json"]["data"]["labels"] == source
+    # The experiments wrote nothing into the main workspace.
+    assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "grabcut"
