@@ -83,7 +83,8 @@ def main() -> None:
             eval_json = json.loads((work / "eval.json").read_text())
             row["instances"] = json.loads((work / "labels.json").read_text())["instances"]
             row["val_instances"] = eval_json["instances"]
-            row["images_per_s"] = json.loads((work / "train.json").read_text())["images_per_s"]
+            summary = json.loads((work / "train.json").read_text())
+            row["images_per_s"], row["batch"] = summary["images_per_s"], summary["batch_size"] * summary["replicas"]
             rows.append(row)
             print(f"x{k}: {row['instances']} instances done", file=sys.stderr)
     finally:
@@ -101,7 +102,7 @@ def report(rows: list[dict], args, cores: int) -> None:
     for r in rows:
         n, nv = r["instances"], r["val_instances"]
         print(f"| {r['factor']}x | {n} | {r['convert'][0]:.1f} | {r['labels'][0]:.1f} | {1000 * r['labels'][0] / n:.1f} "
-              f"| {8 / r['images_per_s']:.3f} | {r['evaluate'][0]:.1f} | {1000 * r['evaluate'][0] / nv:.1f} | "
+              f"| {r['batch'] / r['images_per_s']:.3f} | {r['evaluate'][0]:.1f} | {1000 * r['evaluate'][0] / nv:.1f} | "
               + " / ".join(f"{r[s][1]:.0f}" for s in MEASURED) + " |")  # fmt: skip
     last = rows[-1]
     grow = last["instances"] / one["instances"]
@@ -110,16 +111,29 @@ def report(rows: list[dict], args, cores: int) -> None:
         t = last[s][0] / one[s][0]
         print(f"  {s:9s} time x{t:.2f} (linear: x{grow:.1f}{'' if s != 'train' else '; fixed steps: x1'}), "
               f"peak RSS x{last[s][1] / one[s][1]:.2f}")
-    per_inst = last["labels"][0] / last["instances"]  # seconds per instance on `cores` cores, largest run
-    per_val = last["evaluate"][0] / last["val_instances"]
-    print(f"\nextrapolated from the {last['factor']}x run (labels as configured, {cores} cores; "
-          f"evaluate per val instance, one process):")
+    # Marginal costs between the two largest runs: what one more instance costs, start-up excluded.
+    a, b = rows[-2] if len(rows) > 1 else {**last, "instances": 0, "val_instances": 0, "labels": (0, 0),
+                                           "evaluate": (0, 0)}, last  # fmt: skip
+    per_inst = (b["labels"][0] - a["labels"][0]) / (b["instances"] - a["instances"])
+    per_val = (b["evaluate"][0] - a["evaluate"][0]) / (b["val_instances"] - a["val_instances"])
+    print(f"\nmarginal cost ({a['factor']}x -> {b['factor']}x): labels {1000 * per_inst:.1f} ms per instance on {cores} "
+          f"cores, evaluate {1000 * per_val:.1f} ms per val instance; train {last['images_per_s']:.1f} images/s "
+          f"whatever the data size")  # fmt: skip
+    print(f"\nextrapolated (labels scale with Dask workers, linearly as measured above; 1 worker = 1 core):")
+    print("| dataset | instances | labels, " + " | labels, ".join(f"{n} cores" for n in (cores, 32, 256))
+          + " | evaluate, 20% val, 1 process | one epoch of train on this CPU |")  # fmt: skip
+    print("|---|---:|" + "---:|" * 5)
     for name, n in (("SBD", SBD), ("COCO", COCO)):
-        hours = per_inst * n / 3600
-        print(f"  {name:5s} {n:>7,} instances: labels {hours:.1f} h on {cores} cores, {hours * cores / 32:.2f} h on 32, "
-              f"{hours * cores / 256:.2f} h on 256 (Dask workers, linear); evaluate of a 20% val split "
-              f"{per_val * n * 0.2 / 3600:.1f} h")  # fmt: skip
+        total = per_inst * n * cores  # core-seconds
+        cells = [_duration(total / c) for c in (cores, 32, 256)]
+        print(f"| {name} | {n:,} | " + " | ".join(cells) + f" | {_duration(per_val * n * 0.2)} | "
+              f"{_duration(n * 0.8 / last['images_per_s'])} |")
 
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 if __name__ == "__main__":
     main()
