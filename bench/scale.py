@@ -111,15 +111,16 @@ def report(rows: list[dict], args, cores: int) -> None:
         t = last[s][0] / one[s][0]
         print(f"  {s:9s} time x{t:.2f} (linear: x{grow:.1f}{'' if s != 'train' else '; fixed steps: x1'}), "
               f"peak RSS x{last[s][1] / one[s][1]:.2f}")
-    # Marginal costs between the two largest runs: what one more instance costs, start-up excluded.
-    a, b = rows[-2] if len(rows) > 1 else {**last, "instances": 0, "val_instances": 0, "labels": (0, 0),
-                                           "evaluate": (0, 0)}, last  # fmt: skip
-    per_inst = (b["labels"][0] - a["labels"][0]) / (b["instances"] - a["instances"])
-    per_val = (b["evaluate"][0] - a["evaluate"][0]) / (b["val_instances"] - a["val_instances"])
-    print(f"\nmarginal cost ({a['factor']}x -> {b['factor']}x): labels {1000 * per_inst:.1f} ms per instance on {cores} "
-          f"cores, evaluate {1000 * per_val:.1f} ms per val instance; train {last['images_per_s']:.1f} images/s "
-          f"whatever the data size")  # fmt: skip
-    print(f"\nextrapolated (labels scale with Dask workers, linearly as measured above; 1 worker = 1 core):")
+    # Marginal costs between the two largest runs: what one more instance costs, start-up excluded
+    # (with a single size, the plain average).
+    zero = {"factor": 0, "instances": 0, "val_instances": 0, "labels": (0.0, 0.0), "evaluate": (0.0, 0.0)}
+    a = rows[-2] if len(rows) > 1 else zero
+    per_inst = (last["labels"][0] - a["labels"][0]) / (last["instances"] - a["instances"])
+    per_val = (last["evaluate"][0] - a["evaluate"][0]) / (last["val_instances"] - a["val_instances"])
+    print(f"\nmarginal cost ({a['factor']}x -> {last['factor']}x): labels {1000 * per_inst:.1f} ms per instance "
+          f"on {cores} cores, evaluate {1000 * per_val:.1f} ms per val instance; train "
+          f"{last['images_per_s']:.1f} images/s whatever the data size")  # fmt: skip
+    print("\nextrapolated (labels scale with Dask workers, linearly as measured above; 1 worker = 1 core):")
     print("| dataset | instances | labels, " + " | labels, ".join(f"{n} cores" for n in (cores, 32, 256))
           + " | evaluate, 20% val, 1 process | one epoch of train on this CPU |")  # fmt: skip
     print("|---|---:|" + "---:|" * 5)
@@ -134,6 +135,7 @@ def _duration(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
 
 if __name__ == "__main__":
     main()

@@ -56,8 +56,8 @@ class LabelsConfig:
         req(self.context_margin >= 0, "labels.context_margin", "be >= 0", self.context_margin)
         req(self.shard_size >= 1, "labels.shard_size", "be >= 1", self.shard_size)
         req(self.n_jobs != 0, "labels.n_jobs", "be a worker count or negative (-1 = all cores)", self.n_jobs)
-        req(scheduler.check(self.scheduler) is None, "labels.scheduler", scheduler.check(self.scheduler),
-            self.scheduler)
+        wrong = scheduler.check(self.scheduler)
+        req(wrong is None, "labels.scheduler", wrong, self.scheduler)
         req(self.consensus_runs >= 0, "labels.consensus_runs", "be >= 0", self.consensus_runs)
         req(0 <= self.consensus_jitter < 0.5, "labels.consensus_jitter", "lie in [0, 0.5)", self.consensus_jitter)
 

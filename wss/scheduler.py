@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from wss import code
 
@@ -50,26 +50,24 @@ def backend(scheduler: str, n_jobs: int, connect_timeout: float = 30.0) -> Itera
     import joblib
     from dask.distributed import Client, LocalCluster
 
-    m = LOCAL.fullmatch(scheduler)
-    if m:
-        # One thread per worker: GrabCut holds the GIL for parts of its work, processes do not share it.
-        # No dashboard: two experiments running at once would fight over its port.
-        with LocalCluster(n_workers=int(m.group(1)), threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:  # fmt: skip
-            with joblib.parallel_config(backend="dask"):
-                print(f"labels: on a local Dask cluster of {m.group(1)} workers")
-                yield -1
-            client.close()
-        return
-    try:
-        client = Client(scheduler, timeout=connect_timeout)
-    except (OSError, TimeoutError) as exc:
-        raise SystemExit(f"labels: cannot reach the Dask scheduler at {scheduler} (labels.scheduler): {exc}. "
-                         f"Start one (`dask scheduler`, then `dask worker {scheduler}`), or set "
-                         f"labels.scheduler to '' for local processes") from exc  # fmt: skip
-    with client:
-        workers = client.scheduler_info().get("workers", {})
-        print(f"labels: on the Dask cluster at {scheduler}, {len(workers)} workers now")
+    with ExitStack() as stack:
+        m = LOCAL.fullmatch(scheduler)
+        if m:
+            # One thread per worker: GrabCut holds the GIL for parts of its work, processes do not share it.
+            # No dashboard: two experiments running at once would fight over its port.
+            cluster = stack.enter_context(LocalCluster(n_workers=int(m.group(1)), threads_per_worker=1,
+                                                       processes=True, dashboard_address=None))  # fmt: skip
+            stack.enter_context(Client(cluster))
+            where = f"a local Dask cluster of {m.group(1)} workers"
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, timeout=connect_timeout))
+            except (OSError, TimeoutError) as exc:
+                raise SystemExit(f"labels: cannot reach the Dask scheduler at {scheduler} (labels.scheduler): "
+                                 f"{exc}. Start one (`dask scheduler`, then `dask worker {scheduler}`), or set "
+                                 f"labels.scheduler to '' for local processes") from exc  # fmt: skip
+            where = f"the Dask cluster at {scheduler}, {len(client.scheduler_info().get('workers', {}))} workers now"
+        print(f"labels: on {where}")
         with joblib.parallel_config(backend="dask"):
             yield -1
 

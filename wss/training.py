@@ -248,7 +248,8 @@ def replica_devices(cfg: TrainConfig, gpus: int) -> list[str]:
     return [f"/{kind}:{i}" for i in range(max(n, 1))]
 
 
-def fingerprint(cfg: TrainConfig, seed: int, manifest: dict, init: Path, replicas: int = 1, policy: str = "float32") -> str:
+def fingerprint(cfg: TrainConfig, seed: int, manifest: dict, init: Path, replicas: int = 1,
+                policy: str = "float32") -> str:
     """Hash of everything that shapes the weights at a given step (module docstring): with the
     replica count (the global batch) and the dtype policy that ``devices`` and ``precision`` resolve to."""
     weights_params = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_WEIGHTS}
