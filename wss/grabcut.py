@@ -1,4 +1,15 @@
-"""Box -> mask with OpenCV GrabCut, and the documented fallback for each case it cannot handle.
+"""Box -> mask with GrabCut or GrabCut+, and the documented fallback for each case they cannot handle.
+
+``method`` picks the segmenter:
+
+* ``grabcut``: OpenCV's ``cv2.grabCut`` (colour GMMs, colour-contrast pairwise term);
+* ``grabcut_plus``: "Simple Does It"'s GrabCut+, the same colour GMMs with the pairwise term taken
+  from HED boundaries (:mod:`wss.graphcut`, boundary maps from :mod:`wss.boundaries`).
+
+Both run on a region of interest around the box (``roi_margin``) that is resampled first so that
+the box's shorter side is at least ``min_side`` pixels (colour models need pixels: small boxes are
+where GrabCut gives up) and the region's longer side at most ``max_side`` (the graph cut's cost
+grows with the pixel count); the mask is resampled back.
 
 =================  ===================================================  =========================
 reason             when                                                 label used instead
@@ -28,8 +39,9 @@ import numpy as np
 
 from wss.boxes import Box, clip, expand, fill, is_degenerate, jitter
 
-from wss import params
+from wss import graphcut, params
 
+METHODS = ("grabcut", "grabcut_plus")
 REASONS = ("tiny_box", "whole_image", "empty_grabcut", "opencv_error")
 FALLBACKS = ("tiny_box", "empty_grabcut", "opencv_error")
 """The reasons whose label is a fallback shape, not GrabCut's output (``whole_image`` is GrabCut's)."""
@@ -39,8 +51,12 @@ FALLBACKS = ("tiny_box", "empty_grabcut", "opencv_error")
 class GrabCutConfig:
     """GrabCut's settings, from the ``labels`` params section."""
 
+    method: str  # grabcut | grabcut_plus
     iterations: int
     roi_margin: float  # GrabCut runs on the box grown by this share of its size; < 0: whole image
+    min_side: int  # the ROI is enlarged until the box's shorter side has this many pixels (0 = never)
+    max_side: int  # ... and shrunk until the ROI's longer side has at most this many (0 = never)
+    boundary_sigma: float  # grabcut_plus: pairwise weight gamma * exp(-hed^2 / (2 sigma^2))
     min_box_area: int
     min_box_side: int
     min_fg_fraction: float
@@ -49,6 +65,11 @@ class GrabCutConfig:
 
     def validate(self) -> None:
         req = params.require
+        req(self.method in METHODS, "labels.method", f"be one of {', '.join(METHODS)}", self.method)
+        req(self.min_side >= 0, "labels.min_side", "be >= 0", self.min_side)
+        req(self.max_side == 0 or self.max_side >= max(16, self.min_side), "labels.max_side",
+            "be 0 (no limit) or >= 16 and >= labels.min_side", self.max_side)
+        req(self.boundary_sigma > 0, "labels.boundary_sigma", "be > 0", self.boundary_sigma)
         req(self.iterations >= 1, "labels.iterations", "be >= 1", self.iterations)
         req(self.min_box_area >= 1, "labels.min_box_area", "be >= 1", self.min_box_area)
         req(self.min_box_side >= 1, "labels.min_box_side", "be >= 1", self.min_box_side)
@@ -79,33 +100,68 @@ def fallback(box: Box, height: int, width: int, shape: str) -> np.ndarray:
     raise ValueError(f"labels.fallback_shape must be 'ellipse' or 'box', not {shape!r}")
 
 
-def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int) -> tuple[np.ndarray, str]:
-    """GrabCut ``box`` in the BGR uint8 ``image``: (uint8 mask of the image's size, fallback reason or "")."""
+def work_scale(box: Box, roi: Box, min_side: int, max_side: int) -> float:
+    """The factor the ROI is resampled by: enough for the box's shorter side to reach ``min_side``,
+    capped so that the ROI's longer side stays within ``max_side`` (0 turns either rule off)."""
+    scale = 1.0
+    if min_side and min(box.width, box.height) < min_side:
+        scale = min_side / max(min(box.width, box.height), 1)
+    if max_side and max(roi.width, roi.height) * scale > max_side:
+        scale = max_side / max(roi.width, roi.height)
+    return scale
+
+
+def _cut(crop: np.ndarray, edges: np.ndarray | None, gc_mask: np.ndarray, cfg: GrabCutConfig) -> np.ndarray:
+    """Run the configured segmenter on the trimap ``gc_mask``; return the updated trimap."""
+    if cfg.method == "grabcut":
+        cv2.grabCut(crop, gc_mask, None, np.zeros((1, 65)), np.zeros((1, 65)), cfg.iterations, cv2.GC_INIT_WITH_MASK)
+        return gc_mask
+    return graphcut.grabcut(crop, gc_mask, graphcut.boundary_weights(edges, cfg.boundary_sigma), cfg.iterations)
+
+
+def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int,
+            edges: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Segment ``box`` in the BGR uint8 ``image``: (uint8 mask of the image's size, fallback reason or "").
+
+    ``edges`` is the image's boundary map (float in [0, 1], see :mod:`wss.boundaries`), needed by
+    ``grabcut_plus``.
+    """
     h, w = image.shape[:2]
     box = clip(box, h, w)
     if is_degenerate(box, cfg.min_box_area, cfg.min_box_side):
         return fill(box, h, w), "tiny_box"
+    if cfg.method == "grabcut_plus" and (edges is None or edges.shape != (h, w)):
+        raise ValueError(f"labels.method=grabcut_plus needs the image's boundary map of shape {(h, w)}")
     roi = Box(0, 0, w, h) if cfg.roi_margin < 0 else clip(expand(box, cfg.roi_margin), h, w)
-    local = Box(box.x1 - roi.x1, box.y1 - roi.y1, box.x2 - roi.x1, box.y2 - roi.y1)
+    scale = work_scale(box, roi, cfg.min_side, cfg.max_side)
+    size = (max(1, round(roi.width * scale)), max(1, round(roi.height * scale)))
     crop = np.ascontiguousarray(image[roi.y1 : roi.y2, roi.x1 : roi.x2])
+    crop_edges = None if edges is None else edges[roi.y1 : roi.y2, roi.x1 : roi.x2]
+    if scale != 1.0:
+        grow = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
+        crop = cv2.resize(crop, size, interpolation=grow)
+        if crop_edges is not None:
+            crop_edges = cv2.resize(crop_edges, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+    # The box in the resampled ROI's pixels.
+    lx1, ly1 = round((box.x1 - roi.x1) * scale), round((box.y1 - roi.y1) * scale)
+    lx2, ly2 = max(lx1 + 1, round((box.x2 - roi.x1) * scale)), max(ly1 + 1, round((box.y2 - roi.y1) * scale))
     gc_mask = np.full(crop.shape[:2], cv2.GC_BGD, np.uint8)
     reason = ""
     if box == Box(0, 0, w, h):
         reason = "whole_image"
-        band = max(1, int(round(cfg.whole_image_band * min(box.width, box.height))))
+        band = max(1, int(round(cfg.whole_image_band * min(crop.shape[:2]))))
         gc_mask[:] = cv2.GC_PR_BGD
         gc_mask[band:-band, band:-band] = cv2.GC_PR_FGD
-        mode, rect = cv2.GC_INIT_WITH_MASK, None
     else:
-        mode, rect = cv2.GC_INIT_WITH_RECT, (local.x1, local.y1, local.width, local.height)
-    cv2.setRNGSeed(seed)  # GrabCut's GMM initialisation uses k-means with OpenCV's global RNG
+        gc_mask[ly1:ly2, lx1:lx2] = cv2.GC_PR_FGD  # what cv2.GC_INIT_WITH_RECT does
+    cv2.setRNGSeed(seed)  # the GMMs start from k-means++, which draws from OpenCV's global RNG
     try:
-        bgd = np.zeros((1, 65), np.float64)
-        fgd = np.zeros((1, 65), np.float64)
-        cv2.grabCut(crop, gc_mask, rect, bgd, fgd, cfg.iterations, mode)
-    except cv2.error:
+        gc_mask = _cut(crop, crop_edges, gc_mask, cfg)
+    except (cv2.error, ValueError):
         return fallback(box, h, w, cfg.fallback_shape), "opencv_error"
     fg = ((gc_mask == cv2.GC_FGD) | (gc_mask == cv2.GC_PR_FGD)).astype(np.uint8)
+    if scale != 1.0:
+        fg = cv2.resize(fg, (roi.width, roi.height), interpolation=cv2.INTER_NEAREST)
     out = np.zeros((h, w), np.uint8)
     out[roi.y1 : roi.y2, roi.x1 : roi.x2] = fg
     out &= fill(box, h, w)
@@ -114,8 +170,9 @@ def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int) -> tuple
     return out, reason
 
 
-def votes(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int, runs: int, box_jitter: float) -> np.ndarray | None:
-    """Share of ``runs`` GrabCuts, each on a copy of ``box`` with every side moved by up to
+def votes(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int, runs: int, box_jitter: float,
+          edges: np.ndarray | None = None) -> np.ndarray | None:
+    """Share of ``runs`` GrabCuts (of ``cfg.method``: GrabCut^i or GrabCut+^i), each on a copy of ``box`` with every side moved by up to
     ``box_jitter`` times the box size, that call a pixel foreground (``float32``, image size).
 
     Pixels outside ``box`` get no votes: the box is known to enclose the object.  Runs that fall
@@ -127,7 +184,7 @@ def votes(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int, runs: int,
     total = np.zeros((h, w), np.float32)
     counted = 0
     for k in range(runs):
-        mask, reason = segment(image, jitter(box, rng, box_jitter, h, w), cfg, (seed + k + 1) & 0x7FFFFFFF)
+        mask, reason = segment(image, jitter(box, rng, box_jitter, h, w), cfg, (seed + k + 1) & 0x7FFFFFFF, edges)
         if reason in ("", "whole_image"):
             total += mask & inside
             counted += 1

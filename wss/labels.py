@@ -20,7 +20,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from wss import atomic, code, grabcut, masks, params, scheduler, shards
+from wss import atomic, boundaries, code, grabcut, masks, params, scheduler, shards
 from wss.metrics import iou, size_buckets
 from wss.boxes import Box, clip, fill
 from wss.instances import SPLITS, gt_mask, key, read_table
@@ -63,10 +63,11 @@ class LabelsConfig:
 
 
 def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: LabelsConfig, seed: int,
-                    consensus: bool = False) -> dict:
+                    consensus: bool = False, edges: np.ndarray | None = None) -> dict:
     """Everything a shard stores for one instance, from the BGR image and its ground-truth mask
     (``None`` for a box-only instance: its ``gt`` crop is empty, ``has_gt`` false and its IoUs NaN).
 
+    ``edges`` is the image's boundary map (``labels.method: grabcut_plus``).
     ``consensus`` adds the jittered-GrabCut votes (``cfg.consensus_runs`` runs); without them, or
     when GrabCut fell back, the votes are the GrabCut label itself (as one unanimous run).
     """
@@ -74,10 +75,10 @@ def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: Lab
     has_gt = gt is not None
     if gt is None:
         gt = np.zeros((h, w), np.uint8)
-    gc, reason = grabcut.segment(image, box, cfg.grabcut, seed)
+    gc, reason = grabcut.segment(image, box, cfg.grabcut, seed, edges)
     votes = None
     if consensus and cfg.consensus_runs > 0 and not reason:
-        votes = grabcut.votes(image, box, cfg.grabcut, seed, cfg.consensus_runs, cfg.consensus_jitter)
+        votes = grabcut.votes(image, box, cfg.grabcut, seed, cfg.consensus_runs, cfg.consensus_jitter, edges)
     if votes is None:
         votes = gc.astype(np.float32)
     box_mask = fill(box, h, w)
@@ -103,10 +104,11 @@ def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: Lab
     }
 
 
-def build_shard(path: Path, columns: dict[str, list], data_root: Path, cfg: LabelsConfig, seed: int, base_fp: str,
-                code_digest: str) -> dict:
+def build_shard(path: Path, columns: dict[str, list], data_root: Path, boundaries_dir: Path | None, cfg: LabelsConfig,
+                seed: int, base_fp: str, code_digest: str) -> dict:
     """Make (or reuse) one shard of the table rows ``columns`` (``DataFrame.to_dict("list")``);
-    return its manifest entry with the per-instance label scores.  ``code_digest`` is the label
+    return its manifest entry with the per-instance label scores.  ``boundaries_dir`` holds the
+    boundary maps (:mod:`wss.boundaries`) when the method uses them.  ``code_digest`` is the label
     code the fingerprint was made with (a Dask worker checks its own)."""
     scheduler.check_code(STAGE, code_digest)
     cv2.setNumThreads(1)  # one OpenCV thread per worker: the parallelism is joblib's
@@ -114,13 +116,17 @@ def build_shard(path: Path, columns: dict[str, list], data_root: Path, cfg: Labe
     keys = [key(r) for r in rows.itertuples()]
     files = dict(zip(rows.image_id, rows.file))
     images = {i: (data_root / f).read_bytes() for i, f in files.items()}
-    # The table rows carry the ground-truth masks (RLE), so rows and image bytes are all the input.
-    fp = shards.fingerprint(base_fp, keys, columns, *images.values())
+    maps = {}
+    if cfg.grabcut.method in boundaries.METHODS_WITH_BOUNDARIES:
+        maps = {i: boundaries.read_map(boundaries_dir, f) for i, f in files.items()}
+    # The table rows carry the ground-truth masks (RLE), so rows, image bytes and boundary maps are all the input.
+    fp = shards.fingerprint(base_fp, keys, columns, *images.values(), *maps.values())
     reused = shards.read_fingerprint(path) == fp
     if reused:
         got = shards.read(path, ("fallback", "iou_grabcut", "iou_box"))
     else:
         decoded = {i: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for i, b in images.items()}
+        edges = {i: boundaries.decode_map(b) for i, b in maps.items()}
         records = []
         for r in rows.itertuples():
             image = decoded[r.image_id]
@@ -129,7 +135,8 @@ def build_shard(path: Path, columns: dict[str, list], data_root: Path, cfg: Labe
             gt = gt_mask(r)
             seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
             # Votes only where they are trained on: val never is.
-            rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train")
+            rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train",
+                                  edges=edges.get(r.image_id))
             rec.update(key=key(r), category=np.int32(r.category))
             records.append(rec)
         got = {k: shards.stack(k, [rec[k] for rec in records]) for k in records[0]}
@@ -151,8 +158,10 @@ def plan(table: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     return parts
 
 
-def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int) -> dict:
-    """Build every shard under ``out`` and the manifest; return the label-quality metrics."""
+def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int,
+        boundaries_dir: Path | None = None) -> dict:
+    """Build every shard under ``out`` and the manifest; return the label-quality metrics.
+    ``boundaries_dir``: the boundaries stage's output, for a method that uses boundary maps."""
     table = read_table(instances_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic.clean_leftovers(out)
@@ -166,9 +175,10 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
         (out / stale).unlink()
     # Absolute paths: a Dask worker may run in another directory (or on another host, sharing the disk).
     where, root = out.resolve(), data_root.resolve()
+    edges_at = None if boundaries_dir is None else boundaries_dir.resolve()
     # Rows travel as plain dicts inside each task: joblib's Dask backend would park a DataFrame on one
     # worker (scatter), and a task whose input died with that worker is cancelled instead of retried.
-    jobs = (delayed(build_shard)(where / n, rows.to_dict("list"), root, cfg, seed, base_fp, code_digest)
+    jobs = (delayed(build_shard)(where / n, rows.to_dict("list"), root, edges_at, cfg, seed, base_fp, code_digest)
             for n, rows in zip(names, parts))  # fmt: skip
     entries = {}
     with scheduler.backend(cfg.scheduler, cfg.n_jobs) as n_jobs, \
@@ -183,6 +193,7 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
         "crop_size": cfg.crop_size,
         "context_margin": cfg.context_margin,
         "consensus_runs": cfg.consensus_runs,
+        "method": cfg.grabcut.method,
         "params_fingerprint": base_fp,
         "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
         "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in SPLITS},
