@@ -57,6 +57,7 @@ class GrabCutConfig:
     min_side: int  # the ROI is enlarged until the box's shorter side has this many pixels (0 = never)
     max_side: int  # ... and shrunk until the ROI's longer side has at most this many (0 = never)
     boundary_sigma: float  # grabcut_plus: pairwise weight gamma * exp(-hed^2 / (2 sigma^2))
+    shape_prior: float  # grabcut_plus: unary pull toward the box's inscribed ellipse (0 = none)
     min_box_area: int
     min_box_side: int
     min_fg_fraction: float
@@ -69,6 +70,7 @@ class GrabCutConfig:
         req(self.min_side >= 0, "labels.min_side", "be >= 0", self.min_side)
         req(self.max_side == 0 or self.max_side >= max(16, self.min_side), "labels.max_side",
             "be 0 (no limit) or >= 16 and >= labels.min_side", self.max_side)
+        req(self.shape_prior >= 0, "labels.shape_prior", "be >= 0", self.shape_prior)
         req(self.boundary_sigma > 0, "labels.boundary_sigma", "be > 0", self.boundary_sigma)
         req(self.iterations >= 1, "labels.iterations", "be >= 1", self.iterations)
         req(self.min_box_area >= 1, "labels.min_box_area", "be >= 1", self.min_box_area)
@@ -116,7 +118,16 @@ def _cut(crop: np.ndarray, edges: np.ndarray | None, gc_mask: np.ndarray, cfg: G
     if cfg.method == "grabcut":
         cv2.grabCut(crop, gc_mask, None, np.zeros((1, 65)), np.zeros((1, 65)), cfg.iterations, cv2.GC_INIT_WITH_MASK)
         return gc_mask
-    return graphcut.grabcut(crop, gc_mask, graphcut.boundary_weights(edges, cfg.boundary_sigma), cfg.iterations)
+    prior = None
+    if cfg.shape_prior > 0:
+        ys, xs = np.nonzero(gc_mask == cv2.GC_PR_FGD)
+        if ys.size:
+            cy, cx = (ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2
+            ry, rx = max((ys.max() - ys.min() + 1) / 2, 1), max((xs.max() - xs.min() + 1) / 2, 1)
+            yy, xx = np.mgrid[: gc_mask.shape[0], : gc_mask.shape[1]]
+            d = np.hypot((yy - cy) / ry, (xx - cx) / rx)
+            prior = (cfg.shape_prior * np.clip(1 - d, 0, None), cfg.shape_prior * np.clip(d - 1, 0, None))
+    return graphcut.grabcut(crop, gc_mask, graphcut.boundary_weights(edges, cfg.boundary_sigma), cfg.iterations, prior)
 
 
 def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int,

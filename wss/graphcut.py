@@ -232,7 +232,8 @@ def min_cut(source: np.ndarray, sink: np.ndarray, g: Grid) -> np.ndarray:
     return out.reshape(source.shape)
 
 
-def grabcut(image: np.ndarray, mask: np.ndarray, weights: Weights, iterations: int) -> np.ndarray:
+def grabcut(image: np.ndarray, mask: np.ndarray, weights: Weights, iterations: int,
+            prior: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """GrabCut on the (H, W, 3) ``image`` from the ``cv2.GC_*`` trimap ``mask`` with the pairwise
     ``weights``; returns the updated trimap (hard pixels kept, probable ones relabelled).
 
@@ -264,6 +265,8 @@ def grabcut(image: np.ndarray, mask: np.ndarray, weights: Weights, iterations: i
         # 8 pairwise edges, on a smaller graph.
         source = neg_log_likelihood(bg_logp, bg_gmm).reshape(h, w)
         sink = neg_log_likelihood(fg_logp, fg_gmm).reshape(h, w)
+        if prior is not None:
+            source, sink = source + prior[0], sink + prior[1]
         cut = min_cut(source, sink, graph).ravel()
         fg = np.where(probable, cut, hard_fg)
         if not fg.any() or fg.all():  # one GMM would have no pixels to fit: stop where we are
