@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = params.typed(training.TrainConfig, params.section(p, "train"), "train")
     seed = params.seed(p)
     try:
-        summary = training.train(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
+        summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
     except training.NonFiniteLoss as exc:
         sys.exit(str(exc))
     atomic.write_json(args.metrics, summary)

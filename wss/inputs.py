@@ -18,6 +18,9 @@ box           the filled box
 box_i         Box^i: foreground on the central ``train.box_i_core`` of the box's area (the paper:
               20%), ``VOID`` on the rest of the box, background outside
 gt            the ground truth (full supervision)
+self          self-training (``train.rounds`` > 1, :mod:`wss.selftrain`): the previous round's
+              predictions clamped to the box, where they agree with that round's label; ``VOID``
+              where they disagree
 ============  ===============================================================================
 """
 
@@ -56,6 +59,23 @@ def box_core_label(box_mask: np.ndarray, box: np.ndarray, core: float) -> np.nda
     return label
 
 
+def training_label(source: str, stored: np.ndarray, box: np.ndarray, fg: float, bg: float, core: float) -> np.ndarray:
+    """The label (0, 1 or ``VOID`` per pixel) of the source ``source`` from its ``stored`` shard field
+    (:data:`wss.shards.LABEL_SOURCES`), for an instance whose box in crop pixels is ``box``."""
+    if source == "grabcut_i":
+        return consensus_label(stored, fg, bg)
+    if source == "box_i":
+        return box_core_label(stored, box, core)
+    return stored
+
+
+def box_in_crop(window: np.ndarray, box_xyxy: np.ndarray, side: int) -> np.ndarray:
+    """Boxes ``(n, 4)`` in the pixels of their ``side``-pixel crops cut from the ``window``s."""
+    windows = window.astype(np.float32)
+    scale = side / (windows[:, 2] - windows[:, 0])
+    return ((box_xyxy - np.tile(windows[:, :2], 2)) * scale[:, None]).astype(np.float32)
+
+
 def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: float, core: float):
     """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file.
 
@@ -68,21 +88,13 @@ def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: 
     source = source.decode()
     field = shards.LABEL_SOURCES[source]
     data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
-    side = data["image"].shape[1]
-    windows = data["window"].astype(np.float32)
-    scale = side / (windows[:, 2] - windows[:, 0])
-    box = ((data["box_xyxy"] - np.tile(windows[:, :2], 2)) * scale[:, None]).astype(np.float32)
-    for i in range(len(windows)):
+    box = box_in_crop(data["window"], data["box_xyxy"], data["image"].shape[1])
+    for i in range(len(box)):
         if skip_fallbacks and data["fallback"][i] in grabcut.FALLBACKS:
             continue
         if source == "gt" and not data["has_gt"][i]:
             continue
-        label = data[field][i]
-        if source == "grabcut_i":
-            label = consensus_label(label, fg, bg)
-        elif source == "box_i":
-            label = box_core_label(label, box[i], core)
-        yield data["image"][i], box[i], label
+        yield data["image"][i], box[i], training_label(source, data[field][i], box[i], fg, bg, core)
 def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
     """Filled box ``(x1, y1, x2, y2)`` (crop pixels, x2/y2 exclusive) as a ``side x side`` float mask."""
     r = tf.range(side, dtype=tf.float32) + 0.5

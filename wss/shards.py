@@ -47,7 +47,8 @@ from wss import atomic
 from wss.boxes import Box, clip
 
 # train.labels -> the dataset its label is made from (see wss.inputs for the "^i" variants).
-LABEL_SOURCES = {"grabcut": "grabcut", "grabcut_i": "grabcut_votes", "box": "box_label", "box_i": "box", "gt": "gt"}
+LABEL_SOURCES = {"grabcut": "grabcut", "grabcut_i": "grabcut_votes", "box": "box_label", "box_i": "box", "gt": "gt",
+                 "self": "self_label"}
 MANIFEST = "manifest.json"
 
 
@@ -83,9 +84,9 @@ def write(path: Path, records: dict[str, np.ndarray], fp: str) -> None:
         f.attrs["fingerprint"] = fp
         for name, arr in records.items():
             arr = np.asarray(arr)
-            if arr.dtype == object:  # ragged 1-D arrays (grabcut_full)
+            if name in RAGGED:
                 f.create_dataset(name, data=arr, dtype=h5py.vlen_dtype(arr[0].dtype))
-            elif arr.dtype.kind == "U":
+            elif arr.dtype.kind == "U" or arr.dtype == object:  # strings (as read() returns them: objects)
                 f.create_dataset(name, data=arr.astype(object), dtype=h5py.string_dtype())
             elif arr.ndim >= 3:
                 f.create_dataset(name, data=arr, chunks=(1,) + arr.shape[1:], compression="gzip", compression_opts=4,

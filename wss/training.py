@@ -35,7 +35,8 @@ from wss import atomic, code, model, params, shards
 STAGE = "stages.train"  # its code (see wss.code) goes into the checkpoint fingerprint
 HISTORY = "history.tsv"  # the loss log, next to the checkpoints
 # Params that change when or how much is saved or logged, not the weights of a given step.
-NOT_WEIGHTS = ("steps", "log_every", "checkpoint_every", "checkpoints_kept")
+# "rounds" too: round 1 of a self-training run is the run without self-training, and resumes from it.
+NOT_WEIGHTS = ("steps", "log_every", "checkpoint_every", "checkpoints_kept", "rounds")
 LOGGED = ("loss", "loss_fused", "lr", "side_weight")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
@@ -45,6 +46,7 @@ class TrainConfig:
     """The ``train`` params section (see ``params.yaml`` for the meaning of each key)."""
 
     labels: str
+    rounds: int  # 1 = train once; n > 1 = n - 1 rounds of self-training after it (wss.selftrain)
     steps: int  # optimizer updates
     batch_size: int
     accum_steps: int  # batches whose gradients are averaged into one update
@@ -79,7 +81,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         req = params.require
-        req(self.labels in shards.LABEL_SOURCES, "train.labels", f"be one of {sorted(shards.LABEL_SOURCES)}", self.labels)
+        sources = sorted(set(shards.LABEL_SOURCES) - {"self"})  # self is what rounds > 1 trains on
+        req(self.labels in sources, "train.labels", f"be one of {sources} (self-training: train.rounds)", self.labels)
+        req(self.rounds >= 1, "train.rounds", "be >= 1 (1 = no self-training)", self.rounds)
         for name in ("steps", "batch_size", "accum_steps", "side_channels", "shuffle_buffer", "checkpoint_every",
                      "checkpoints_kept", "log_every"):  # fmt: skip
             req(getattr(self, name) >= 1, f"train.{name}", "be >= 1", getattr(self, name))
@@ -279,6 +283,34 @@ def write_history(path: Path, rows: list[dict]) -> None:
 
 def _history_line(row: dict) -> str:
     return "\t".join([str(row["step"])] + [repr(row[k]) for k in LOGGED]) + "\n"
+
+
+def train_rounds(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path,
+                 seed: int) -> dict:
+    """:func:`train`, then ``cfg.rounds - 1`` rounds of self-training (:mod:`wss.selftrain`), each
+    from ``init`` again on the previous round's model's relabelling; the last round's model is saved
+    to ``out``.  Round 1 keeps its checkpoints in ``ckpt_dir`` (a run with ``rounds: 1`` resumes
+    into it), round ``r`` in ``ckpt_dir/round-r`` with its model and relabelled shards beside."""
+    from wss import model, selftrain
+
+    summary = train(cfg, shard_dir, init, out if cfg.rounds == 1 else ckpt_dir / "round-1.keras", ckpt_dir, live_dir, seed)
+    rounds = [summary]
+    source, shards_in = cfg.labels, shard_dir
+    for r in range(2, cfg.rounds + 1):
+        relabelled = ckpt_dir / f"round-{r}-shards"
+        net = model.load(str(ckpt_dir / f"round-{r - 1}.keras"))
+        stats = selftrain.relabel(net, shards_in, relabelled, source, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core)
+        print(f"train: round {r}: self labels from round {r - 1}'s model, {stats}")
+        source, shards_in = "self", relabelled
+        last = r == cfg.rounds
+        summary = train(dataclasses.replace(cfg, labels="self"), relabelled, init,
+                        out if last else ckpt_dir / f"round-{r}.keras", ckpt_dir / f"round-{r}", live_dir, seed)  # fmt: skip
+        rounds.append({**summary, "self_labels": stats})
+    if cfg.rounds == 1:
+        return summary
+    return {**summary, "labels": cfg.labels, "rounds": cfg.rounds,
+            "per_round": [{k: v for k, v in s.items() if k in ("final_loss", "self_labels", "images_per_s")}
+                          for s in rounds]}  # fmt: skip
 
 
 def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int) -> dict:
