@@ -1,9 +1,15 @@
-"""Benchmark of the labels stage: serial vs parallel, GrabCut on a ROI vs the whole image.
+"""Benchmark of the labels stage.
 
-Runs the real stage function (:func:`wss.labels.run`, HDF5 writing included) on the
-converted dataset, every variant in the same process run, and prints a table::
+Default: serial vs parallel, GrabCut on a ROI vs the whole image.  ``--methods``: the label
+sources side by side (filled box, the fallback ellipse, GrabCut, GrabCut+ with and without its
+small-object and shape settings) with their mIoU against the ground truth per COCO size bucket,
+their fallbacks and their cost per instance.  Both run the real stage functions
+(:func:`wss.labels.run`, HDF5 writing included; :func:`wss.boundaries.run` for HED) on a
+converted dataset, every variant in the same process run, and print a table::
 
     python bench/labels.py [--instances data/instances] [--data data/raw] [--limit 600]
+    python bench/labels.py --methods --limit 0                                      # the sample
+    python bench/labels.py --methods --limit 0 --data C/raw --instances C/instances # e.g. coco128
 
 Parallel efficiency = (serial time / parallel time) / workers.  Quote ratios, not seconds:
 the machine is shared and noisy.
@@ -19,7 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from wss import labels, params
+import numpy as np
+
+from wss import boundaries, labels, params
 from wss.instances import TABLE, read_table
 
 
@@ -30,7 +38,10 @@ def main() -> None:
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--limit", type=int, default=600, help="instances to label (0 = all)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count())
+    ap.add_argument("--methods", action="store_true", help="compare the label sources instead of the speed variants")
     args = ap.parse_args()
+    if args.methods:
+        return methods(args)
     p = params.load(args.params)
     base = labels.LabelsConfig.from_params(params.section(p, "labels"))
     seed = params.seed(p)
@@ -70,6 +81,70 @@ def main() -> None:
     eff_whole = rows[3][1] / rows[2][1] / args.jobs
     print(f"\nparallel efficiency (speed-up / {args.jobs} workers): ROI {eff_roi:.2f}, whole image {eff_whole:.2f}")
     print(f"ROI vs whole image: {rows[0][1] / rows[2][1]:.2f}x faster, mIoU change {100 * (rows[0][2] - rows[2][2]):+.2f} points")
+
+
+def pooled(m: dict, key: str, bucket: str | None = None) -> float:
+    """A label metric over both splits, weighted by their instances with masks."""
+    parts = [m[s][bucket] if bucket else m[s] for s in ("train", "val")]
+    n = sum(p["with_masks"] for p in parts)
+    return sum((p[key] or 0) * p["with_masks"] for p in parts) / n if n else float("nan")
+
+
+def methods(args) -> None:
+    p = params.load(args.params)
+    base = labels.LabelsConfig.from_params(params.section(p, "labels"))
+    bcfg = params.typed(boundaries.BoundariesConfig, params.section(p, "boundaries"), "boundaries")
+    seed = params.seed(p)
+    gc = base.grabcut
+    plus = dataclasses.replace(gc, method="grabcut_plus")
+    r = dataclasses.replace
+    variants = [
+        ("GrabCut (OpenCV), whole ROI", r(gc, min_side=0, max_side=0)),
+        (f"GrabCut, ROI resampled ({gc.min_side}..{gc.max_side} px)", gc),
+        ("GrabCut+, no shape prior, no upsampling", r(plus, shape_prior=0.0, min_side=0)),
+        ("GrabCut+, no shape prior", r(plus, shape_prior=0.0)),
+        (f"GrabCut+ (params.yaml: shape prior {plus.shape_prior:g})", plus),
+    ]
+    work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
+    rows = []
+    try:
+        table = read_table(args.instances)
+        if args.limit:
+            table = table.head(args.limit)
+        inst = work / "instances"
+        inst.mkdir()
+        table.to_parquet(inst / TABLE, index=False)
+        t0 = time.perf_counter()
+        boundaries.run(args.data, inst, work / "hed", bcfg, "grabcut_plus")
+        hed_s = time.perf_counter() - t0
+        n_images = table.file.nunique()
+        for name, g in variants:
+            cfg = dataclasses.replace(base, n_jobs=args.jobs, grabcut=g)
+            t0 = time.perf_counter()
+            m = labels.run(args.data, inst, work / "shards", cfg, seed, work / "hed")
+            dt = time.perf_counter() - t0
+            fb = sum(m[s][b]["fallbacks"] for s in ("train", "val") for b in ("small", "medium", "large"))
+            rows.append((name, m, fb, dt / m["instances"], g.method))
+    finally:
+        shutil.rmtree(work)
+    print(f"\n{len(table)} instances in {n_images} images, {args.jobs} workers, label mIoU against the ground "
+          f"truth (both splits)\n")  # fmt: skip
+    print("| labels | mIoU | small | medium | large | fallbacks | ms/instance (x GrabCut) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    first = rows[0][1]
+    print(f"| filled box | {pooled(first, 'miou_box'):.4f} | " + " | ".join(
+        f"{pooled(first, 'miou_box', b):.4f}" for b in ("small", "medium", "large")) + " | | |")  # fmt: skip
+    ref = rows[0][3]
+    hed_per_inst = hed_s / len(table)
+    for name, m, fb, per, method in rows:
+        extra = hed_per_inst if method == "grabcut_plus" else 0.0
+        cost = f"{1000 * (per + extra):.1f} ({(per + extra) / ref:.2f}x)"
+        print(f"| {name} | {pooled(m, 'miou_grabcut'):.4f} | " + " | ".join(
+            f"{pooled(m, 'miou_grabcut', b):.4f}" for b in ("small", "medium", "large")) + f" | {fb} | {cost} |")  # fmt: skip
+    sizes = {b: int(sum(rows[0][1][s][b]["with_masks"] for s in ("train", "val"))) for b in ("small", "medium", "large")}
+    print(f"\ninstances with masks per size: {sizes}")
+    print(f"HED: {hed_s / n_images:.2f} s per image ({1000 * hed_per_inst:.1f} ms per instance, "
+          f"included in GrabCut+'s cost)")
 
 
 if __name__ == "__main__":
