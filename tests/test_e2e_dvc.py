@@ -198,3 +198,27 @@ def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_
         assert entry["data"]["metrics"]["metrics/train.json"]["data"]["labels"] == source
     # The experiments wrote nothing into the main workspace.
     assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "grabcut"
+
+
+def test_grabcut_plus_and_self_training_are_one_switch_each(repo: Path):
+    """The labels issue's acceptance: ``dvc exp run -S labels.method=grabcut_plus`` end to end,
+    then self-training on top with ``-S train.rounds=2``."""
+    out = sh(repo, "dvc", "repro")
+    assert "0 maps" in out  # the default method needs no HED
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "baseline")
+    out = sh(repo, "dvc", "exp", "run", "-n", "plus", "-S", "labels.method=grabcut_plus")
+    assert "Running stage 'boundaries'" in out and "Running stage 'labels'" in out
+    n_images = len(list((repo / "data/raw/img").glob("*.jpg")))
+    assert len(list((repo / "data/boundaries").glob("*.png"))) == n_images
+    manifest = json.loads((repo / "data/shards/manifest.json").read_text())
+    assert manifest["method"] == "grabcut_plus"
+    diff = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD", "plus", "--json"))
+    assert "train.miou_grabcut" in diff["metrics/labels.json"]  # other labels, other scores
+
+    out = sh(repo, "dvc", "exp", "run", "-n", "plus-self", "-S", "train.rounds=2")
+    assert "Stage 'labels' didn't change" in out and "resuming from" in out  # round 1 is the run above
+    summary = json.loads((repo / "metrics/train.json").read_text())
+    assert summary["rounds"] == 2 and summary["per_round"][1]["self_labels"]["instances"] > 0
+    assert (repo / "models/checkpoints/round-2-shards/manifest.json").is_file()
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
