@@ -31,6 +31,17 @@ from wss import boundaries, labels, params
 from wss.instances import TABLE, read_table
 
 
+def limited_table(instances: Path, limit: int, work: Path) -> tuple:
+    """The first ``limit`` rows (0 = all) of the instance table, written as a table directory under ``work``."""
+    table = read_table(instances)
+    if limit:
+        table = table.head(limit)
+    inst = work / "instances"
+    inst.mkdir()
+    table.to_parquet(inst / TABLE, index=False)
+    return table, inst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--params", default="params.yaml")
@@ -47,12 +58,7 @@ def main() -> None:
     seed = params.seed(p)
     work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     try:
-        table = read_table(args.instances)
-        if args.limit:
-            table = table.head(args.limit)
-        inst = work / "instances"
-        inst.mkdir()
-        table.to_parquet(inst / TABLE, index=False)
+        table, inst = limited_table(args.instances, args.limit, work)
         roi, whole = base.grabcut, dataclasses.replace(base.grabcut, roi_margin=-1.0)
         variants = [
             ("ROI, serial", dataclasses.replace(base, n_jobs=1, grabcut=roi)),
@@ -108,12 +114,7 @@ def methods(args) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     rows = []
     try:
-        table = read_table(args.instances)
-        if args.limit:
-            table = table.head(args.limit)
-        inst = work / "instances"
-        inst.mkdir()
-        table.to_parquet(inst / TABLE, index=False)
+        table, inst = limited_table(args.instances, args.limit, work)
         t0 = time.perf_counter()
         boundaries.run(args.data, inst, work / "hed", bcfg, "grabcut_plus")
         hed_s = time.perf_counter() - t0
