@@ -116,3 +116,20 @@ def test_work_scale_enlarges_small_boxes_and_caps_large_regions():
     assert grabcut.work_scale(small, expand(small, 0.5), 64, 0) == 4.0  # shorter side 16 -> 64
     assert grabcut.work_scale(small, expand(small, 0.5), 64, 96) == pytest.approx(96 / 64)  # ROI 64 tall at most 96
     assert grabcut.work_scale(big, big, 64, 160) == pytest.approx(160 / 400)
+
+
+def test_grabcut_plus_i_votes_run_the_grabcut_plus_core(monkeypatch):
+    """GrabCut+^i: the jittered consensus runs on GrabCut+ (each run gets the boundary map)."""
+    h, w = 60, 60
+    yy, xx = np.mgrid[:h, :w]
+    r = np.hypot(yy - 30, xx - 30)
+    disc = r < 15
+    img = np.clip(np.random.default_rng(0).normal(128, 40, (h, w, 3)) + 10 * disc[..., None], 0, 255).astype(np.uint8)
+    edges = np.exp(-((r - 15) ** 2) / 2).astype(np.float32)
+    cfg = labels_cfg(method="grabcut_plus").grabcut
+    seen = []
+    core = graphcut.grabcut
+    monkeypatch.setattr(graphcut, "grabcut", lambda *a, **k: seen.append(1) or core(*a, **k))
+    v = grabcut.votes(img, Box(13, 13, 48, 48), cfg, seed=1, runs=4, box_jitter=0.1, edges=edges)
+    assert len(seen) == 4
+    assert metrics.iou(v >= 0.5, disc) > 0.85
