@@ -23,11 +23,14 @@ TINY = {
 }
 
 
+def env(cwd: Path) -> dict:
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2",
+            "GIT_AUTHOR_NAME": "wss test", "GIT_AUTHOR_EMAIL": "test@example.com",
+            "GIT_COMMITTER_NAME": "wss test", "GIT_COMMITTER_EMAIL": "test@example.com"}  # fmt: skip
+
+
 def sh(cwd: Path, *cmd: str) -> str:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "GIT_AUTHOR_NAME": "wss test", "GIT_AUTHOR_EMAIL": "test@example.com",
-           "GIT_COMMITTER_NAME": "wss test", "GIT_COMMITTER_EMAIL": "test@example.com"}  # fmt: skip
-    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    res = subprocess.run(cmd, cwd=cwd, env=env(cwd), capture_output=True, text=True)
     assert res.returncode == 0, f"{' '.join(cmd)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     return res.stdout
 
@@ -182,7 +185,11 @@ def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_
     # Two experiments queued, run at once, each in its own temporary workspace.
     sh(repo, "dvc", "exp", "run", "--queue", "-n", "q-box", "-S", "train.labels=box")
     sh(repo, "dvc", "exp", "run", "--queue", "-n", "q-gt", "-S", "train.labels=gt")
-    sh(repo, "dvc", "queue", "start", "-j", "2")
+    # The workers `dvc queue start` leaves running inherit its stdout: with a pipe (as sh() reads),
+    # waiting for the command would wait for the workers to exit, which an idle one may not do.
+    with open(tmp_path / "queue-start.log", "w") as log:
+        subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=repo, env=env(repo), stdout=log,
+                       stderr=subprocess.STDOUT, check=True, timeout=300)  # fmt: skip
     deadline = time.time() + 900
     while True:
         status = sh(repo, "dvc", "queue", "status")
@@ -190,6 +197,7 @@ def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_
             break
         assert time.time() < deadline, status
         time.sleep(3)
+    sh(repo, "dvc", "queue", "stop")  # no idle worker outlives the test
     assert status.count("Success") == 2, status
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
     for name, source in (("q-box", "box"), ("q-gt", "gt")):
