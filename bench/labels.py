@@ -4,7 +4,7 @@ Default: serial vs parallel, GrabCut on a ROI vs the whole image.  ``--methods``
 sources side by side (filled box, the fallback ellipse, GrabCut, GrabCut+ with and without its
 small-object and shape settings) with their mIoU against the ground truth per COCO size bucket,
 their fallbacks and their cost per instance.  Both run the real stage functions
-(:func:`wss.labels.run`, HDF5 writing included; :func:`wss.boundaries.run` for HED) on a
+(:func:`wss.labels.build.run`, HDF5 writing included; :func:`wss.labels.boundaries.run` for HED) on a
 converted dataset, every variant in the same process run, and print a table::
 
     python bench/labels.py [--instances data/instances] [--data data/raw] [--limit 600]
@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from wss import boundaries, labels, params
-from wss.instances import TABLE, read_table
+from wss import config
+from wss.data.instances import TABLE, read_table
+from wss.labels import boundaries
+from wss.labels import build as labels
 
 
 def limited_table(instances: Path, limit: int, work: Path) -> tuple:
@@ -53,9 +53,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.methods:
         return methods(args)
-    p = params.load(args.params)
-    base = labels.LabelsConfig.from_params(params.section(p, "labels"))
-    seed = params.seed(p)
+    p = config.load(args.params)
+    base = config.LabelsConfig.from_params(config.section(p, "labels"))
+    seed = config.seed(p)
     work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     try:
         table, inst = limited_table(args.instances, args.limit, work)
@@ -73,13 +73,13 @@ def main() -> None:
             m = labels.run(args.data, inst, out, cfg, seed)
             dt = time.perf_counter() - t0
             scored = m["train"]["with_masks"] + m["val"]["with_masks"]
-            miou = (m["train"]["miou_grabcut"] * m["train"]["with_masks"]
-                    + (m["val"]["miou_grabcut"] or 0) * m["val"]["with_masks"]) / scored  # fmt: skip
+            miou = (m["train"]["miou_teacher"] * m["train"]["with_masks"]
+                    + (m["val"]["miou_teacher"] or 0) * m["val"]["with_masks"]) / scored  # fmt: skip
             rows.append((name, m["instances"] / dt, miou, m["fallbacks"]["empty_grabcut"]))
     finally:
         shutil.rmtree(work)
     print(f"\n{len(table)} instances, {os.cpu_count()} cores, crop {base.crop_size}, {base.grabcut.iterations} iterations\n")
-    print(f"| variant | instances/s | speed-up vs ROI serial | GrabCut mIoU | empty_grabcut fallbacks |")
+    print("| variant | instances/s | speed-up vs ROI serial | GrabCut mIoU | empty_grabcut fallbacks |")
     print("|---|---:|---:|---:|---:|")
     for name, rate, miou, empty in rows:
         print(f"| {name} | {rate:.1f} | {rate / rows[0][1]:.2f}x | {miou:.4f} | {empty} |")
@@ -97,10 +97,10 @@ def pooled(m: dict, key: str, bucket: str | None = None) -> float:
 
 
 def methods(args) -> None:
-    p = params.load(args.params)
-    base = labels.LabelsConfig.from_params(params.section(p, "labels"))
-    bcfg = params.typed(boundaries.BoundariesConfig, params.section(p, "boundaries"), "boundaries")
-    seed = params.seed(p)
+    p = config.load(args.params)
+    base = config.LabelsConfig.from_params(config.section(p, "labels"))
+    bcfg = config.typed(config.BoundariesConfig, config.section(p, "boundaries"), "boundaries")
+    seed = config.seed(p)
     gc = base.grabcut
     plus = dataclasses.replace(gc, method="grabcut_plus")
     r = dataclasses.replace
@@ -140,8 +140,8 @@ def methods(args) -> None:
     for name, m, fb, per, method in rows:
         extra = hed_per_inst if method == "grabcut_plus" else 0.0
         cost = f"{1000 * (per + extra):.1f} ({(per + extra) / ref:.2f}x)"
-        print(f"| {name} | {pooled(m, 'miou_grabcut'):.4f} | " + " | ".join(
-            f"{pooled(m, 'miou_grabcut', b):.4f}" for b in ("small", "medium", "large")) + f" | {fb} | {cost} |")  # fmt: skip
+        print(f"| {name} | {pooled(m, 'miou_teacher'):.4f} | " + " | ".join(
+            f"{pooled(m, 'miou_teacher', b):.4f}" for b in ("small", "medium", "large")) + f" | {fb} | {cost} |")  # fmt: skip
     sizes = {b: int(sum(rows[0][1][s][b]["with_masks"] for s in ("train", "val"))) for b in ("small", "medium", "large")}
     print(f"\ninstances with masks per size: {sizes}")
     print(f"HED: {hed_s / n_images:.2f} s per image ({1000 * hed_per_inst:.1f} ms per instance, "

@@ -20,7 +20,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from wss import inputs, params, shards, training  # noqa: E402
+from wss import config
+from wss.labels import shards
+from wss.net import (
+    inputs,  # noqa: E402
+    training,
+)
 
 
 def conv_flops(net, side: int) -> float:
@@ -104,9 +109,9 @@ def main() -> None:
     ap.add_argument("--init", default="models/vgg16_4ch.weights.h5", type=Path)
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
-    p = params.load(args.params)
-    section = params.section(p, "train")
-    cfg = params.typed(training.TrainConfig, section, "train")
+    p = config.load(args.params)
+    section = config.section(p, "train")
+    cfg = config.typed(config.TrainConfig, section, "train")
     side = int(shards.read_manifest(args.shards)["crop_size"])
     files = shards.files(args.shards, "train")
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -127,7 +132,7 @@ def main() -> None:
     peak = matmul_gflops()
     rates = {}
     for name, over in VARIANTS.items():
-        v = params.typed(training.TrainConfig, {**section, **over}, "train")
+        v = config.typed(config.TrainConfig, {**section, **over}, "train")
         rates[name] = (step_rate(v, files, side, args.init, args.steps, gpu), v)
     print(f"\ncrop {side}, accum {cfg.accum_steps}, {args.steps} timed steps per variant, "
           f"{os.cpu_count()} cores, device {'GPU' if gpu else 'CPU'}, forward {fwd / 1e9:.2f} GFLOP per image, "

@@ -1,11 +1,18 @@
 """The DVC stages of ``dvc.yaml``, one thin module each, plus the ``predict`` command.
 
 Each reads its params section and paths, calls the :mod:`wss` library and writes its outputs.
+They are the doors: the library raises :class:`wss.WssError`, and :func:`run` turns it into one
+line on stderr and exit code 2.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from wss.errors import WssError
 
 # Quiet TensorFlow's C++ logs before any stage imports it.  Level 3, because on a CPU machine even
 # level 2 prints an ERROR line ("failed call to cuInit") at the first device use, which is noise.
@@ -31,3 +38,18 @@ def import_tensorflow_quietly() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def run(main: Callable[[], int]) -> int:
+    """Call a stage's ``main``; a :class:`~wss.WssError` becomes ``<stage>: <message>`` on stderr and
+    exit code 2.  Any other exception is a bug and keeps its traceback."""
+    module = main.__module__
+    if module == "__main__":  # python -m stages.x: the module's own name is in its spec
+        spec = sys.modules["__main__"].__spec__
+        module = spec.name if spec else Path(sys.argv[0]).stem
+    name = module.rpartition(".")[2]
+    try:
+        return main()
+    except WssError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2

@@ -1,4 +1,4 @@
-"""Stage ``boundaries``: HED boundary maps of every image, for ``labels.method: grabcut_plus`` (see :mod:`wss.boundaries`)."""
+"""Stage ``boundaries``: HED boundary maps of every image, for ``labels.method: grabcut_plus`` (see :mod:`wss.labels.boundaries`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages import import_tensorflow_quietly
-from wss import boundaries, params
+from stages import import_tensorflow_quietly, run
+from wss import config
+from wss.labels import boundaries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,9 +18,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--out", default="data/boundaries", type=Path)
     args = ap.parse_args(argv)
-    p = params.load(args.params)
-    cfg = params.typed(boundaries.BoundariesConfig, params.section(p, "boundaries"), "boundaries")
-    method = params.section(p, "labels")["method"]
+    p = config.load(args.params)
+    cfg = config.typed(config.BoundariesConfig, config.section(p, "boundaries"), "boundaries")
+    method = config.section(p, "labels")["method"]
     if method in boundaries.METHODS_WITH_BOUNDARIES:
         import_tensorflow_quietly()
     manifest = boundaries.run(args.data, args.instances, args.out, cfg, method)
@@ -28,4 +29,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

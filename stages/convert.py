@@ -1,6 +1,6 @@
 """Stage ``convert``: the dataset at ``--data``, in its own format (``data.source``) -> the instance table (``--out``).
 
-One bad file never stops the run: it becomes a row of ``rejects.csv`` (see :mod:`wss.convert`).
+One bad file never stops the run: it becomes a row of ``rejects.csv`` (see :mod:`wss.data.convert`).
 """
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from wss import params
-from wss.convert import ConvertConfig, convert
-from wss.dataset import DataConfig
+from stages import run
+from wss import config
+from wss.config import ConvertConfig, DataConfig
+from wss.data.convert import convert
+from wss.errors import StageInputError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,14 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/raw", type=Path)
     ap.add_argument("--out", default="data/instances", type=Path)
     args = ap.parse_args(argv)
-    p = params.load(args.params)
-    data = DataConfig.from_params(params.section(p, "data"))
-    max_reject = params.typed(ConvertConfig, params.section(p, "convert"), "convert").max_reject_fraction
+    p = config.load(args.params)
+    data = DataConfig.from_params(config.section(p, "data"))
+    max_reject = config.typed(ConvertConfig, config.section(p, "convert"), "convert").max_reject_fraction
     if not args.data.is_dir():
-        raise SystemExit(f"convert: {args.data} does not exist; run the download stage first (dvc repro download)")
+        raise StageInputError(f"{args.data} does not exist; run the download stage first (dvc repro download)")
     convert(args.data, args.out, data, max_reject)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -13,8 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from wss import fetch, params, sample, sbd
-from wss.dataset import DataConfig
+from stages import run
+from wss import config
+from wss.data import fetch, sample
+from wss.data.readers import sbd
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="data/raw", type=Path)
     ap.add_argument("--cache", default="data/downloads", type=Path, help="where partial downloads live")
     args = ap.parse_args(argv)
-    p = params.load(args.params)
-    data = DataConfig.from_params(params.section(p, "data"))
+    p = config.load(args.params)
+    data = config.DataConfig.from_params(config.section(p, "data"))
     if data.source == "sample":
-        cfg = params.typed(sample.SampleConfig, params.section(p, "data.sample"), "data.sample")
-        sample.generate(args.out, params.seed(p), cfg)
+        cfg = config.typed(config.SampleConfig, config.section(p, "data.sample"), "data.sample")
+        sample.generate(args.out, config.seed(p), cfg)
     else:
         url, md5 = data.url, data.md5
         if data.source == "sbd" and not url:
@@ -49,7 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except fetch.FetchError as exc:
-        sys.exit(f"download: {exc}")
+    sys.exit(run(main))

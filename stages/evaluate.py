@@ -1,7 +1,7 @@
 """Stage ``evaluate``: the trained model on every val instance, scored at full resolution.
 
 Writes the headline numbers of the model and of its teacher, the raw GrabCut labels (at full
-resolution and pasted through the crops), per-class numbers and plots (see :mod:`wss.evaluation`).
+resolution and pasted through the crops), per-class numbers and plots (see :mod:`wss.evaluation.evaluate`).
 """
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages import import_tensorflow_quietly
+from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import atomic, params  # noqa: E402
-from wss.evaluation import EvaluateConfig, evaluate  # noqa: E402
+from wss import config
+from wss.core import atomic  # noqa: E402
+from wss.evaluation.evaluate import EvaluateConfig, evaluate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,19 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-class", default="metrics/eval_per_class.json", type=Path)
     ap.add_argument("--plots", default="metrics/eval", type=Path)
     args = ap.parse_args(argv)
-    cfg = params.typed(EvaluateConfig, params.section(params.load(args.params), "evaluate"), "evaluate")
-    from wss.model import load
+    cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
+    from wss.net.model import load
 
     result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.data, cfg, args.plots)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
-    g, c, b = result["grabcut_labels"], result["grabcut_labels_via_crops"], result["filled_box"]
+    g, c, b = result["teacher"], result["teacher_via_crops"], result["filled_box"]
     print(f"evaluate: model mIoU {result['miou']:.4f} mask AP {result['AP']} recall@0.5 {result['recall@0.5']:.4f} "
-          f"boundary F {result['boundary_f']:.4f} | GrabCut labels mIoU {g['miou']:.4f} (via the crops "
+          f"boundary F {result['boundary_f']:.4f} | teacher ({result['teacher_method']}) mIoU {g['miou']:.4f} (via the crops "
           f"{c['miou']:.4f}) mask AP {g['AP']} | filled box mIoU {b['miou']:.4f} "
           f"({result['instances']} instances with masks, {result['instances_without_masks']} without)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,5 +1,5 @@
 """Stage ``export``: the GrabCut labels and the trained model's masks for every instance, as COCO
-instances files with RLE masks (``--out``), one per split per source (see :mod:`wss.export`).
+instances files with RLE masks (``--out``), one per split per source (see :mod:`wss.evaluation.export`).
 """
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages import import_tensorflow_quietly
+from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import params  # noqa: E402
-from wss.evaluation import EvaluateConfig  # noqa: E402
-from wss.export import export  # noqa: E402
+from wss import config  # noqa: E402
+from wss.evaluation.evaluate import EvaluateConfig  # noqa: E402
+from wss.evaluation.export import export  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="data/export", type=Path)
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
-    cfg = params.typed(EvaluateConfig, params.section(params.load(args.params), "evaluate"), "evaluate")
-    from wss.model import load
+    cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
+    from wss.net.model import load
 
     counts = export(load(str(args.model)), args.shards, args.instances, args.out, cfg)
     for name, n in counts.items():
@@ -36,4 +36,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

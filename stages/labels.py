@@ -1,4 +1,4 @@
-"""Stage ``labels``: boxes -> GrabCut, box and ground-truth labels in HDF5 shards (see :mod:`wss.labels`)."""
+"""Stage ``labels``: boxes -> GrabCut, box and ground-truth labels in HDF5 shards (see :mod:`wss.labels.build`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from wss import atomic, labels, params
+from stages import run
+from wss import config
+from wss.core import atomic
+from wss.labels import build as labels
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,15 +21,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="data/shards", type=Path)
     ap.add_argument("--metrics", default="metrics/labels.json", type=Path)
     args = ap.parse_args(argv)
-    p = params.load(args.params)
-    cfg = labels.LabelsConfig.from_params(params.section(p, "labels"))
-    result = labels.run(args.data, args.instances, args.out, cfg, params.seed(p), args.boundaries)
+    p = config.load(args.params)
+    cfg = config.LabelsConfig.from_params(config.section(p, "labels"))
+    result = labels.run(args.data, args.instances, args.out, cfg, config.seed(p), args.boundaries)
     atomic.write_json(args.metrics, result)
-    print(f"labels: mIoU vs ground truth  grabcut {result['train']['miou_grabcut']} (train) "
-          f"{result['val']['miou_grabcut']} (val), box {result['train']['miou_box']} (train) "
+    print(f"labels: mIoU vs ground truth  teacher ({result['method']}) {result['train']['miou_teacher']} (train) "
+          f"{result['val']['miou_teacher']} (val), box {result['train']['miou_box']} (train) "
           f"{result['val']['miou_box']} (val); fallbacks {result['fallbacks']}")  # fmt: skip
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

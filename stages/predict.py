@@ -4,7 +4,7 @@
     python -m stages.predict --model models/model.keras --image IMG --boxes boxes.csv --out DIR
 
 Boxes are pixel ``x1,y1,x2,y2`` with ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see
-:mod:`wss.inference`).  The threshold and flip averaging are ``evaluate.threshold`` and
+:mod:`wss.evaluation.inference`).  The threshold and flip averaging are ``evaluate.threshold`` and
 ``evaluate.flip`` of ``--params`` unless given.  Writes ``<image>_mask_<k>.png`` (0/255, the
 image's full resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a
 message, never a traceback.
@@ -18,13 +18,14 @@ from pathlib import Path
 
 import cv2
 
-from stages import import_tensorflow_quietly
+from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import atomic, params  # noqa: E402
-from wss.draw import overlay  # noqa: E402
-from wss.inference import InputError, check_box, load_model, parse_box, predict, read_boxes, read_image  # noqa: E402
+from wss import config
+from wss.core import atomic  # noqa: E402
+from wss.core.draw import overlay  # noqa: E402
+from wss.evaluation.inference import InputError, check_box, load_model, parse_box, predict, read_boxes, read_image  # noqa: E402
 
 
 def _settings(args: argparse.Namespace) -> tuple[float, bool]:
@@ -33,9 +34,9 @@ def _settings(args: argparse.Namespace) -> tuple[float, bool]:
         return args.threshold, args.flip
     if not Path(args.params).is_file():
         raise InputError(f"{args.params}: no such params file; give --params, or --threshold and --flip/--no-flip")
-    from wss.evaluation import EvaluateConfig
+    from wss.config import EvaluateConfig
 
-    cfg = params.typed(EvaluateConfig, params.section(params.load(args.params), "evaluate"), "evaluate")
+    cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
     return (cfg.threshold if args.threshold is None else args.threshold), (cfg.flip if args.flip is None else args.flip)
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         h, w = image.shape[:2]
         boxes = [check_box(b, k, h, w) for k, b in enumerate(boxes)]
         net, size, margin = load_model(args.model)
-    except InputError as exc:
+    except InputError as exc:  # before the model loads: a typo costs no TensorFlow start-up
         print(f"predict: {exc}", file=sys.stderr)
         return 2
     masks = predict(net, size, margin, image, boxes, threshold, flip)
@@ -81,4 +82,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

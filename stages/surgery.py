@@ -1,6 +1,6 @@
 """Stage ``surgery``: a 3-channel VGG16 trunk -> the 4-channel trunk (RGB + box) that training starts from.
 
-``surgery.init`` picks the 3-channel weights (see :mod:`wss.surgery`); conv1_1 gets a box channel.
+``surgery.init`` picks the 3-channel weights (see :mod:`wss.net.surgery`); conv1_1 gets a box channel.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages import import_tensorflow_quietly
+from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import params, surgery  # noqa: E402
+from wss import config  # noqa: E402
+from wss.net import surgery
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,16 +22,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--out", default="models/vgg16_4ch.weights.h5", type=Path)
     args = ap.parse_args(argv)
-    p = params.load(args.params)
-    cfg = params.typed(surgery.SurgeryConfig, params.section(p, "surgery"), "surgery")
-    try:
-        trunk = surgery.make_trunk(cfg, params.seed(p))
-    except surgery.WeightsError as exc:
-        sys.exit(f"surgery: {exc}")
+    p = config.load(args.params)
+    cfg = config.typed(config.SurgeryConfig, config.section(p, "surgery"), "surgery")
+    trunk = surgery.make_trunk(cfg, config.seed(p))
     surgery.save(trunk, args.out)
     print(f"surgery: {cfg.init} VGG16 trunk widened to 4 channels (box filters ~ N(0, {cfg.box_std})) -> {args.out}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -1,7 +1,7 @@
 """Stage ``train``: the OSVOS parent network on the shards, labels chosen by ``train.labels``.
 
 Writes the model and its sidecar, DVCLive curves, a summary, and fingerprinted checkpoints that a
-killed or extended run resumes from (see :mod:`wss.training`).
+killed or extended run resumes from (see :mod:`wss.net.training`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from stages import import_tensorflow_quietly
+from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import atomic, params, training  # noqa: E402
+from wss import config
+from wss.core import atomic  # noqa: E402
+from wss.net import training
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,17 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--live", default="metrics/train", type=Path)
     ap.add_argument("--metrics", default="metrics/train.json", type=Path)
     args = ap.parse_args(argv)
-    p = params.load(args.params)
-    cfg = params.typed(training.TrainConfig, params.section(p, "train"), "train")
-    seed = params.seed(p)
-    try:
-        summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
-    except training.NonFiniteLoss as exc:
-        sys.exit(str(exc))
+    p = config.load(args.params)
+    cfg = config.typed(config.TrainConfig, config.section(p, "train"), "train")
+    seed = config.seed(p)
+    summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
     atomic.write_json(args.metrics, summary)
     print(f"train: done, {summary}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

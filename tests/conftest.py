@@ -15,43 +15,36 @@ import pytest
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from wss import params, sample  # noqa: E402
+from wss import config  # noqa: E402
+from wss.data import sample
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = params.load(ROOT / "params.yaml")
+PARAMS = config.load(ROOT / "params.yaml")
 
 
-def config(cls: type, where: str, **over):
+def from_section(cls: type, where: str, **over):
     """``cls`` from the ``where`` section of the repository's params.yaml, with ``over`` replaced."""
-    return params.typed(cls, {**params.section(PARAMS, where), **over}, where)
+    return config.typed(cls, {**config.section(PARAMS, where), **over}, where)
 
 
 def data_cfg(**over):
-    from wss.dataset import DataConfig
-
-    return DataConfig.from_params({**params.section(PARAMS, "data"), **over})
+    return config.DataConfig.from_params({**config.section(PARAMS, "data"), **over})
 
 
-def sample_cfg(**over) -> sample.SampleConfig:
-    return config(sample.SampleConfig, "data.sample", **over)
+def sample_cfg(**over) -> config.SampleConfig:
+    return from_section(config.SampleConfig, "data.sample", **over)
 
 
 def labels_cfg(**over):
-    from wss import labels
-
-    return labels.LabelsConfig.from_params({**params.section(PARAMS, "labels"), **over})
+    return config.LabelsConfig.from_params({**config.section(PARAMS, "labels"), **over})
 
 
 def train_cfg(**over):
-    from wss import training
-
-    return config(training.TrainConfig, "train", **over)
+    return from_section(config.TrainConfig, "train", **over)
 
 
 def evaluate_cfg(**over):
-    from wss import evaluation
-
-    return config(evaluation.EvaluateConfig, "evaluate", **over)
+    return from_section(config.EvaluateConfig, "evaluate", **over)
 
 
 DATA = data_cfg()  # the sample source, as params.yaml ships
@@ -71,7 +64,7 @@ def tiny_sbd(tmp_path: Path) -> Path:
 @pytest.fixture
 def tiny_instances(tiny_sbd: Path) -> Path:
     """The tiny dataset converted: instance table and masks."""
-    from wss import convert
+    from wss.data import convert
 
     out = tiny_sbd.parent / "instances"
     convert.convert(tiny_sbd, out, DATA, 0.0)
@@ -81,7 +74,7 @@ def tiny_instances(tiny_sbd: Path) -> Path:
 @pytest.fixture
 def tiny_shards(tiny_sbd: Path, tiny_instances: Path) -> Path:
     """Shards of the tiny dataset, 32-pixel crops."""
-    from wss import labels
+    from wss.labels import build as labels
 
     out = tiny_sbd.parent / "shards"
     labels.run(tiny_sbd, tiny_instances, out, labels_cfg(**TINY_LABELS), seed=1)
@@ -110,7 +103,9 @@ class Built:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, random_init: Path) -> Built:
     """The tiny dataset taken through every stage up to a model trained for two steps (read-only)."""
-    from wss import convert, labels, training
+    from wss.data import convert
+    from wss.labels import build as labels
+    from wss.net import training
 
     d = tmp_path_factory.mktemp("built")
     sample.generate(d / "sbd", seed=7, cfg=TINY)
@@ -119,3 +114,26 @@ def built(tmp_path_factory, random_init: Path) -> Built:
     cfg = train_cfg(steps=2, **TINY_TRAIN)
     training.train(cfg, d / "shards", random_init, d / "model" / "model.keras", d / "ckpt", d / "live", seed=1)
     return Built(d / "sbd", d / "instances", d / "shards", d / "model" / "model.keras")
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch):
+    """A copy of the project's code that :mod:`wss.core.provenance` fingerprints instead of the
+    checkout, so a test can edit the source a fingerprint sees without touching the real files."""
+    import shutil
+
+    from wss.core import provenance
+
+    copy = tmp_path / "project"
+    for package in provenance.PROJECT_PACKAGES:
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "ROOT", copy)
+    provenance.closure.cache_clear()
+    yield copy
+    provenance.closure.cache_clear()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from wss import boxes
-from wss.boxes import Box
+from wss.core import boxes
+from wss.core.boxes import Box
 
 
 def test_from_mask_is_exclusive():

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from wss.masks import from_segmentation
-from wss import boxes, coco
-from wss.boxes import Box
 from tests.conftest import ROOT
+from wss.core import boxes
+from wss.core.boxes import Box
+from wss.core.masks import from_segmentation
+from wss.data.readers import coco
+from wss.errors import DataError
+from wss.evaluation.mask_ap import mask_ap
 
 SHARED = ROOT.parent / "shared" / "data" / "coco128-coco.tar.gz"
 
@@ -80,7 +83,7 @@ def test_every_bad_entry_is_a_reject_with_the_reason(tmp_path):
 
 @pytest.mark.parametrize("text", ["{not json", "[]", '{"images": []}'])
 def test_a_file_that_is_not_coco_names_itself(tmp_path, text):
-    with pytest.raises(ValueError, match="instances.json"):
+    with pytest.raises(DataError, match="instances.json"):
         coco.read(write(tmp_path, text))
 
 
@@ -154,12 +157,12 @@ def test_mask_ap_hand_computed():
     def det(mask, score, image=1):
         return {"image_id": image, "category_id": 3, "segmentation": coco.encode(mask), "score": score}
 
-    perfect = coco.mask_ap(images, cats, gts, [det(gt_mask, 0.9)])
+    perfect = mask_ap(images, cats, gts, [det(gt_mask, 0.9)])
     assert perfect == {"AP": 1.0, "AP50": 1.0, "AP75": 1.0, "AP_small": 1.0, "AP_medium": None, "AP_large": None}
     half = gt_mask.copy()
     half[:, 20:30] = 0  # 150 of 300 pixels: IoU 0.5
-    got = coco.mask_ap(images, cats, gts, [det(half, 0.9)])
+    got = mask_ap(images, cats, gts, [det(half, 0.9)])
     assert (got["AP"], got["AP50"], got["AP75"]) == (0.1, 1.0, 0.0)
     # A false positive ranked above the true one: precision 1/2 at recall 1, interpolated: AP 0.5.
-    got = coco.mask_ap(images, cats, gts, [det(gt_mask, 0.5), det(gt_mask, 0.9, image=2)])
+    got = mask_ap(images, cats, gts, [det(gt_mask, 0.5), det(gt_mask, 0.9, image=2)])
     assert got["AP"] == 0.5

@@ -6,8 +6,10 @@ import pytest
 
 from stages import convert as stage
 from tests.conftest import DATA
-from wss import convert, sbd
-from wss.instances import COLUMNS, gt_mask, read_table
+from wss.data import convert
+from wss.data.instances import COLUMNS, gt_mask, read_table
+from wss.data.readers import sbd
+from wss.errors import DataError, StageInputError
 
 
 def _rejects(out):
@@ -100,7 +102,7 @@ def test_too_many_rejects_fail_and_keep_previous_output(tiny_sbd, tmp_path):
     before = (out / "instances.parquet").read_bytes()
     for i in _ids(tiny_sbd)[:3]:
         sbd.image_path(tiny_sbd, i).unlink()
-    with pytest.raises(SystemExit, match="max_reject_fraction"):
+    with pytest.raises(DataError, match="max_reject_fraction"):
         convert.convert(tiny_sbd, out, DATA, 0.1)
     assert (out / "instances.parquet").read_bytes() == before  # nothing lost
     failed = pd.read_csv(tmp_path / "instances-rejects.csv")
@@ -116,7 +118,7 @@ def test_duplicate_id_in_lists(tiny_sbd, tmp_path):
 
 
 def test_cli_on_missing_dir(tmp_path):
-    with pytest.raises(SystemExit, match="run the download stage first"):
+    with pytest.raises(StageInputError, match="run the download stage first"):
         stage.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
                       "--params", str(__import__("tests.conftest").conftest.ROOT / "params.yaml")])
     assert not (tmp_path / "o").exists()

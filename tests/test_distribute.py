@@ -23,7 +23,7 @@ import numpy as np, tensorflow as tf, keras
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from tests.conftest import train_cfg
-from wss import training
+from wss.net import training
 
 rng = np.random.default_rng(0)
 x = rng.normal(0, 60, (1, 4, 32, 32, 4)).astype(np.float32)   # one update: accum 1 x global batch 4

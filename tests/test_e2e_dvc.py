@@ -86,12 +86,12 @@ def test_repro_then_experiments_then_metrics_diff(repo: Path):
         assert (repo / f).is_file(), f
     assert len(list((repo / "metrics/eval/overlays").glob("*.png"))) == 2
     exported = {p.name for p in (repo / "data/export").iterdir()}
-    assert exported == {"grabcut_train.json", "grabcut_val.json", "model_train.json", "model_val.json"}
+    assert exported == {"teacher_train.json", "teacher_val.json", "model_train.json", "model_val.json"}
     labels = json.loads((repo / "metrics/labels.json").read_text())
     ev = json.loads((repo / "metrics/eval.json").read_text())
     assert ev["instances"] == labels["val"]["instances"] > 0 and ev["AP"] is not None
     # The full-resolution teacher is exactly what the labels stage measured on its own masks.
-    assert abs(ev["grabcut_labels"]["miou"] - labels["val"]["miou_grabcut"]) <= 1e-4
+    assert abs(ev["teacher"]["miou"] - labels["val"]["miou_teacher"]) <= 1e-4
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
     sh(repo, "git", "add", "-A")
     sh(repo, "git", "commit", "-qm", "baseline")
@@ -108,34 +108,42 @@ def test_repro_then_experiments_then_metrics_diff(repo: Path):
     assert "Stage 'labels' didn't change" in out and "Running stage 'train'" in out
     assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "box"
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD", "box-labels", "--json"))
-    assert diff["metrics/train.json"]["labels"] == {"old": "grabcut", "new": "box"}
+    assert diff["metrics/train.json"]["labels"] == {"old": "teacher", "new": "box"}
     assert "miou" in diff["metrics/eval.json"]  # diff lists what changed
 
     shown = json.loads(sh(repo, "dvc", "exp", "show", "--json"))
     box, slow = named(shown, "box-labels"), named(shown, "lr-1e-6")
     assert train_params(box)["labels"] == "box" and train_params(slow)["lr"] in (1e-6, "1e-06")
-    assert train_params(slow)["labels"] == "grabcut"
+    assert train_params(slow)["labels"] == "teacher"
 
     plots = json.loads(sh(repo, "dvc", "plots", "show", "--json"))
     names = json.dumps(plots)
     assert "recall.tsv" in names and "loss.tsv" in names and "overlays" in names
 
 
-def test_a_code_change_retrains_from_scratch_and_status_is_clean(repo: Path):
-    """The reproducibility issue's acceptance: repro, edit the network's module (a comment), repro."""
+def test_a_comment_reuses_every_shard_and_checkpoint_and_a_number_rebuilds_them(repo: Path):
+    """The layout issue's acceptance: a comment in the graph cut's module reuses every shard (and the
+    trained weights); changing a number in it rebuilds the shards and retrains from step 0."""
     sh(repo, "dvc", "repro")
     first = json.loads((repo / "metrics/train.json").read_text())
     assert first["resumed_from_step"] is None
-    with open(repo / "wss" / "model.py", "a") as f:
-        f.write("# a comment is a code change: the checkpoints are stale\n")
+    graphcut = repo / "wss/labels/graphcut.py"
+    text = graphcut.read_text()
+    assert "GAMMA = 50.0" in text
+    graphcut.write_text(text.replace("GAMMA = 50.0", "# Rother et al.'s value, as OpenCV's.\nGAMMA = 50.0  # see above"))
     out = sh(repo, "dvc", "repro")
+    n = len(list((repo / "data/shards").glob("shard-*.h5")))
+    assert f"labels: {n} shards, {n} reused from an earlier run, 0 built" in out
+    assert "resuming from" in out and "at step 2" in out  # train's code changed as text only: the finished run is reused
+    assert json.loads((repo / "metrics/train.json").read_text())["final_loss"] == first["final_loss"]
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
+
+    graphcut.write_text(graphcut.read_text().replace("GAMMA = 50.0", "GAMMA = 49.0"))
+    out = sh(repo, "dvc", "repro")
+    assert f"labels: {n} shards, 0 reused from an earlier run, {n} built" in out
     assert "Running stage 'train'" in out and "resuming from" not in out
-    assert "Stage 'labels' didn't change" in out  # labels does not run the network's module
     summary = json.loads((repo / "metrics/train.json").read_text())
     assert summary["resumed_from_step"] is None and summary["steps"] == 2
-    assert summary["final_loss"] == first["final_loss"]  # same data, params and weights: same numbers
-    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
-    # Nothing changed since: another repro runs nothing.
     out = sh(repo, "dvc", "repro")
     assert "Running stage" not in out
 
@@ -143,9 +151,9 @@ def test_a_code_change_retrains_from_scratch_and_status_is_clean(repo: Path):
 def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
     """``data.source=coco`` + ``data.archive``: the same pipeline on a COCO dataset (the tiny
     sample, re-encoded as COCO with category ids of its own), through to the exported files."""
-    from wss import sample
     from tests.conftest import TINY
     from tests.test_sources import tiny_coco
+    from wss.data import sample
 
     sample.generate(tmp_path / "sbd", seed=7, cfg=TINY)
     src = tiny_coco(tmp_path / "sbd", tmp_path / "mycoco")
@@ -205,7 +213,7 @@ def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_
         assert train_params(entry)["labels"] == source
         assert entry["data"]["metrics"]["metrics/train.json"]["data"]["labels"] == source
     # The experiments wrote nothing into the main workspace.
-    assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "grabcut"
+    assert json.loads((repo / "metrics/train.json").read_text())["labels"] == "teacher"
 
 
 def test_grabcut_plus_and_self_training_are_one_switch_each(repo: Path):
@@ -222,7 +230,7 @@ def test_grabcut_plus_and_self_training_are_one_switch_each(repo: Path):
     manifest = json.loads((repo / "data/shards/manifest.json").read_text())
     assert manifest["method"] == "grabcut_plus"
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "HEAD", "plus", "--json"))
-    assert "train.miou_grabcut" in diff["metrics/labels.json"]  # other labels, other scores
+    assert "train.miou_teacher" in diff["metrics/labels.json"]  # other labels, other scores
 
     out = sh(repo, "dvc", "exp", "run", "-n", "plus-self", "-S", "train.rounds=2")
     assert "Stage 'labels' didn't change" in out and "resuming from" in out  # round 1 is the run above

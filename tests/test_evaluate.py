@@ -6,16 +6,20 @@ import pandas as pd
 import pytest
 
 from stages import evaluate as stage
-from wss import evaluation, metrics, sbd, shards
-from wss.boxes import Box, expand, fill
 from tests.conftest import evaluate_cfg
+from wss.core import metrics
+from wss.core.boxes import Box, fill
+from wss.data.readers import sbd
+from wss.errors import StageInputError
+from wss.evaluation import evaluate as evaluate_mod
+from wss.labels import shards
 
 
 def box_stub(path, crop_size: int, margin: float):
     """A saved wss model whose mask is its box channel: the network input's channel 3."""
     import keras
 
-    from wss.model import BOX_SCALE, sidecar
+    from wss.net.model import BOX_SCALE, sidecar
 
     inp = keras.Input((None, None, 4))
     head = keras.layers.Conv2D(1, 1, name="fused")
@@ -71,12 +75,12 @@ def test_recall_and_summary():
 def test_box_stub_through_evaluate_gives_the_box_at_full_resolution(tmp_path, built):
     """The crop -> predict -> paste-back geometry, end to end: a network that returns its box
     channel must give back the box, at full resolution, for every val instance."""
-    from wss.model import load
+    from wss.net.model import load
 
     manifest = shards.read_manifest(built.shards)
     net = load(str(box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])))
     n = 0
-    for inst in evaluation.predict_val(net, built.shards, evaluate_cfg(flip=True)):
+    for inst in evaluate_mod.predict_val(net, built.shards, evaluate_cfg(flip=True)):
         assert_is_the_box(inst.pred, inst.box, slack=1)  # 32-pixel crops: resampling moves an edge by <= 1 px
         n += 1
     assert n == manifest["counts"]["val"] > 0
@@ -94,11 +98,11 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
                 "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
                 "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
     ev = json.loads((out / "eval.json").read_text())
-    val = [shards.read(f, ("iou_grabcut", "iou_box")) for f in shards.files(built.shards, "val")]
-    iou_grabcut = np.concatenate([v["iou_grabcut"] for v in val])
+    val = [shards.read(f, ("iou_teacher", "iou_box")) for f in shards.files(built.shards, "val")]
+    iou_teacher = np.concatenate([v["iou_teacher"] for v in val])
     iou_box = np.concatenate([v["iou_box"] for v in val])
     assert ev["instances"] == len(iou_box) == manifest["counts"]["val"]
-    assert ev["grabcut_labels"]["miou"] == pytest.approx(round(float(iou_grabcut.mean()), 4), abs=1e-4)
+    assert ev["teacher"]["miou"] == pytest.approx(round(float(iou_teacher.mean()), 4), abs=1e-4)
     assert abs(ev["miou"] - iou_box.mean()) < 0.03
     assert ev["filled_box"]["miou"] == pytest.approx(round(float(iou_box.mean()), 4), abs=1e-4)
     assert ev["instances_with_masks"] == ev["instances"] and ev["instances_without_masks"] == 0
@@ -107,12 +111,12 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     assert ev["AP"] <= ev["AP50"] and ev["AP75"] <= ev["AP50"]
     per = pd.read_csv(out / "eval" / "instances.tsv", sep="\t")
     np.testing.assert_allclose(per.iou, iou_box, atol=0.08)
-    np.testing.assert_allclose(per.iou_grabcut, iou_grabcut, atol=1e-4)
-    assert not np.allclose(per.iou_grabcut_crop, per.iou_grabcut, atol=1e-4)
+    np.testing.assert_allclose(per.iou_teacher, iou_teacher, atol=1e-4)
+    assert not np.allclose(per.iou_teacher_crop, per.iou_teacher, atol=1e-4)
     pc = json.loads((out / "pc.json").read_text())
     assert set(pc) == set(sbd.VOC_CLASSES) and sum(v["instances"] for v in pc.values()) == ev["instances"]
     curve = pd.read_csv(out / "eval" / "recall.tsv", sep="\t")
-    assert list(curve.columns) == ["threshold", "recall", "recall_grabcut"]
+    assert list(curve.columns) == ["threshold", "recall", "recall_teacher"]
     assert curve.recall.is_monotonic_decreasing
     assert curve.recall.iloc[0] == pytest.approx((per.iou >= 0.05).mean(), abs=1e-4)
     assert len(list((out / "eval" / "overlays").glob("*.png"))) == 2
@@ -124,8 +128,8 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     manifest = json.loads((tiny_shards / "manifest.json").read_text())
     manifest["shards"] = [s for s in manifest["shards"] if s["split"] == "train"]
     (tiny_shards / "manifest.json").write_text(json.dumps(manifest))
-    from wss.model import load
+    from wss.net.model import load
 
-    with pytest.raises(SystemExit, match="no val instances"):
-        evaluation.evaluate(load(str(built.model)), tiny_shards, built.instances, built.data,
+    with pytest.raises(StageInputError, match="no val instances"):
+        evaluate_mod.evaluate(load(str(built.model)), tiny_shards, built.instances, built.data,
                             evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip

@@ -10,10 +10,10 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from stages import export as stage
-from wss import shards
-from wss.boxes import Box
-from wss.instances import read_table
 from tests.test_evaluate import assert_is_the_box, box_stub
+from wss.core.boxes import Box
+from wss.data.instances import read_table
+from wss.labels import shards
 
 
 def test_export_round_trips_through_pycocotools(tmp_path, built):
@@ -24,20 +24,20 @@ def test_export_round_trips_through_pycocotools(tmp_path, built):
     out = tmp_path / "export"
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
                 "--instances", str(built.instances), "--out", str(out)])  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["grabcut_train.json", "grabcut_val.json", "model_train.json",
-                                                     "model_val.json"]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["model_train.json", "model_val.json", "teacher_train.json",
+                                                     "teacher_val.json"]  # fmt: skip
     table = read_table(built.instances)
     rows = {f"{r.image_id}/{r.instance_id}": r for r in table.itertuples()}
-    # GrabCut labels: exactly the full-resolution labels the shards hold.
+    # Teacher labels: exactly the full-resolution labels the shards hold.
     stored = {}
     for split in ("train", "val"):
         for f in shards.files(built.shards, split):
-            d = shards.read(f, ("key", "grabcut_full", "box_xyxy", "image_size"))
+            d = shards.read(f, ("key", "teacher_full", "box_xyxy", "image_size"))
             for i, key in enumerate(d["key"]):
-                stored[key] = shards.full_label(d["grabcut_full"][i], d["box_xyxy"][i], d["image_size"][i])
+                stored[key] = shards.full_label(d["teacher_full"][i], d["box_xyxy"][i], d["image_size"][i])
     for split in ("train", "val"):
         with contextlib.redirect_stdout(io.StringIO()):
-            gc, model = COCO(str(out / f"grabcut_{split}.json")), COCO(str(out / f"model_{split}.json"))
+            gc, model = COCO(str(out / f"teacher_{split}.json")), COCO(str(out / f"model_{split}.json"))
         part = table[table.split == split]
         assert len(gc.getAnnIds()) == len(model.getAnnIds()) == len(part) > 0
         assert {im["file_name"] for im in gc.loadImgs(gc.getImgIds())} == set(part.file)
@@ -52,5 +52,7 @@ def test_export_round_trips_through_pycocotools(tmp_path, built):
             r = rows[ann["instance"]]
             assert_is_the_box(model.annToMask(ann), Box(r.x1, r.y1, r.x2, r.y2), slack=3)
             assert 0.5 < ann["score"] <= 1
+    assert json.loads((out / "teacher_val.json").read_text())["info"]["description"] == \
+        "wss teacher masks (grabcut), val"  # the method that made them, beside the role
     cats = json.loads((out / "model_val.json").read_text())["categories"]
     assert len(cats) == 20 and cats[0] == {"id": 1, "name": "aeroplane"}

@@ -15,7 +15,8 @@ import yaml
 
 from stages import download
 from tests.conftest import DATA
-from wss import convert, fetch, sbd
+from wss.data import convert, fetch
+from wss.data.readers import sbd
 
 
 def make_archive(dataset: Path, path: Path, extra: dict[str, bytes] | None = None) -> bytes:

@@ -2,9 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from wss import metrics, grabcut, masks
-from wss.boxes import Box, fill
 from tests.conftest import labels_cfg
+from wss.core import metrics
+from wss.core.boxes import Box, fill
+from wss.errors import ConfigError
+from wss.labels import grabcut
 
 CFG = labels_cfg().grabcut
 SEED_2017_SAMPLE_1 = 1659609697
@@ -80,7 +82,7 @@ def test_ellipse_inside_box():
 
 
 def test_unknown_fallback_shape():
-    with pytest.raises(ValueError, match="fallback_shape"):
+    with pytest.raises(ConfigError, match="fallback_shape"):
         grabcut.fallback(Box(0, 0, 4, 4), 8, 8, "star")
 
 

@@ -4,9 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from wss import graphcut, grabcut, metrics, params, sample
-from wss.boxes import Box, clip, expand, from_mask
 from tests.conftest import PARAMS, labels_cfg
+from wss import config
+from wss.core import metrics
+from wss.core.boxes import Box, clip, expand, from_mask
+from wss.data import sample
+from wss.errors import StageInputError
+from wss.labels import grabcut, graphcut
 
 
 def energy(labels, source, sink, w: graphcut.Weights) -> float:
@@ -58,10 +62,10 @@ def test_boundary_weights_are_cheap_exactly_across_a_boundary():
 
 def sample_instances(n: int):
     """(image, box) of the first ``n`` instances of the default sample, as the pipeline renders it."""
-    cfg = params.typed(sample.SampleConfig, params.section(PARAMS, "data.sample"), "data.sample")
+    cfg = config.typed(config.SampleConfig, config.section(PARAMS, "data.sample"), "data.sample")
     out = []
     for i in itertools.count():
-        img, inst, _, _ = sample.render(i, params.seed(PARAMS), cfg)
+        img, inst, _, _ = sample.render(i, config.seed(PARAMS), cfg)
         for k in range(1, inst.max() + 1):
             out.append((img, from_mask(inst == k)))
             if len(out) == n:
@@ -106,7 +110,7 @@ def test_grabcut_plus_follows_the_boundary_map_where_colours_do_not_tell():
 
 def test_grabcut_plus_without_its_boundary_map_says_so():
     img = np.zeros((40, 40, 3), np.uint8)
-    with pytest.raises(ValueError, match="boundary map"):
+    with pytest.raises(StageInputError, match="boundary map"):
         grabcut.segment(img, Box(5, 5, 30, 30), labels_cfg(method="grabcut_plus").grabcut, seed=1)
 
 

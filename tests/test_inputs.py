@@ -2,9 +2,12 @@ import h5py
 import numpy as np
 import pytest
 
-from wss import VOID, inputs, labels, shards
-from wss.model import BOX_SCALE, VGG_MEAN_BGR
 from tests.conftest import labels_cfg, train_cfg
+from wss.core.masks import VOID
+from wss.labels import build as labels
+from wss.labels import shards
+from wss.net import inputs
+from wss.net.model import BOX_SCALE, VGG_MEAN_BGR
 
 NO_AUG = {"flip": False, "scale_jitter": 0.0, "box_jitter": 0.0}
 AUG = {"flip": True, "scale_jitter": 0.3, "box_jitter": 0.3, "shuffle_buffer": 8}
@@ -13,7 +16,7 @@ AUG = {"flip": True, "scale_jitter": 0.3, "box_jitter": 0.3, "shuffle_buffer": 8
 def test_eval_pipeline_reproduces_shard_content(tiny_shards):
     files = shards.files(tiny_shards, "train")
     data = [shards.read(f) for f in files]
-    for source in ("grabcut", "box", "gt"):
+    for source in ("teacher", "box", "gt"):
         ds = inputs.dataset(files, train_cfg(batch_size=3, skip_fallbacks=False, **NO_AUG), 32, training=False,
                             labels=source)  # fmt: skip
         xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
@@ -96,8 +99,8 @@ def test_skip_fallbacks_leaves_out_fallback_shapes_only(tiny_shards):
         ds = inputs.dataset(files, train_cfg(batch_size=1, skip_fallbacks=skip, **NO_AUG), 32, False, labels=source)
         return sum(1 for _ in ds)
 
-    assert count("grabcut", False) == n
-    assert count("grabcut", True) == n - n_fallback  # whole_image is GrabCut's own label: kept
+    assert count("teacher", False) == n
+    assert count("teacher", True) == n - n_fallback  # whole_image is GrabCut's own label: kept
     assert count("gt", True) == n  # other label sources never skip
 
 
@@ -123,10 +126,10 @@ def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances,
     labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=32, shard_size=4, n_jobs=1, consensus_runs=4,
                                                          consensus_jitter=0.15), seed=1)  # fmt: skip
     files = shards.files(out, "train")
-    votes = np.concatenate([shards.read(f, ("grabcut_votes",))["grabcut_votes"] for f in files])
+    votes = np.concatenate([shards.read(f, ("teacher_votes",))["teacher_votes"] for f in files])
     boxes = np.concatenate([shards.read(f, ("box",))["box"] for f in files])
     cfg = train_cfg(batch_size=4, consensus_fg=0.6, consensus_bg=0.3, skip_fallbacks=False, **NO_AUG)
-    for source, expect in (("grabcut_i", [inputs.consensus_label(v, 0.6, 0.3) for v in votes]),
+    for source, expect in (("teacher_i", [inputs.consensus_label(v, 0.6, 0.3) for v in votes]),
                            ("box_i", None)):  # fmt: skip
         ds = inputs.dataset(files, cfg, 32, training=False, labels=source)
         y = np.concatenate([y.numpy() for _, y in ds])
@@ -136,5 +139,5 @@ def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances,
         else:
             assert np.all(y[boxes == 0] == 0) and np.all(y[boxes == 1] != 0)
     # Augmented batches keep the three values and nothing else.
-    for _, y in _stream(files, 2, 4, labels="grabcut_i", box_jitter=0.2):
+    for _, y in _stream(files, 2, 4, labels="teacher_i", box_jitter=0.2):
         assert set(np.unique(y)) <= {0.0, 1.0, float(VOID)}

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wss import code, labels, training
 from tests.conftest import ROOT
+from wss.core import provenance
+from wss.labels import boundaries, build
+from wss.net import training
 
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
@@ -39,9 +41,9 @@ def test_dvc_yaml_lists_exactly_the_code_each_stage_runs(stage):
     assert not declared - runs, f"dvc.yaml stage {stage} lists {sorted(declared - runs)}, which it does not run"
 
 
-@pytest.mark.parametrize("module", [labels.STAGE, training.STAGE])
+@pytest.mark.parametrize("module", [build.STAGE, training.STAGE, boundaries.STAGE])
 def test_fingerprinted_code_is_what_the_stage_runs(module):
-    assert {str(p) for p in code.closure(module)} == project_files(module)
+    assert {str(p) for p in provenance.closure(module)} == project_files(module)
 
 
 def test_stages_are_thin_doors_and_the_logic_lives_in_wss():
@@ -53,11 +55,121 @@ def test_stages_are_thin_doors_and_the_logic_lives_in_wss():
         assert not [n for n in tree.body if isinstance(n, ast.ClassDef)], f"{path.name} defines a class"
         assert len(path.read_text().splitlines()) < 100, f"{path.name} is not thin"
         assert "main" in defs or path.name == "__init__.py"
-    for name in ("boxes", "masks", "sbd", "instances", "grabcut", "shards", "model", "inputs", "metrics", "draw",
-                 "fetch", "atomic", "params", "sample"):  # fmt: skip
-        assert (ROOT / "wss" / f"{name}.py").is_file(), name
+    for path in (ROOT / "stages").glob("*.py"):
+        if path.name != "__init__.py":
+            assert "sys.exit(run(main))" in path.read_text(), f"{path.name} is not run through stages.run"
+
+
+# The architecture: each package may import only itself and those listed before it.
+LAYERS = ("wss.errors", "wss.core", "wss.config", "wss.data", "wss.labels", "wss.net", "wss.evaluation")
+
+
+def wss_modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted((ROOT / "wss").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imports_of(name: str, path: Path) -> set[str]:
+    """Every ``wss`` module ``path`` imports, at any depth of the file (functions, TYPE_CHECKING blocks)."""
+    modules = wss_modules()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        found |= {t for t in targets if t in modules and t != name}
+    return found
+
+
+def layer(name: str) -> int:
+    for i, prefix in enumerate(LAYERS):
+        if name == prefix or name.startswith(prefix + "."):
+            return i
+    return -1  # the package's own __init__
+
+
+def test_wss_is_sub_packages_by_job_each_with_a_docstring():
+    top = {p.name for p in (ROOT / "wss").iterdir() if not p.name.startswith("__")}
+    assert top == {"__init__.py", "errors.py", "config.py", "core", "data", "labels", "net", "evaluation"} - {"__init__.py"}
+    for package in ("core", "data", "data/readers", "labels", "net", "evaluation"):
+        init = ROOT / "wss" / package / "__init__.py"
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and len(doc) > 200, f"wss/{package}/__init__.py needs a paragraph saying what lives there"
+    assert {p.stem for p in (ROOT / "wss/data/readers").glob("*.py")} == {"__init__", "sbd", "coco", "yolo", "voc"}
+    assert (ROOT / "wss/labels/graphcut.py").is_file() and (ROOT / "wss/labels/grabcut.py").is_file()
+
+
+def test_imports_point_one_way_and_form_no_circle():
+    graph = {name: imports_of(name, path) for name, path in wss_modules().items()}
+    for name, deps in graph.items():
+        if name == "wss":
+            continue
+        for dep in deps:
+            assert layer(dep) <= layer(name) or dep == "wss", f"{name} imports {dep}, which is above it in {LAYERS}"
+    # A circle is a path back to where it started; depth-first search with colours.
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            assert state.get(dep) != 1, f"import circle: {' -> '.join(path + [node, dep])}"
+            if dep not in state:
+                visit(dep, path + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+
+
+def test_only_tensorflow_importers_are_in_net_and_the_doors():
+    for name, path in wss_modules().items():
+        tree = ast.parse(path.read_text())
+        uses = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        uses |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        if uses & {"tensorflow", "keras"}:
+            assert name.startswith("wss.net."), f"{name} imports TensorFlow/Keras"
+
+
+def test_the_library_raises_and_never_exits():
+    for name, path in wss_modules().items():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                assert node.id not in ("SystemExit", "exit", "quit"), f"{name}:{node.lineno} uses {node.id}"
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                assert (node.value.id, node.attr) not in (("sys", "exit"), ("os", "_exit")), f"{name}:{node.lineno}"
+
+
+def test_dvc_yaml_code_deps_are_in_sync_with_the_import_walk():
+    from tools import sync_deps
+
+    assert sync_deps.synced((ROOT / "dvc.yaml").read_text()) == (ROOT / "dvc.yaml").read_text(), \
+        "run python tools/sync_deps.py"
 
 
 def test_bench_imports_the_installed_package_without_path_hacks():
     for path in (ROOT / "bench").glob("*.py"):
         assert "sys.path" not in path.read_text(), path.name
+
+
+def test_a_door_turns_a_library_error_into_one_line_and_exit_code_2(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "stages.convert", "--data", str(tmp_path / "nowhere"),
+                          "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [f"convert: {tmp_path / 'nowhere'} does not exist; run the download "
+                                               "stage first (dvc repro download)"]  # fmt: skip
+    assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()

@@ -1,7 +1,7 @@
 import numpy as np
 
-from wss import metrics, masks
-from wss.boxes import Box, square_window
+from wss.core import masks, metrics
+from wss.core.boxes import Box, square_window
 
 
 def test_crop_then_paste_recovers_mask():

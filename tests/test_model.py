@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from wss import VOID, model
+from wss.core.masks import VOID
+from wss.net import model
 
 
 def test_osvos_outputs_are_input_sized_logits():

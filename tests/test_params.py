@@ -2,13 +2,14 @@ import dataclasses
 
 import pytest
 
-from wss import params
 from tests.conftest import PARAMS, ROOT
+from wss import config
+from wss.errors import ConfigError
 
 
 def test_exponent_without_dot_is_a_float():
     # What `dvc exp run -S train.lr=1e-6` writes back into params.yaml.
-    p = params.loads("train:\n  lr: 1e-06\n  wd: 2.0e-4\n  steps: 10\n  name: box\n  big: 1E+3\n")
+    p = config.loads("train:\n  lr: 1e-06\n  wd: 2.0e-4\n  steps: 10\n  name: box\n  big: 1E+3\n")
     assert p["train"]["lr"] == 1e-6 and isinstance(p["train"]["lr"], float)
     assert p["train"]["wd"] == 2e-4
     assert p["train"]["steps"] == 10 and isinstance(p["train"]["steps"], int)
@@ -17,7 +18,7 @@ def test_exponent_without_dot_is_a_float():
 
 
 def test_empty_file_is_empty_dict():
-    assert params.loads("") == {}
+    assert config.loads("") == {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ FULL = {"steps": 3.0, "lr": 1, "name": "x", "bounds": [1, 2.0], "on": True}
 
 
 def test_typed_casts_every_value():
-    s = params.typed(Section, FULL, "train")
+    s = config.typed(Section, FULL, "train")
     assert s == Section(steps=3, lr=1.0, name="x", bounds=(1, 2), on=True)
     assert isinstance(s.lr, float) and isinstance(s.steps, int) and isinstance(s.bounds[1], int)
 
@@ -48,8 +49,8 @@ def test_typed_casts_every_value():
     ({**FULL, "bounds": "1,2"}, "train.bounds must be tuple"),
 ])  # fmt: skip
 def test_typed_names_the_bad_key(values, match):
-    with pytest.raises(SystemExit, match=match):
-        params.typed(Section, values, "train")
+    with pytest.raises(ConfigError, match=match):
+        config.typed(Section, values, "train")
 
 
 def test_validate_runs_before_the_config_is_returned():
@@ -58,41 +59,39 @@ def test_validate_runs_before_the_config_is_returned():
         n: int
 
         def validate(self):
-            params.require(self.n >= 1, "s.n", "be >= 1", self.n)
+            config.require(self.n >= 1, "s.n", "be >= 1", self.n)
 
-    assert params.typed(Checked, {"n": 2}, "s").n == 2
-    with pytest.raises(SystemExit, match=r"params.yaml: s.n must be >= 1, not -5"):
-        params.typed(Checked, {"n": -5}, "s")
+    assert config.typed(Checked, {"n": 2}, "s").n == 2
+    with pytest.raises(ConfigError, match=r"params.yaml: s.n must be >= 1, not -5"):
+        config.typed(Checked, {"n": -5}, "s")
 
 
 def test_seed_and_sections():
-    assert params.seed({"base": {"seed": 4}}) == 4
-    with pytest.raises(SystemExit, match="base.seed must be an integer"):
-        params.seed({"base": {"seed": "x"}})
-    with pytest.raises(SystemExit, match="missing section train"):
-        params.section({"base": {}}, "train")
+    assert config.seed({"base": {"seed": 4}}) == 4
+    with pytest.raises(ConfigError, match="base.seed must be an integer"):
+        config.seed({"base": {"seed": "x"}})
+    with pytest.raises(ConfigError, match="missing section train"):
+        config.section({"base": {}}, "train")
 
 
 def _configs():
-    from wss import convert, dataset, evaluation, labels, sample, surgery, training
 
-    return [(dataset.DataConfig, "data"), (sample.SampleConfig, "data.sample"), (convert.ConvertConfig, "convert"),
-            (labels.LabelsConfig, "labels"), (surgery.SurgeryConfig, "surgery"),
-            (training.TrainConfig, "train"), (evaluation.EvaluateConfig, "evaluate")]  # fmt: skip
+    return [(config.DataConfig, "data"), (config.SampleConfig, "data.sample"), (config.ConvertConfig, "convert"),
+            (config.LabelsConfig, "labels"), (config.SurgeryConfig, "surgery"),
+            (config.TrainConfig, "train"), (config.EvaluateConfig, "evaluate")]  # fmt: skip
 
 
 def test_params_yaml_is_the_one_source_of_defaults():
     """Every stage config has no defaults of its own and reads its whole section of params.yaml."""
-    from wss import grabcut, labels
 
-    for cls, where in _configs() + [(grabcut.GrabCutConfig, "labels")]:
+    for cls, where in _configs() + [(config.GrabCutConfig, "labels")]:
         for f in dataclasses.fields(cls):
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f"{cls.__name__}.{f.name}"
     for cls, where in _configs():
-        section = params.section(PARAMS, where)
-        cfg = cls.from_params(section) if hasattr(cls, "from_params") else params.typed(cls, section, where)
+        section = config.section(PARAMS, where)
+        cfg = cls.from_params(section) if hasattr(cls, "from_params") else config.typed(cls, section, where)
         got = dataclasses.asdict(cfg)
-        flat = {**got.pop("grabcut"), **got} if cls is labels.LabelsConfig else got
+        flat = {**got.pop("grabcut"), **got} if cls is config.LabelsConfig else got
         nested = {k for k, v in section.items() if isinstance(v, dict)}
         assert set(flat) == set(section) - nested, where
         for key, value in flat.items():
@@ -101,5 +100,5 @@ def test_params_yaml_is_the_one_source_of_defaults():
 
 
 def test_repo_params_load():
-    p = params.load(ROOT / "params.yaml")
-    assert p["data"]["source"] == "sample" and isinstance(params.seed(p), int)
+    p = config.load(ROOT / "params.yaml")
+    assert p["data"]["source"] == "sample" and isinstance(config.seed(p), int)

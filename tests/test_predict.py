@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from stages import predict
-from wss import sbd
-from wss.boxes import Box, fill
 from tests.conftest import ROOT
 from tests.test_evaluate import assert_is_the_box, box_stub
+from wss.core.boxes import Box, fill
+from wss.data.readers import sbd
 
 
 @pytest.fixture

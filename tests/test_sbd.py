@@ -3,8 +3,9 @@ import pytest
 import scipy.io
 import scipy.sparse
 
-from wss import sample, sbd
 from tests.conftest import TINY
+from wss.data import sample
+from wss.data.readers import sbd
 
 
 def test_sample_round_trip(tiny_sbd):

@@ -16,7 +16,9 @@ import yaml
 
 from tests.conftest import ROOT
 from tests.test_labels import assert_same, shard_contents
-from wss import scheduler, shards
+from wss import config
+from wss.errors import ConfigError, SetupError
+from wss.labels import scheduler, shards
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # Jittered GrabCuts make each train instance slow enough to kill a worker in the middle of a run.
@@ -26,26 +28,26 @@ SLOW = {"crop_size": 32, "shard_size": 1, "n_jobs": 2, "consensus_runs": 12}
 @pytest.mark.parametrize("value", ["", "local:1", "local:8", "tcp://127.0.0.1:8786", "tls://sched.example:8786",
                                    "node17:8786"])  # fmt: skip
 def test_scheduler_values_accepted(value):
-    assert scheduler.check(value) is None
+    assert config.check_scheduler(value) is None
 
 
 @pytest.mark.parametrize("value", ["local", "local:0", "local:-2", "dask", "http://x:1", "tcp://", "127.0.0.1"])
 def test_bad_scheduler_values_are_named(value):
     from tests.conftest import labels_cfg
 
-    with pytest.raises(SystemExit, match="labels.scheduler"):
+    with pytest.raises(ConfigError, match="labels.scheduler"):
         labels_cfg(scheduler=value).validate()
 
 
 def test_unreachable_scheduler_says_what_to_do(tmp_path):
-    with pytest.raises(SystemExit, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9.*dask scheduler"):
+    with pytest.raises(SetupError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9.*dask scheduler"):
         with scheduler.backend("tcp://127.0.0.1:9", 1, connect_timeout=2):
             pass
 
 
 def test_a_worker_with_other_code_refuses_to_write():
-    with pytest.raises(RuntimeError, match="other code for stages.labels"):
-        scheduler.check_code("stages.labels", "0" * 64)
+    with pytest.raises(SetupError, match="other code or library versions for stages.labels"):
+        scheduler.check_code("stages.labels", (), "0" * 64)
 
 
 def _cli(tmp_path: Path, data: Path, inst: Path, out: Path, **labels) -> list[str]:

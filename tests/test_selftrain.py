@@ -1,7 +1,9 @@
 import numpy as np
 
-from wss import VOID, model, selftrain, shards, training
 from tests.conftest import TINY_TRAIN, train_cfg
+from wss.core.masks import VOID
+from wss.labels import shards
+from wss.net import model, selftrain, training
 
 
 def test_combine_keeps_agreement_inside_the_box_and_voids_the_rest():
@@ -38,7 +40,7 @@ def test_two_rounds_train_on_the_relabelled_shards_and_resume(tmp_path, tiny_sha
         data = shards.read(path)
         probs = model.predict_proba(net, data["image"], data["box"], 32)
         for i in range(len(probs)):
-            np.testing.assert_array_equal(data["self_label"][i], selftrain.combine(probs[i], data["grabcut"][i], data["box"][i]))
+            np.testing.assert_array_equal(data["self_label"][i], selftrain.combine(probs[i], data["teacher"][i], data["box"][i]))
     # Rerun: both rounds resume (nothing left to train), the same final weights.
     weights = [w.copy() for w in model.load(str(out)).get_weights()]
     again = training.train_rounds(cfg, tiny_shards, random_init, out, ckpt, tmp_path / "live", seed=1)

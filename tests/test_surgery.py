@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from stages import surgery as stage
-from wss import surgery
-from wss.model import CONV_LAYERS, vgg16_trunk
+from wss.net import surgery
+from wss.net.model import CONV_LAYERS, vgg16_trunk
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,24 @@ import numpy as np
 import pytest
 import yaml
 
-from wss import code, params, training
-from wss.model import load
-from tests.conftest import PARAMS, ROOT, train_cfg
+from tests.conftest import PARAMS, ROOT, edit, train_cfg
+from wss import config
+from wss.core import provenance
+from wss.errors import ConfigError, StageInputError
+from wss.net import training
+from wss.net.model import load
 
 TINY = {"steps": 3, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "shuffle_buffer": 8}
 
 
-def config(**over) -> training.TrainConfig:
+def tiny(**over) -> config.TrainConfig:
     return train_cfg(**{**TINY, **over})
 
 
 def test_lr_set_by_dvc_exp_reaches_code_as_float():
     # `dvc exp run -S train.lr=1e-6` writes `lr: 1e-06`.
-    p = params.loads("lr: 1e-06\nlr_boundaries: [2]\nlr_factors: [1, 1e-1]\n")
-    cfg = config(**p)
+    p = config.loads("lr: 1e-06\nlr_boundaries: [2]\nlr_factors: [1, 1e-1]\n")
+    cfg = tiny(**p)
     assert cfg.lr == 1e-6 and isinstance(cfg.lr, float)
     assert cfg.lr_factors == (1.0, 0.1) and cfg.lr_boundaries == (2,)
 
@@ -50,8 +53,8 @@ def test_lr_set_by_dvc_exp_reaches_code_as_float():
     ({"jit_compile": True, "deterministic": True}, "deterministic: false with XLA"),
 ])  # fmt: skip
 def test_bad_params_are_named(over, match):
-    with pytest.raises(SystemExit, match=match):
-        config(**over)
+    with pytest.raises(ConfigError, match=match):
+        tiny(**over)
 
 
 def test_a_bad_value_stops_the_stage_before_any_work(tmp_path):
@@ -60,7 +63,7 @@ def test_a_bad_value_stops_the_stage_before_any_work(tmp_path):
     from stages import train as stage
 
     # The shards do not exist: had the stage started, it would fail on them instead.
-    with pytest.raises(SystemExit, match="train.steps must be >= 1"):
+    with pytest.raises(ConfigError, match="train.steps must be >= 1"):
         stage.main(["--params", str(tmp_path / "params.yaml"), "--shards", str(tmp_path / "none")])
 
 
@@ -86,7 +89,7 @@ def assert_identical(a, b):
 
 
 def test_short_training_writes_model_curves_and_summary(tmp_path, tiny_shards, random_init):
-    d, summary = run(tmp_path, tiny_shards, random_init, config(labels="box", lr=1e-6))
+    d, summary = run(tmp_path, tiny_shards, random_init, tiny(labels="box", lr=1e-6))
     assert summary["steps"] == 3 and summary["lr"] == 1e-6 and summary["labels"] == "box"
     assert np.isfinite(summary["final_loss"])
     net = load(str(d / "model.keras"))
@@ -99,32 +102,42 @@ def test_short_training_writes_model_curves_and_summary(tmp_path, tiny_shards, r
 
 def test_nan_loss_stops_with_the_step(tmp_path, tiny_shards, random_init):
     with pytest.raises(training.NonFiniteLoss, match=r"at step \d+"):
-        run(tmp_path, tiny_shards, random_init, config(optimizer="sgd", lr=1e30, steps=6))
+        run(tmp_path, tiny_shards, random_init, tiny(optimizer="sgd", lr=1e30, steps=6))
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
 def test_other_params_start_afresh(tmp_path, tiny_shards, random_init):
-    run(tmp_path, tiny_shards, random_init, config(steps=2))
-    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3, lr=2e-4))
+    run(tmp_path, tiny_shards, random_init, tiny(steps=2))
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=3, lr=2e-4))
     assert summary["resumed_from_step"] is None
 
 
-def test_a_code_change_starts_over(tmp_path, tiny_shards, random_init, monkeypatch):
-    """An edit to any module the train stage runs (a comment too) makes old checkpoints stale."""
-    assert "wss/model.py" in {str(p) for p in code.closure(training.STAGE)}
-    d, first = run(tmp_path, tiny_shards, random_init, config(steps=2))
-    real = code.digest
-    monkeypatch.setattr(code, "digest", lambda module: real(module) + "-edited")
-    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=2))
+def test_a_comment_resumes_and_a_code_or_library_change_starts_over(tmp_path, tiny_shards, random_init, project_copy,
+                                                                   monkeypatch):  # fmt: skip
+    """Checkpoints follow the code as parsed (a comment keeps them) and the TensorFlow/Keras versions."""
+    assert "wss/net/model.py" in {str(p) for p in provenance.closure(training.STAGE)}
+    d, first = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
+    model = project_copy / "wss/net/model.py"
+    edit(model, "BOX_SCALE = 127.5", "# the spread of the colour channels\nBOX_SCALE = 127.5")
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
+    assert summary["resumed_from_step"] == 2, "a comment made the checkpoints stale"
+    edit(model, "BOX_SCALE = 127.5", "BOX_SCALE = 127.0")
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
     assert summary["resumed_from_step"] is None and summary["steps"] == 2
     assert np.isfinite(summary["final_loss"]) and summary["final_loss"] == first["final_loss"]
     assert len((d / "live/plots/metrics/loss.tsv").read_text().splitlines()) == 3
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
+    assert summary["resumed_from_step"] == 2
+    real = provenance.metadata.version
+    monkeypatch.setattr(provenance.metadata, "version", lambda d: "9.9.9" if d == "keras" else real(d))
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
+    assert summary["resumed_from_step"] is None
 
 
 def test_resume_with_no_steps_left_gives_the_same_model_and_finite_metrics(tmp_path, tiny_shards, random_init):
-    d, first = run(tmp_path, tiny_shards, random_init, config())
+    d, first = run(tmp_path, tiny_shards, random_init, tiny())
     w1 = weights(d)
-    _, again = run(tmp_path, tiny_shards, random_init, config())
+    _, again = run(tmp_path, tiny_shards, random_init, tiny())
     assert again["resumed_from_step"] == 3 and again["steps"] == 3
     assert again["final_loss"] == first["final_loss"] and np.isfinite(again["final_loss"])
     assert again["images_per_s"] is None
@@ -134,21 +147,21 @@ def test_resume_with_no_steps_left_gives_the_same_model_and_finite_metrics(tmp_p
 
 
 def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, tiny_shards, random_init):
-    straight, s1 = run(tmp_path, tiny_shards, random_init, config(steps=5, checkpoint_every=10), tag="straight")
-    run(tmp_path, tiny_shards, random_init, config(steps=2, checkpoint_every=10), tag="resumed")
-    resumed, s2 = run(tmp_path, tiny_shards, random_init, config(steps=5, checkpoint_every=10), tag="resumed")
+    straight, s1 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, checkpoint_every=10), tag="straight")
+    run(tmp_path, tiny_shards, random_init, tiny(steps=2, checkpoint_every=10), tag="resumed")
+    resumed, s2 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, checkpoint_every=10), tag="resumed")
     assert s2["resumed_from_step"] == 2
     assert_identical(weights(resumed), weights(straight))
     assert s2["final_loss"] == s1["final_loss"]
 
 
 def test_lowering_steps_resumes_from_a_kept_checkpoint_or_starts_over(tmp_path, tiny_shards, random_init):
-    run(tmp_path, tiny_shards, random_init, config(steps=4))
+    run(tmp_path, tiny_shards, random_init, tiny(steps=4))
     # The newest checkpoint that is not beyond the new total (ckpt-2) ...
-    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=3))
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=3))
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 3
     # ... or from scratch when every kept checkpoint is beyond it.
-    _, summary = run(tmp_path, tiny_shards, random_init, config(steps=1))
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=1))
     assert summary["resumed_from_step"] is None and summary["steps"] == 1
 
 
@@ -156,9 +169,9 @@ def test_ema_saves_the_weight_average(tmp_path, tiny_shards, random_init):
     # The average starts at the weights after the first update; with a momentum this close to 1 it
     # stays there, so the saved model is the one-step model although three steps were taken.
     sgd = {"optimizer": "sgd", "lr": 1e-2}
-    one, _ = run(tmp_path, tiny_shards, random_init, config(steps=1, ema=0.0, **sgd), tag="one")
-    ema, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, ema=1 - 1e-9, **sgd), tag="ema")
-    raw, _ = run(tmp_path, tiny_shards, random_init, config(steps=3, ema=0.0, **sgd), tag="raw")
+    one, _ = run(tmp_path, tiny_shards, random_init, tiny(steps=1, ema=0.0, **sgd), tag="one")
+    ema, _ = run(tmp_path, tiny_shards, random_init, tiny(steps=3, ema=1 - 1e-9, **sgd), tag="ema")
+    raw, _ = run(tmp_path, tiny_shards, random_init, tiny(steps=3, ema=0.0, **sgd), tag="raw")
     w1, we, wr = (load(str(d / "model.keras")).get_layer("fused").get_weights()[0] for d in (one, ema, raw))
     assert np.abs(w1).max() > 0  # the first step moved the zero-initialised head
     assert np.abs(we - w1).max() < 1e-3 * np.abs(wr - w1).max()
@@ -175,7 +188,7 @@ def test_accumulating_k_batches_is_one_batch_of_k_times_the_size(random_init):
     y[1, :4] = 255  # VOID pixels take part in neither
     after = []
     for accum, batch in ((1, 4), (2, 2)):
-        cfg = config(optimizer="sgd", lr=1.0, momentum=0.0, ema=0.0, accum_steps=accum, batch_size=batch)
+        cfg = tiny(optimizer="sgd", lr=1.0, momentum=0.0, ema=0.0, accum_steps=accum, batch_size=batch)
         keras.utils.set_random_seed(0)  # the same side-output initialisation for both
         net, opt = training.build(cfg, random_init)
         step = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))
@@ -194,7 +207,7 @@ def test_accumulating_k_batches_is_one_batch_of_k_times_the_size(random_init):
 def test_mixed_precision_saves_a_float32_model(tmp_path, tiny_shards, random_init, precision):
     import keras
 
-    d, summary = run(tmp_path, tiny_shards, random_init, config(steps=1, precision=precision))
+    d, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=1, precision=precision))
     assert summary["precision"] == precision
     assert np.isfinite(summary["final_loss"])
     assert keras.mixed_precision.global_policy().name == "float32"  # not left behind for the process
@@ -205,7 +218,7 @@ def test_mixed_precision_saves_a_float32_model(tmp_path, tiny_shards, random_ini
 
 
 def test_xla_trains_on_cpu(tmp_path, tiny_shards, random_init):
-    cfg = config(steps=2, jit_compile=True, deterministic=False, accum_steps=2)
+    cfg = tiny(steps=2, jit_compile=True, deterministic=False, accum_steps=2)
     _, summary = run(tmp_path, tiny_shards, random_init, cfg)
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
 
@@ -245,5 +258,5 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_sha
 
 
 def test_grabcut_i_without_votes_says_which_param_to_set(tmp_path, tiny_shards, random_init):
-    with pytest.raises(SystemExit, match="labels.consensus_runs"):
-        run(tmp_path, tiny_shards, random_init, config(labels="grabcut_i"))
+    with pytest.raises(StageInputError, match="labels.consensus_runs"):
+        run(tmp_path, tiny_shards, random_init, tiny(labels="teacher_i"))

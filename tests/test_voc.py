@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wss.masks import from_segmentation
-from wss import coco, voc
-from wss.boxes import Box
+from wss.core.boxes import Box
+from wss.core.masks import from_segmentation
+from wss.data.readers import voc
+from wss.errors import DataError
 
 
 def xml(name: str, w: int, h: int, objects: list[tuple[str, tuple[int, int, int, int], int]]) -> str:
@@ -71,5 +72,5 @@ def test_voc_conventions_and_rejects(tmp_path):
 
 
 def test_not_a_devkit(tmp_path):
-    with pytest.raises(ValueError, match="no VOC devkit"):
+    with pytest.raises(DataError, match="no VOC devkit"):
         voc.read(tmp_path)

@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from wss.masks import from_segmentation
-from wss import coco, metrics, yolo
-from wss.boxes import Box
 from tests.conftest import ROOT
+from wss.core import metrics
+from wss.core.boxes import Box
+from wss.core.masks import from_segmentation
+from wss.data.readers import coco, yolo
+from wss.errors import DataError
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -60,10 +62,10 @@ def test_tiny_dataset_lines_and_rejects(tmp_path):
 
 def test_unusable_yaml_names_the_file(tmp_path):
     (tmp_path / "d.yaml").write_text("train: [unclosed\n")
-    with pytest.raises(ValueError, match="d.yaml"):
+    with pytest.raises(DataError, match="d.yaml"):
         yolo.read(tmp_path / "d.yaml")
     (tmp_path / "d.yaml").write_text("train: images/train\n")
-    with pytest.raises(ValueError, match="needs 'names'"):
+    with pytest.raises(DataError, match="needs 'names'"):
         yolo.read(tmp_path / "d.yaml")
 
 

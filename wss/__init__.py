@@ -8,9 +8,11 @@ Conventions used everywhere in the package (converted only at the borders):
 * **Mask**: a 2-D ``uint8`` array of the image's height and width, 1 = object,
   0 = background.  Soft predictions are ``float32`` in ``[0, 1]``.
 * **Training label**: a mask that may also hold ``VOID`` (255, as in PASCAL VOC) on pixels
-  the loss leaves out (the "^i" label sources of :mod:`wss.inputs`).
+  the loss leaves out (the "^i" label sources of :mod:`wss.net.inputs`).
 * **Instance map**: a 2-D ``uint8`` array, 0 = background, ``k`` = instance ``k``
   (SBD's ``GTinst.Segmentation``).
 """
 
-VOID = 255
+from wss.errors import ConfigError, DataError, SetupError, StageInputError, WssError
+
+__all__ = ["WssError", "ConfigError", "DataError", "StageInputError", "SetupError"]

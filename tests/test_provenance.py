@@ -1,0 +1,49 @@
+"""What a fingerprint sees of the code: the parsed program, not its comments or docstrings."""
+
+from __future__ import annotations
+
+from tests.conftest import edit
+from wss.core import provenance
+
+
+def write(tmp_path, text):
+    path = tmp_path / "m.py"
+    path.write_text(text)
+    return provenance.normalised_source(path)
+
+
+def test_comments_docstrings_and_layout_do_not_count(tmp_path):
+    base = write(tmp_path, 'X = 1\n\n\ndef f(a):\n    return a + X\n')
+    assert write(tmp_path, '"""Module doc."""\n# why X is 1\nX = 1  # one\n\ndef f(a):\n    """Doc."""\n'
+                           '    return (a +\n            X)\n') == base  # fmt: skip
+
+
+def test_constants_expressions_and_strings_that_run_do_count(tmp_path):
+    base = write(tmp_path, 'X = 1\n\ndef f(a):\n    return a + X\n')
+    assert write(tmp_path, 'X = 2\n\ndef f(a):\n    return a + X\n') != base
+    assert write(tmp_path, 'X = 1\n\ndef f(a):\n    return a - X\n') != base
+    # A string that is not the first statement is code, not a docstring.
+    assert write(tmp_path, 'X = 1\n\ndef f(a):\n    print("hi")\n    return a + X\n') != base
+
+
+def test_digest_follows_the_code_and_the_package_versions(project_copy, monkeypatch):
+    before = provenance.digest("stages.labels", ("numpy",))
+    edit(project_copy / "wss/labels/grabcut.py", "import zlib", "import zlib  # for crc32")
+    assert provenance.digest("stages.labels", ("numpy",)) == before
+    edit(project_copy / "wss/labels/grabcut.py", "import zlib", "import zlib\nimport json")
+    changed = provenance.digest("stages.labels", ("numpy",))
+    assert changed != before
+    real = provenance.metadata.version
+    monkeypatch.setattr(provenance.metadata, "version", lambda d: "0.1" if d == "numpy" else real(d))
+    assert provenance.digest("stages.labels", ("numpy",)) != changed
+    assert provenance.digest("stages.labels") != changed  # versions of packages not asked for do not count
+
+
+def test_versions_reads_metadata_and_names_what_is_missing():
+    got = provenance.versions("numpy", "opencv", "no-such-package-xyz")
+    import cv2
+    import numpy
+
+    assert got["numpy"] == numpy.__version__
+    assert got["opencv"].split(".")[:2] == cv2.__version__.split(".")[:2]
+    assert got["no-such-package-xyz"] == "absent"

@@ -1,0 +1,125 @@
+"""Which code and which library versions made a result: the code half of a fingerprint.
+
+A stage's output depends on its params, its inputs and its code.  :func:`closure` finds the code:
+the project modules a module imports, transitively, read from the source with :mod:`ast` (so
+imports inside functions count too, and nothing is executed).  :func:`digest` hashes that code
+*as parsed*, without docstrings, comments or layout, together with the versions of the packages
+that compute the result.  ``labels`` puts it into every shard, ``train`` into its checkpoints, so
+editing a comment or a docstring reuses them, while changing a constant or an expression, or
+upgrading OpenCV or TensorFlow, rebuilds them.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import sys
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_PACKAGES = ("wss", "stages")
+
+
+def _file(module: str) -> Path | None:
+    """The source file of a project module (``wss.net.model`` -> ``wss/net/model.py``), or ``None``."""
+    if module.split(".")[0] not in PROJECT_PACKAGES:
+        return None
+    base = ROOT.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """Module names imported by the file ``path`` (the module ``module``), with ``from X import y``
+    giving both ``X`` and ``X.y`` (``y`` may be a submodule)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                prefix = ".".join(parts[: len(parts) - node.level + 1])
+                base = f"{prefix}.{base}" if base else prefix
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+@cache
+def closure(module: str) -> tuple[Path, ...]:
+    """Project source files that ``module`` runs: itself, what it imports, transitively, and the
+    ``__init__.py`` of every package on the way; sorted, relative to the repository root."""
+    todo, seen = [module], set()
+    files: set[Path] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+            path = _file(".".join(parts[:i]))
+            if path is not None and path not in files:
+                files.add(path)
+                todo.append(".".join(parts[:i]))
+        path = _file(name)
+        if path is not None:
+            todo.extend(_imports(path, name))
+    return tuple(sorted(p.relative_to(ROOT) for p in files))
+
+
+# Distribution names to try for a package that ships under several (the first one installed wins).
+DISTRIBUTIONS = {"opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
+                            "opencv-contrib-python")}  # fmt: skip
+
+
+def versions(*packages: str) -> dict[str, str]:
+    """``{package: installed version}`` ("absent" if it is not installed), read from the packages'
+    metadata without importing them."""
+    found = {}
+    for name in packages:
+        found[name] = "absent"
+        for dist in DISTRIBUTIONS.get(name, (name,)):
+            try:
+                found[name] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return found
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):  # fmt: skip
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def normalised_source(path: Path) -> str:
+    """The code of ``path`` as Python parses it: the AST without docstrings and without positions,
+    so comments, docstrings, blank lines and line breaks do not change it, and every token that
+    runs does."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return ast.dump(_without_docstrings(tree), include_attributes=False)
+
+
+def digest(module: str, packages: tuple[str, ...] = ()) -> str:
+    """SHA-256 over the paths and :func:`normalised_source` of :func:`closure` of ``module``, the
+    Python version (the AST's dialect) and the :func:`versions` of ``packages``."""
+    h = hashlib.sha256(f"python {sys.version_info[0]}.{sys.version_info[1]}\x00".encode())
+    for rel in closure(module):
+        h.update(str(rel).encode() + b"\x00" + normalised_source(ROOT / rel).encode() + b"\x00")
+    for name, version in sorted(versions(*packages).items()):
+        h.update(f"{name}=={version}\x00".encode())
+    return h.hexdigest()

@@ -1,0 +1,135 @@
+"""A dataset in its own format -> the instance table (:mod:`wss.data.instances`): the ``convert`` stage's work.
+
+``data.source`` picks the reader: ``sample`` and ``sbd`` (:mod:`wss.data.readers.sbd`), ``coco``
+(:mod:`wss.data.readers.coco`), ``yolo`` (:mod:`wss.data.readers.yolo`) or ``voc`` (:mod:`wss.data.readers.voc`); every reader returns a
+:class:`wss.data.dataset.Dataset`, and :func:`wss.data.dataset.table` checks images and numbers instances
+the same way for all.  One bad file never stops the run: it becomes a row of ``rejects.csv``
+(file, image id, reason), and the stage fails only when the share of images with a reject
+exceeds ``convert.max_reject_fraction``.  A file that is not of the format at all (malformed
+JSON, XML or yaml at the top) stops the stage with a message naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from wss.config import DataConfig
+from wss.core import atomic
+from wss.data import dataset
+from wss.data.instances import CATEGORIES, REJECTS, TABLE
+from wss.data.readers import coco, sbd, voc, yolo
+from wss.errors import DataError
+
+
+def find(root: Path, given: str, suffixes: tuple[str, ...], looks_right, what: str) -> list[Path]:
+    """The annotation file(s): ``given`` (relative to ``root``), else every file under ``root`` with
+    one of ``suffixes`` that ``looks_right``; an error saying what to set when there is none."""
+    if given:
+        path = root / given
+        if not path.is_file():
+            raise DataError(f"data.annotations is {given!r}, but {path} does not exist")
+        return [path]
+    found = [p for p in dataset.files_under(root, suffixes) if looks_right(p)]
+    if not found:
+        raise DataError(f"{root}: no {what} found; set data.annotations to its path inside the dataset")
+    return found
+
+
+def _is_coco(path: Path) -> bool:
+    head = path.read_bytes()[:4096]
+    return b'"images"' in head or b'"annotations"' in head or b'"categories"' in head or b'"info"' in head
+
+
+def _is_yolo(path: Path) -> bool:
+    return "names:" in path.read_text(errors="replace")
+
+
+def read_coco(root: Path, given: str) -> dataset.Dataset:
+    """Every COCO instances JSON under ``root`` (or ``given``): a file whose name says ``train`` or
+    ``val`` gives that split, a single file leaves the split to ``data.val_fraction``.  Images are
+    found by ``file_name``: as a path under the JSON's dataset, else by name anywhere under ``root``."""
+    files = find(root, given, (".json",), _is_coco, "COCO instances JSON")
+    parts = []
+    for path in files:
+        stem = path.stem.lower()
+        split = None if len(files) == 1 else "val" if "val" in stem else "train" if "train" in stem else None
+        if split is None and len(files) > 1:
+            raise DataError(f"{path}: several COCO files and this one's name says neither train nor val; "
+                             f"set data.annotations to the one to use")  # fmt: skip
+        parts.append(coco.read(path, split))
+    by_name: dict[str, list[Path]] = {}
+    for p in dataset.files_under(root, dataset.IMAGE_SUFFIXES):
+        by_name.setdefault(p.name, []).append(p)
+    images, annotations, rejects, categories = {}, [], [], {}
+    for part in parts:
+        categories.update(part.categories)
+        rejects += part.rejects
+        annotations += part.annotations
+        for iid, im in part.images.items():
+            name = Path(im["file_name"])
+            hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
+            rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: check_image says so
+            images[iid] = {**im, "file_name": str(rel), "name": name.stem}
+    return dataset.Dataset(images, categories, annotations, rejects)
+
+
+def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool]:
+    """The dataset at ``root`` read by ``source``'s reader, and whether its image ids are COCO's own."""
+    if source in ("sample", "sbd"):
+        return sbd.read(root), False
+    if source == "coco":
+        return read_coco(root, annotations), True
+    if source == "yolo":
+        spec = find(root, annotations, (".yaml", ".yml"), _is_yolo, "YOLO dataset yaml")[0]
+        return _rebase(yolo.read(spec), yolo.images_root(spec), root), False
+    if source == "voc":
+        vroot = voc.find_root(root)
+        return _rebase(voc.read(vroot), vroot, root), False
+    raise DataError(f"unknown data.source {source!r}")
+
+
+def _rebase(ds: dataset.Dataset, base: Path, root: Path) -> dataset.Dataset:
+    """``ds`` with image file names relative to ``root`` instead of ``base``."""
+    try:
+        prefix = Path(base).resolve().relative_to(Path(root).resolve())
+    except ValueError:  # Path.relative_to
+        raise DataError(f"{base}: the images lie outside the dataset directory {root}") from None
+    images = {i: {**im, "file_name": str(prefix / im["file_name"])} for i, im in ds.images.items()}
+    return dataset.Dataset(images, ds.categories, ds.annotations, ds.rejects)
+
+
+def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float) -> pd.DataFrame:
+    """Read the ``data.source`` dataset at ``root``; write the table, categories and rejects to ``out``."""
+    ds, keep_ids = read(data.source, root, data.annotations)
+    table, rejects = dataset.table(ds, root, data.val_fraction, keep_ids)
+    with atomic.target(out, directory=True) as tmp:
+        reject_table = pd.DataFrame(rejects, columns=["file", "image_id", "reason"])
+        reject_table.to_csv(tmp / REJECTS, index=False)
+        listed = len(ds.images) + len({r["image_id"] for r in ds.rejects} - set(ds.images))
+        bad = reject_table["image_id"].nunique()
+        fraction = bad / max(listed, 1)
+        with_mask = int((table["mask"] != "").sum())
+        print(f"convert: {data.source}: {listed} images, {len(table)} instances "
+              f"({(table.split == 'train').sum()} train, {(table.split == 'val').sum()} val; {with_mask} with a mask), "
+              f"{len(ds.categories)} categories, {len(reject_table)} rejects in {bad} images ({fraction:.1%})")  # fmt: skip
+        crowd = sum(a.iscrowd for a in ds.annotations)
+        if crowd:
+            print(f"  {crowd} crowd annotations left out, as COCO's evaluation does")
+        for r in rejects[:10]:
+            print(f"  reject {r['file']}: {r['reason']}")
+        if fraction > max_reject_fraction:
+            failed = out.with_name(out.name + "-" + REJECTS)
+            reject_table.to_csv(failed, index=False)
+            raise DataError(
+                f"{fraction:.1%} of images have rejects, more than convert.max_reject_fraction="
+                f"{max_reject_fraction:.1%}; see {failed}"
+            )
+        if table.empty:
+            raise DataError(f"{root} holds no usable instance; see {out / REJECTS}")
+        cats = [{"id": int(i), "name": n} for i, n in ds.categories.items()]
+        (tmp / CATEGORIES).write_text(json.dumps(cats, indent=1))
+        table.to_parquet(tmp / TABLE, index=False)
+    return table

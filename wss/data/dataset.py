@@ -1,0 +1,161 @@
+"""What every dataset reader returns (:class:`Dataset`), and how it becomes the instance table.
+
+The readers (:mod:`wss.data.readers.sbd`, :mod:`wss.data.readers.coco`, :mod:`wss.data.readers.yolo`, :mod:`wss.data.readers.voc`) convert their
+format's conventions at the border: boxes in the project's convention, masks as COCO-form
+segmentations, categories as the file has them.  :func:`table` then checks every image the
+same way, assigns splits and numbers the instances, whatever the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from PIL import Image
+
+from wss.core.boxes import Box, clip
+from wss.core.masks import from_segmentation, to_rle
+from wss.data.instances import COLUMNS, SPLITS
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what the readers look for
+
+
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """One usable annotation, in the project's box convention with a COCO-form segmentation."""
+
+    annotation_id: int
+    image_id: int | str
+    category_id: int
+    box: Box
+    segmentation: Any  # polygons or RLE as COCO has them; None for an annotation without a mask
+    iscrowd: bool
+    difficult: bool = False  # VOC's flag
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A detection/segmentation dataset as every reader returns it."""
+
+    # id -> {"file_name" (relative to the dataset root), "height", "width", "split", and optionally "name",
+    # the image id the table uses when the dataset's own id is not one (COCO's numbers: the file stem)}
+    images: dict[int | str, dict]
+    categories: dict[int, str]  # id -> name, as the file has them
+    annotations: list[Annotation]
+    rejects: list[dict]  # {"file", "image_id", "reason"}
+
+
+def check_image(path: Path, height: int, width: int) -> str:
+    """Why the image at ``path`` is unusable, or ``""``: missing, unreadable (a full decode proves a
+    JPEG intact), CMYK, more than 8 bits per channel, or not ``width x height``.  Grayscale and
+    palette images are usable: they are read as RGB."""
+    if not path.is_file():
+        return "file is missing"
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+    except (OSError, Image.DecompressionBombError) as exc:
+        return f"corrupt or unreadable image ({type(exc).__name__})"
+    if mode == "CMYK":
+        return "CMYK image (convert it to RGB)"
+    if mode.startswith("I") or mode == "F":
+        return f"{mode} image with more than 8 bits per channel (convert it to 8-bit RGB)"
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return "corrupt or unreadable image"
+    if image.dtype != np.uint8:
+        return f"{image.dtype} image with more than 8 bits per channel (convert it to 8-bit RGB)"
+    h, w = image.shape[:2]
+    if (h, w) != (height, width):
+        return f"image is {w}x{h}, the annotations say {width}x{height}"
+    return ""
+
+
+def val_split(image_id: str, fraction: float) -> str:
+    """``"val"`` for a ``fraction`` of image ids, chosen by a hash of the id alone (never by file order)."""
+    digest = hashlib.sha256(str(image_id).encode()).digest()
+    return "val" if int.from_bytes(digest[:8], "big") < fraction * 2**64 else "train"
+
+
+def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple[pd.DataFrame, list[dict]]:
+    """The instance table (:mod:`wss.data.instances`) of ``ds`` whose files lie under ``root``, and the rejects.
+
+    Crowd annotations are left out, as COCO's evaluation does.  When no image is in ``val``, a
+    ``val_fraction`` of the images go there by :func:`val_split`; images in other splits (``test``)
+    are left out.  ``keep_ids`` keeps the dataset's own integer image ids for export (COCO);
+    otherwise images are numbered 1, 2, ... in image-id order.
+    """
+    rejects = list(ds.rejects)
+    has_val = any(im["split"] == "val" for im in ds.images.values())
+    by_image: dict[Any, list[Annotation]] = {}
+    for a in ds.annotations:
+        if not a.iscrowd:
+            by_image.setdefault(a.image_id, []).append(a)
+    numbers = {iid: n for n, iid in enumerate(sorted(ds.images, key=str), start=1)}
+    todo = []
+    names: set[str] = set()
+    for iid, anns in by_image.items():
+        im = ds.images[iid]
+        name = str(im.get("name", iid))
+        split = im["split"]
+        if not has_val and split in (None, "train"):
+            split = val_split(name, val_fraction)
+        if split not in SPLITS:
+            continue
+        path = root / im["file_name"]
+        if name in names:
+            rejects.append({"file": str(path), "image_id": iid, "reason": f"a second image named {name}"})
+            continue
+        names.add(name)
+        todo.append((iid, name, split, path, anns))
+    # Decoding every image dominates on large datasets; OpenCV and PIL release the GIL.
+    reasons = Parallel(n_jobs=-1, prefer="threads")(
+        delayed(check_image)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo)
+    rows = []
+    for (iid, name, split, path, anns), reason in zip(todo, reasons):
+        im = ds.images[iid]
+        if reason:
+            rejects.append({"file": str(path), "image_id": iid, "reason": reason})
+            continue
+        h, w = im["height"], im["width"]
+        for a in anns:
+            row, reason = _row(a, h, w)
+            if reason:
+                rejects.append({"file": str(path), "image_id": iid, "reason": f"annotation {a.annotation_id}: {reason}"})
+                continue
+            row.update(image_id=name, split=split, category_name=ds.categories[a.category_id], height=h, width=w,
+                       file=im["file_name"], coco_image_id=int(iid) if keep_ids else numbers[iid])  # fmt: skip
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "instance_id"])
+    out["instance_id"] = out.groupby("image_id", sort=False).cumcount() + 1
+    return out[COLUMNS], rejects
+
+
+def _row(a: Annotation, h: int, w: int) -> tuple[dict, str]:
+    """The table fields of one annotation, or why it is unusable."""
+    box = clip(a.box, h, w)
+    if box.width <= 0 or box.height <= 0:
+        return {}, f"box {tuple(a.box)} outside the {w}x{h} image"
+    counts, area = "", box.area
+    if a.segmentation is not None:
+        mask = from_segmentation(a.segmentation, h, w)
+        area = int(np.count_nonzero(mask))
+        if not area:
+            return {}, "mask has no pixels"
+        counts = to_rle(mask)
+    return {"category": int(a.category_id), "x1": box.x1, "y1": box.y1, "x2": box.x2, "y2": box.y2,
+            "area": area, "mask": counts, "difficult": bool(a.difficult)}, ""  # fmt: skip
+
+
+def files_under(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """Files under ``root`` with one of ``suffixes`` (lower-case), in sorted order."""
+    return (p for p in sorted(root.rglob("*")) if p.suffix.lower() in suffixes and p.is_file())

@@ -1,0 +1,127 @@
+"""The Ultralytics YOLO dataset layout, read into :class:`wss.data.dataset.Dataset`.
+
+A dataset yaml names the root (``path``, relative to the yaml), one entry per split (``train``,
+``val``, ``test``: a directory of images under the root) and the class ``names`` (a list, or a
+mapping from class index to name).  Each image ``.../images/<split>/<stem>.jpg`` has a label file
+``.../labels/<split>/<stem>.txt`` (none: no objects) with one object per line, coordinates
+normalised to the image size:
+
+* detection: ``class cx cy w h`` (a box, no mask);
+* segmentation: ``class x1 y1 x2 y2 ...`` (a polygon, at least 3 points; its box is its extent).
+
+Category ids are the class indices; a bad line, an unknown class, a label file without an image
+or an unreadable image becomes a reject row naming the file and the reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from wss.core.boxes import Box
+from wss.data.dataset import IMAGE_SUFFIXES, Annotation, Dataset
+from wss.errors import DataError
+
+SLACK = 1e-3  # normalised coordinates a hair outside [0, 1] are rounding, not errors
+
+
+def read(yaml_path: str | Path) -> Dataset:
+    """Read the dataset that ``yaml_path`` describes; ``ValueError`` naming the file if the yaml is unusable."""
+    yaml_path = Path(yaml_path)
+    try:
+        spec = yaml.safe_load(yaml_path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise DataError(f"{yaml_path}: not a readable yaml file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(spec, dict) or "names" not in spec:
+        raise DataError(f"{yaml_path}: a YOLO dataset yaml needs 'names' and one entry per split")
+    names = spec["names"]
+    categories = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}
+    root = images_root(yaml_path, spec)
+    splits = {s: spec[s] for s in ("train", "val", "test") if spec.get(s)}
+    if not splits:
+        raise DataError(f"{yaml_path}: names no split (train, val or test)")
+    images: dict[str, dict] = {}
+    annotations: list[Annotation] = []
+    rejects: list[dict] = []
+    for split, rel in splits.items():
+        image_dir = root / str(rel)
+        if not image_dir.is_dir():
+            raise DataError(f"{yaml_path}: {split} directory {image_dir} does not exist")
+        label_dir = _label_dir(image_dir)
+        stems = set()
+        for path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            stems.add(path.stem)
+            try:  # the header alone: convert decodes every image it keeps (wss.data.dataset.check_image)
+                with Image.open(path) as im:
+                    w, h = im.size
+            except (OSError, Image.DecompressionBombError):
+                rejects.append({"file": str(path), "image_id": path.stem, "reason": "corrupt or unreadable image"})
+                continue
+            if path.stem in images:
+                rejects.append({"file": str(path), "image_id": path.stem, "reason": "image id listed twice"})
+                continue
+            images[path.stem] = {"file_name": str(path.relative_to(root)), "height": h, "width": w, "split": split}
+            label = label_dir / f"{path.stem}.txt"
+            if label.is_file():
+                for k, line in enumerate(label.read_text().splitlines(), start=1):
+                    if not line.strip():
+                        continue
+                    ann, reason = _parse(line, categories, h, w, path.stem, len(annotations) + 1)
+                    if reason:
+                        rejects.append({"file": str(label), "image_id": path.stem, "reason": f"line {k}: {reason}"})
+                    else:
+                        annotations.append(ann)
+        if label_dir.is_dir():
+            for label in sorted(label_dir.glob("*.txt")):
+                if label.stem not in stems:
+                    rejects.append({"file": str(label), "image_id": label.stem, "reason": "label file without an image"})
+    return Dataset(images, categories, annotations, rejects)
+
+
+def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
+    """The dataset root a yaml names (``path``, relative to the yaml); image file names are relative to it."""
+    spec = spec if spec is not None else yaml.safe_load(Path(yaml_path).read_text())
+    return (Path(yaml_path).parent / str(spec.get("path") or ".")).resolve()
+
+
+def _label_dir(image_dir: Path) -> Path:
+    """``.../images/<split>`` -> ``.../labels/<split>`` (the last ``images`` component, as Ultralytics does)."""
+    parts = list(image_dir.parts)
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts)
+    return image_dir.parent / "labels" / image_dir.name
+
+
+def _parse(line: str, categories: dict[int, str], h: int, w: int, image_id: str,
+           annotation_id: int) -> tuple[Annotation | None, str]:
+    """One label line as an annotation, or the reason it is unusable."""
+    fields = line.split()
+    try:
+        cls = int(fields[0])
+        values = np.array([float(v) for v in fields[1:]])
+    except ValueError:
+        return None, f"not numbers: {line.strip()[:60]!r}"
+    if cls not in categories:
+        return None, f"unknown class {cls}"
+    if not np.all(np.isfinite(values)):
+        return None, "non-finite coordinates"
+    if len(values) == 4:
+        cx, cy, bw, bh = values
+        xs, ys, polygon = np.array([cx - bw / 2, cx + bw / 2]), np.array([cy - bh / 2, cy + bh / 2]), None
+    elif len(values) >= 6 and len(values) % 2 == 0:
+        xs, ys = values[0::2], values[1::2]
+        polygon = [[float(v) for v in np.stack([xs * w, ys * h], 1).ravel()]]
+    else:
+        return None, f"expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...', got {len(values)} numbers"
+    if xs.min() < -SLACK or ys.min() < -SLACK or xs.max() > 1 + SLACK or ys.max() > 1 + SLACK:
+        return None, "coordinates outside the image (normalised values must lie in [0, 1])"
+    box = Box(int(np.floor(np.clip(xs.min(), 0, 1) * w)), int(np.floor(np.clip(ys.min(), 0, 1) * h)),
+              int(np.ceil(np.clip(xs.max(), 0, 1) * w)), int(np.ceil(np.clip(ys.max(), 0, 1) * h)))  # fmt: skip
+    if box.width <= 0 or box.height <= 0:
+        return None, "zero-area box"
+    return Annotation(annotation_id, image_id, cls, box, polygon, False), ""

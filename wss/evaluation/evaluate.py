@@ -1,0 +1,164 @@
+"""The trained model on every val instance, scored at full resolution: the ``evaluate`` stage's work.
+
+Each val crop (made by the labels stage with the training transform) is predicted in batches,
+the probability map is pasted back into the full image through its crop window, thresholded at
+``evaluate.threshold`` and compared with the full-resolution ground truth.  The labels the
+network learnt from (``teacher``, made by ``labels.method``, recorded as ``teacher_method``) are
+scored as a training-free segmenter, the number the network should beat, twice: ``teacher`` at
+full resolution, exactly as the labels stage made them, and ``teacher_via_crops`` pasted back through the same crops as the
+model's predictions (what the crop resolution alone costs).
+
+Only instances with a ground-truth mask are scored (a boxes-only dataset has none; the count is
+reported).  Next to mIoU, recall@t and boundary F: COCO's mask AP (``COCOeval``, ``segm``) with
+one predicted mask per ground-truth box, scored by the model's mean foreground probability
+inside the mask; the filled box as a segmenter; and mIoU per COCO object size.
+
+Results: the headline numbers, per-class numbers (the dataset's own categories), and plots: ``recall.tsv`` (recall vs IoU
+threshold), ``per_class.tsv``, ``instances.tsv`` (every instance's scores) and ``overlays/*.png``
+(image, box, ground-truth outline, predicted mask).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from wss.config import EvaluateConfig
+from wss.core import atomic, metrics
+from wss.core.boxes import Box, fill
+from wss.core.draw import overlay
+from wss.core.masks import paste
+from wss.data.instances import by_key, gt_mask, read_categories, read_table
+from wss.data.readers import coco
+from wss.errors import StageInputError
+from wss.evaluation.mask_ap import mask_ap
+from wss.labels import shards
+
+THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
+
+
+
+
+@dataclass
+class Instance:
+    """One val instance at full resolution: the model's mask and the teacher's two versions."""
+
+    key: str
+    category: int
+    box: Box
+    pred: np.ndarray  # the model's mask, pasted back through the crop window and thresholded
+    score: float  # the model's mean foreground probability inside ``pred`` (0 for an empty mask)
+    teacher: np.ndarray  # the GrabCut label exactly as GrabCut made it
+    teacher_via_crop: np.ndarray  # the GrabCut label's crop, pasted back like ``pred``
+
+
+def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val") -> Iterator[Instance]:
+    """The model's full-resolution mask for every instance of ``split`` in the shards, in shard order."""
+    from wss.net.model import predict_proba
+
+    for path in shards.files(shard_dir, split):
+        data = shards.read(path, ("image", "box", "teacher", "teacher_full", "window", "box_xyxy", "image_size",
+                                  "key", "category"))  # fmt: skip
+        probs = predict_proba(model, data["image"], data["box"], cfg.batch_size, cfg.flip)
+        for i, key in enumerate(data["key"]):
+            h, w = (int(v) for v in data["image_size"][i])
+            window = Box(*(int(v) for v in data["window"][i]))
+            prob = paste(probs[i], window, h, w)
+            pred = (prob >= cfg.threshold).astype(np.uint8)
+            yield Instance(
+                key=str(key), category=int(data["category"][i]), box=Box(*(int(v) for v in data["box_xyxy"][i])),
+                pred=pred, score=float(prob[pred == 1].mean()) if pred.any() else 0.0,
+                teacher=shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i]),
+                teacher_via_crop=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),
+            )  # fmt: skip
+
+
+def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: EvaluateConfig,
+             plots_dir: Path) -> tuple[dict, dict]:
+    """Score ``model`` (a loaded network, :func:`wss.net.model.load`), its teacher labels and the filled
+    box on the val instances that have a mask; write the plots; return (summary, per-class)."""
+    total = shards.count(shard_dir, "val")
+    if not total:
+        raise StageInputError(f"{shard_dir} has no val instances")
+    table = read_table(instances_dir)
+    val = by_key(table[table.split == "val"])
+    with_masks = sum(bool(r.mask) for r in val.values())
+    if not with_masks:
+        raise StageInputError(f"none of the {total} val instances has a ground-truth mask (a boxes-only "
+                              f"dataset), so there is nothing to score masks against; the export stage still "
+                              f"writes the masks")  # fmt: skip
+    rows, keep, gts, dts, teacher = [], {}, [], [], []
+    overlay_ids: set[str] = set()
+    tol = cfg.boundary_tolerance
+    for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
+        r = val[inst.key]
+        gt = gt_mask(r)
+        if gt is None:
+            continue
+        box = fill(inst.box, *gt.shape)
+        rows.append({
+            "key": inst.key, "category": r.category_name, "area": r.area,
+            "iou": metrics.iou(inst.pred, gt), "boundary_f": metrics.boundary_f(inst.pred, gt, tol),
+            "iou_teacher": metrics.iou(inst.teacher, gt),
+            "boundary_f_teacher": metrics.boundary_f(inst.teacher, gt, tol),
+            "iou_teacher_crop": metrics.iou(inst.teacher_via_crop, gt),
+            "boundary_f_teacher_crop": metrics.boundary_f(inst.teacher_via_crop, gt, tol),
+            "iou_box": metrics.iou(box, gt), "boundary_f_box": metrics.boundary_f(box, gt, tol),
+        })  # fmt: skip
+        gts.append(coco.annotation(len(gts) + 1, int(r.coco_image_id), int(r.category), inst.box, gt))
+        det = {"image_id": int(r.coco_image_id), "category_id": int(r.category)}
+        dts.append({**det, "segmentation": coco.encode(inst.pred), "score": inst.score})
+        # The teacher has no confidence: its AP ranks every mask alike (score 1).
+        teacher.append({**det, "segmentation": coco.encode(inst.teacher), "score": 1.0})
+        image_id = inst.key.rsplit("/", 1)[0]
+        if len(overlay_ids) < cfg.n_overlays:
+            overlay_ids.add(image_id)
+        if image_id in overlay_ids:
+            keep.setdefault(image_id, []).append((inst.box, inst.pred, gt))
+    per = pd.DataFrame(rows)
+    images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
+    categories = read_categories(instances_dir)
+    result = metrics.summary(per.iou.to_numpy(), per.boundary_f.to_numpy())
+    result["instances_with_masks"] = len(per)
+    result["instances_without_masks"] = total - len(per)
+    result |= mask_ap(images, categories, gts, dts)
+    result["by_size"] = {s: round(float(per.iou[sel].mean()), 4) if sel.any() else None
+                         for s, sel in metrics.size_buckets(per.area.to_numpy()).items()}  # fmt: skip
+    result["threshold"] = cfg.threshold
+    result["flip"] = cfg.flip
+    # The labels the model learnt from, named by their role; which method made them is recorded beside.
+    result["teacher_method"] = shards.read_manifest(shard_dir)["method"]
+    result["teacher"] = metrics.summary(per.iou_teacher.to_numpy(), per.boundary_f_teacher.to_numpy())
+    result["teacher"] |= mask_ap(images, categories, gts, teacher)
+    result["teacher_via_crops"] = metrics.summary(per.iou_teacher_crop.to_numpy(), per.boundary_f_teacher_crop.to_numpy())
+    result["filled_box"] = metrics.summary(per.iou_box.to_numpy(), per.boundary_f_box.to_numpy())
+
+    per_class = {}
+    for name in categories.values():
+        sel = per[per.category == name]
+        per_class[name] = {"iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
+                           "iou_teacher": round(float(sel.iou_teacher.mean()), 4) if len(sel) else None,
+                           "instances": int(len(sel))}  # fmt: skip
+
+    files = {r.image_id: r.file for r in val.values()}
+    with atomic.target(plots_dir, directory=True) as tmp:
+        curve = pd.DataFrame({"threshold": THRESHOLDS,
+                              "recall": metrics.recall_at(per.iou, THRESHOLDS).round(4),
+                              "recall_teacher": metrics.recall_at(per.iou_teacher, THRESHOLDS).round(4)})  # fmt: skip
+        curve.to_csv(tmp / "recall.tsv", sep="\t", index=False)
+        pc = pd.DataFrame([{"class": n, "iou": v["iou"], "iou_teacher": v["iou_teacher"]}
+                           for n, v in per_class.items() if v["instances"]])  # fmt: skip
+        pc.to_csv(tmp / "per_class.tsv", sep="\t", index=False)
+        per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
+        (tmp / "overlays").mkdir()
+        for image_id, items in sorted(keep.items()):
+            image = cv2.imread(str(data_root / files[image_id]), cv2.IMREAD_COLOR)
+            if image is not None:
+                cv2.imwrite(str(tmp / "overlays" / f"{image_id.replace('/', '_')}.png"), overlay(image, items))
+    return result, per_class

@@ -1,0 +1,88 @@
+"""Masks out, in COCO format: the ``export`` stage's work.
+
+For each split it writes two COCO instances files, loadable as they are by pycocotools
+(``COCO(path)``) and Detectron2 (``register_coco_instances(name, {}, path, "data/raw")``):
+
+* ``teacher_<split>.json``: the labels at full resolution, as the labels stage made them with
+  ``labels.method`` (``fallback`` names the fallback shape used where GrabCut failed, "" otherwise;
+  the file's ``info`` records the method);
+* ``model_<split>.json``: the trained model's mask for every instance, with ``score``, the model's
+  mean foreground probability inside the mask.
+
+Each is a complete dataset file: ``images`` (``file_name`` relative to the dataset directory,
+``data/raw``; the ids are the dataset's own for a COCO source), every ``category`` of the dataset,
+and one annotation per instance: the given box as ``bbox``, the mask as compressed RLE
+``segmentation``, its ``area``, ``iscrowd`` 0, and ``instance``, the instance table's key
+``<image_id>/<instance_id>``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from wss.config import EvaluateConfig
+from wss.core import atomic
+from wss.core.boxes import Box
+from wss.data.instances import SPLITS, by_key, read_categories, read_table
+from wss.data.readers import coco
+from wss.evaluation.evaluate import predict_val
+from wss.labels import shards
+
+
+def coco_file(rows: pd.DataFrame, categories: dict[int, str], annotations: list[dict], what: str) -> dict:
+    """A COCO instances file for the images of ``rows`` (instance-table rows) and ``annotations``."""
+    images = rows.drop_duplicates("image_id")
+    return {
+        "info": {"description": f"wss {what}", "version": "1"},
+        "images": [{"id": int(r.coco_image_id), "file_name": r.file, "height": int(r.height), "width": int(r.width)}
+                   for r in images.itertuples()],  # fmt: skip
+        "categories": [{"id": c, "name": n} for c, n in categories.items()],
+        "annotations": annotations,
+    }
+
+
+def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) -> list[dict]:
+    """The full-resolution teacher label of every instance of ``split``, as COCO annotations."""
+    out = []
+    for path in shards.files(shard_dir, split):
+        data = shards.read(path, ("key", "teacher_full", "box_xyxy", "image_size", "fallback"))
+        for i, key in enumerate(data["key"]):
+            r = rows[key]
+            mask = shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i])
+            out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), Box(r.x1, r.y1, r.x2, r.y2),
+                                       mask, instance=key, fallback=str(data["fallback"][i])))  # fmt: skip
+    return out
+
+
+def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], cfg: EvaluateConfig) -> list[dict]:
+    """The model's full-resolution mask of every instance of ``split``, as scored COCO annotations."""
+    total = shards.count(shard_dir, split)
+    out = []
+    for inst in tqdm(predict_val(model, shard_dir, cfg, split), total=total, desc=f"export {split}", unit="inst"):
+        r = rows[inst.key]
+        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.pred,
+                                   instance=inst.key, score=round(inst.score, 4)))  # fmt: skip
+    return out
+
+
+def export(model, shard_dir: Path, instances_dir: Path, out: Path, cfg: EvaluateConfig) -> dict[str, int]:
+    """Write ``teacher_<split>.json`` and ``model_<split>.json`` under ``out`` (atomically, as one
+    directory); return the number of annotations in each file."""
+    table = read_table(instances_dir)
+    categories = read_categories(instances_dir)
+    counts = {}
+    with atomic.target(out, directory=True) as tmp:
+        for split in SPLITS:
+            part = table[table.split == split]
+            rows = by_key(part)
+            teacher = f"teacher masks ({shards.read_manifest(shard_dir)['method']}), {split}"
+            for what, anns, about in (("teacher", teacher_annotations(shard_dir, split, rows), teacher),
+                                      ("model", model_annotations(model, shard_dir, split, rows, cfg),
+                                       f"model masks, {split}")):  # fmt: skip
+                name = f"{what}_{split}.json"
+                atomic.write_json(tmp / name, coco_file(part, categories, anns, about))
+                counts[name] = len(anns)
+    return counts

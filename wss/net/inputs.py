@@ -1,0 +1,168 @@
+"""The ``tf.data`` input pipeline over HDF5 shards, with the training augmentations.
+
+Each element is ``(x, y)``: ``x`` the network input of :func:`wss.net.model.preprocess`
+(``S x S x 4``) and ``y`` the training label (``S x S``, float 0/1, or ``VOID`` where the loss
+ignores the pixel).  Everything is set by the ``train`` params section (:class:`wss.config.TrainConfig`,
+passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about
+the crop centre), and box jitter (each side of the box channel moved by up to ``box_jitter``
+times the box size, as a person's loose box).
+
+Label sources (``train.labels``), after "Simple Does It":
+
+============  ===============================================================================
+teacher       the labels stage's mask, made by ``labels.method`` (GrabCut or GrabCut+)
+teacher_i     GrabCut^i (GrabCut+^i): votes of jittered GrabCuts (``labels.consensus_runs``); a pixel is
+              foreground when at least ``consensus_fg`` of the runs say so, background under
+              ``consensus_bg``, ``VOID`` in between
+box           the filled box
+box_i         Box^i: foreground on the central ``train.box_i_core`` of the box's area (the paper:
+              20%), ``VOID`` on the rest of the box, background outside
+gt            the ground truth (full supervision)
+self          self-training (``train.rounds`` > 1, :mod:`wss.net.selftrain`): the previous round's
+              predictions clamped to the box, where they agree with that round's label; ``VOID``
+              where they disagree
+============  ===============================================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from wss.config import TrainConfig
+from wss.core.masks import VOID
+from wss.labels import grabcut, shards
+from wss.net.model import preprocess
+
+
+def consensus_label(votes: np.ndarray, fg: float, bg: float) -> np.ndarray:
+    """GrabCut^i label from ``votes`` (uint8, 255 = every run said foreground): 1 where the share of
+    runs is ``>= fg``, 0 where it is ``< bg``, ``VOID`` in between."""
+    share = votes.astype(np.float32) / 255
+    return np.where(share >= fg, 1, np.where(share < bg, 0, VOID)).astype(np.uint8)
+
+
+def box_core_label(box_mask: np.ndarray, box: np.ndarray, core: float) -> np.ndarray:
+    """Box^i label: 1 on the centred box with ``core`` times the area of ``box`` (``x1, y1, x2, y2``,
+    crop pixels), ``VOID`` on the rest of ``box_mask``, 0 outside it."""
+    centre = (box[:2] + box[2:]) / 2
+    half = (box[2:] - box[:2]) * np.sqrt(core) / 2
+    r = np.arange(box_mask.shape[0]) + 0.5
+    inx = (r >= centre[0] - half[0]) & (r < centre[0] + half[0])
+    iny = (r >= centre[1] - half[1]) & (r < centre[1] + half[1])
+    label = np.where(box_mask > 0, VOID, 0).astype(np.uint8)
+    label[iny[:, None] & inx[None, :]] = 1
+    return label
+
+
+def training_label(source: str, stored: np.ndarray, box: np.ndarray, fg: float, bg: float, core: float) -> np.ndarray:
+    """The label (0, 1 or ``VOID`` per pixel) of the source ``source`` from its ``stored`` shard field
+    (:data:`wss.labels.shards.LABEL_SOURCES`), for an instance whose box in crop pixels is ``box``."""
+    if source == "teacher_i":
+        return consensus_label(stored, fg, bg)
+    if source == "box_i":
+        return box_core_label(stored, box, core)
+    return stored
+
+
+def box_in_crop(window: np.ndarray, box_xyxy: np.ndarray, side: int) -> np.ndarray:
+    """Boxes ``(n, 4)`` in the pixels of their ``side``-pixel crops cut from the ``window``s."""
+    windows = window.astype(np.float32)
+    scale = side / (windows[:, 2] - windows[:, 0])
+    return ((box_xyxy - np.tile(windows[:, :2], 2)) * scale[:, None]).astype(np.float32)
+
+
+def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: float, core: float):
+    """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file.
+
+    With ``skip_fallbacks``, instances whose GrabCut label is a fallback shape
+    (:data:`wss.labels.grabcut.FALLBACKS`: GrabCut failed) are left out; a ``whole_image`` GrabCut is
+    GrabCut's own output and stays.  The decision uses GrabCut's output only, never the ground
+    truth, so training stays weakly supervised.  The ``gt`` source leaves out instances without a
+    ground-truth mask (a boxes-only dataset has none).
+    """
+    source = source.decode()
+    field = shards.LABEL_SOURCES[source]
+    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
+    box = box_in_crop(data["window"], data["box_xyxy"], data["image"].shape[1])
+    for i in range(len(box)):
+        if skip_fallbacks and data["fallback"][i] in grabcut.FALLBACKS:
+            continue
+        if source == "gt" and not data["has_gt"][i]:
+            continue
+        yield data["image"][i], box[i], training_label(source, data[field][i], box[i], fg, bg, core)
+def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
+    """Filled box ``(x1, y1, x2, y2)`` (crop pixels, x2/y2 exclusive) as a ``side x side`` float mask."""
+    r = tf.range(side, dtype=tf.float32) + 0.5
+    inx = tf.cast((r >= box[0]) & (r < box[2]), tf.float32)
+    iny = tf.cast((r >= box[1]) & (r < box[3]), tf.float32)
+    return iny[:, None] * inx[None, :]
+
+
+def _augment(rgb, box, label, side: int, cfg: TrainConfig | None, seed=None):
+    """The network input and label of one instance, augmented as ``cfg`` says (``None``: as is).
+
+    ``seed``: a stateless-RNG seed ``(2,)`` for this instance, so that the augmentation does not
+    depend on which tf.data worker runs it (and training is reproducible)."""
+    training = cfg is not None
+    rgb = tf.cast(rgb, tf.float32)
+    void = tf.cast(label == VOID, tf.float32)
+    label = tf.cast(label == 1, tf.float32)
+    if training:
+        seeds = tf.random.experimental.stateless_split(seed, 3)
+    if training and cfg.box_jitter > 0:
+        wh = tf.stack([box[2] - box[0], box[3] - box[1]])
+        box = box + tf.random.stateless_uniform([4], seeds[0], -cfg.box_jitter, cfg.box_jitter) * tf.tile(wh, [2])
+        box = tf.stack([tf.minimum(box[0], box[2] - 1), tf.minimum(box[1], box[3] - 1), box[2], box[3]])
+    stack = tf.concat([rgb, _box_mask(box, side)[..., None], label[..., None], void[..., None]], axis=-1)
+    if training and cfg.flip:
+        stack = tf.cond(tf.random.stateless_uniform([], seeds[1]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
+    if training and cfg.scale_jitter > 0:
+        z = tf.random.stateless_uniform([], seeds[2], 1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+        half = 0.5 / z  # a zoom by z shows the central 1/z of the crop
+        crop_box = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half])[None]
+        stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [side, side], extrapolation_value=0.0)[0]
+    box_ch = tf.cast(stack[..., 3] >= 0.5, tf.float32)
+    y = tf.where(stack[..., 5] >= 0.5, float(VOID), tf.cast(stack[..., 4] >= 0.5, tf.float32))
+    return preprocess(stack[..., :3], box_ch), y
+
+
+def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed: int = 0, skip: int = 0,
+            labels: str | None = None) -> tf.data.Dataset:
+    """``(x, y)`` from the shard ``files``, with the label source ``labels`` (default ``cfg.labels``,
+    a key of :data:`wss.labels.shards.LABEL_SOURCES`, table above).
+
+    Training reads shards in a seeded random order with a parallel, deterministic interleave,
+    shuffles instances, augments and repeats forever, and yields one optimizer update's worth of
+    data per element: ``x`` is ``(accum_steps, batch_size, S, S, 4)``.  ``skip`` instances are
+    dropped from the front of the stream *before* augmentation (whose seed is the instance's
+    position in the stream), so a run resumed after ``n`` updates continues exactly where an
+    uninterrupted run would be: pass ``skip = n * accum_steps * batch_size``.
+    Evaluation (``training=False``) reads in order, once, unaugmented, in batches of ``batch_size``.
+    ``skip_fallbacks`` applies to the GrabCut sources only (see :func:`_instances`).
+    """
+    labels = labels or cfg.labels
+    if labels not in shards.LABEL_SOURCES:
+        raise ValueError(f"unknown label source {labels!r}; one of {sorted(shards.LABEL_SOURCES)}")
+    skip_fb = cfg.skip_fallbacks and labels.startswith("teacher")
+    sig = (tf.TensorSpec((side, side, 3), tf.uint8), tf.TensorSpec((4,), tf.float32),
+           tf.TensorSpec((side, side), tf.uint8))  # fmt: skip
+    names = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
+    if training:
+        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
+    args = (labels, skip_fb, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core)
+    ds = names.interleave(
+        lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, *args)),
+        cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    if not training:
+        ds = ds.map(lambda r, b, y: _augment(r, b, y, side, None), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+    # Each instance's augmentation seed is (seed, its position in the stream).
+    ds = ds.shuffle(cfg.shuffle_buffer, seed=seed).enumerate().skip(skip)
+    ds = ds.map(lambda i, item: _augment(*item, side, cfg, tf.stack([tf.cast(seed, tf.int64), i])),
+                num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
+    ds = ds.batch(cfg.batch_size, drop_remainder=True).batch(cfg.accum_steps, drop_remainder=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
