@@ -59,7 +59,15 @@ def _break_no_gtinst(root, i):
 
 def _break_corrupt_jpg(root, i):
     sbd.image_path(root, i).write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    return "corrupt or unreadable image"
+    return "corrupt, truncated or unreadable image"
+
+
+def _break_jpeg_cut_in_half(root, i):
+    # OpenCV decodes the first half and greys the rest, with only a warning: a full decode catches it.
+    path = sbd.image_path(root, i)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return "corrupt, truncated or unreadable image"
 
 
 def _break_empty_instance(root, i):
@@ -81,7 +89,7 @@ def _break_bad_category(root, i):
 
 
 @pytest.mark.parametrize("breaker", [_break_missing_jpg, _break_missing_mat, _break_unreadable_mat,
-                                     _break_no_gtinst, _break_corrupt_jpg, _break_empty_instance,
+                                     _break_no_gtinst, _break_corrupt_jpg, _break_jpeg_cut_in_half, _break_empty_instance,
                                      _break_size_mismatch, _break_bad_category])  # fmt: skip
 def test_bad_input_becomes_a_reject(tiny_sbd, tmp_path, breaker):
     victim = _ids(tiny_sbd)[1]
@@ -123,3 +131,30 @@ def test_cli_on_missing_dir(tmp_path):
                       "--params", str(__import__("tests.conftest").conftest.ROOT / "params.yaml")])
     assert not (tmp_path / "o").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_an_empty_split_stops_convert_with_the_reason_and_the_rejects(tmp_path):
+    import json
+
+    from wss.errors import DataError
+
+    from tests.conftest import data_cfg
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    cv2 = __import__("cv2")
+    import numpy as np
+
+    images, anns = [], []
+    for n in range(1, 4):
+        cv2.imwrite(str(raw / f"{n}.png"), np.zeros((20, 30, 3), np.uint8))
+        images.append({"id": n, "file_name": f"{n}.png", "height": 20, "width": 30})
+        anns.append({"id": n, "image_id": n, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0})
+    (raw / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
+                                                     "categories": [{"id": 1, "name": "x"}]}))  # fmt: skip
+    out = tmp_path / "instances"
+    with pytest.raises(DataError, match=r"the val split is empty \(data.val_fraction is 0.1\)"):
+        convert.convert(raw, out, data_cfg(source="coco", archive=str(raw), val_fraction=0.1), 0.5)
+    assert not out.exists() and (tmp_path / "instances-rejects.csv").is_file()
+    table = convert.convert(raw, out, data_cfg(source="coco", archive=str(raw), val_fraction=0.34), 0.5)
+    assert (table.split == "val").sum() == 1 and (table.split == "train").sum() == 2

@@ -122,7 +122,7 @@ def _bad_image(tmp_path):
 
 @pytest.mark.parametrize("case,match", [
     ("missing image", "no such image"),
-    ("corrupt image", "corrupt or unsupported image"),
+    ("corrupt image", "corrupt or unreadable image"),
     ("box outside", "outside the"),
     ("zero-area box", "zero area"),
     ("bad box text", "expected four numbers"),

@@ -96,7 +96,7 @@ def test_coco_source_from_a_zip(tiny_sbd, tmp_path):
     rejects = pd.read_csv(tmp_path / "inst" / "rejects.csv")
     why = dict(zip(rejects.file.map(lambda f: Path(f).name), rejects.reason))
     assert "CMYK" in why["cmyk.jpg"] and "more than 8 bits" in why["deep.png"]
-    assert "image is 40x20, the annotations say 40x30" in why["small.jpg"] and why["missing.jpg"] == "file is missing"
+    assert "image is 40x20 (upright, EXIF orientation applied), the annotations say 40x30" in why["small.jpg"] and why["missing.jpg"] == "file is missing"
     assert "unknown category id 77" in why["instances_default.json"]
     assert "gray" in set(table.image_id)  # grayscale is read as RGB, not rejected
     # Crowd left out; categories and image ids the file's own; the boxes-only annotation kept without a mask.
@@ -131,12 +131,15 @@ def test_boxes_only_instances_get_labels_but_no_scores(tiny_sbd, tmp_path):
     assert 0 < result["train"]["miou_teacher"] < 1
 
 
-def test_val_split_is_a_hash_of_the_id_not_of_file_order():
+def test_val_split_is_a_hash_of_the_id_not_of_file_order_and_exact_on_small_datasets():
     ids = [f"{i:012d}" for i in range(2000)]
-    split = {i: dataset.val_split(i, 0.2) for i in ids}
-    assert split == {i: dataset.val_split(i, 0.2) for i in reversed(ids)}
-    assert 0.17 < sum(s == "val" for s in split.values()) / len(ids) < 0.23
-    assert all(dataset.val_split(i, 0.0) == "train" for i in ids[:50])
+    val = dataset.val_images(ids, 0.2)
+    assert val == dataset.val_images(list(reversed(ids)), 0.2) and len(val) == 400
+    assert dataset.val_images(ids, 0.0) == set()
+    for n in (5, 17, 170):  # 170 images at 0.2 once gave 25 val images (14.7%) with a per-image hash
+        assert len(dataset.val_images(ids[:n], 0.2)) == round(0.2 * n)
+    # The ranking is by hash, not by id: val is not the first or last ids.
+    assert val != set(ids[:400]) and val != set(ids[-400:])
 
 
 def test_voc_source(tmp_path):

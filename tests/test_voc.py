@@ -43,7 +43,9 @@ def devkit(tmp_path: Path) -> Path:
     palette_png(root / "SegmentationObject/a.png", index)
     (root / "Annotations/b.xml").write_text(xml("b", 40, 20, [("person", (2, 2, 10, 10), 0)]))  # boxes only
     (root / "Annotations/c.xml").write_text("<annotation><size>")  # malformed
-    (root / "Annotations/d.xml").write_text(xml("d", 40, 20, [("cat", (30, 5, 60, 10), 0)]))  # outside
+    # d: a box partly outside (clipped, as COCO's and YOLO's are) and one without numbers (that object alone is out).
+    (root / "Annotations/d.xml").write_text(xml("d", 40, 20, [("cat", (30, 5, 60, 10), 0), ("dog", ("x", 1, 3, 3), 0),
+                                                              ("dog", (2, 2, 6, 6), 0)]))  # fmt: skip
     (root / "Annotations/e.xml").write_text(xml("e", 40, 20, [("cat", (2, 2, 10, 10), 0)]))
     palette_png(root / "SegmentationObject/e.png", np.full((20, 40), 3, np.uint8))  # names object 3 of 1
     (root / "ImageSets/Segmentation/train.txt").write_text("a\nb\nc\n")
@@ -66,9 +68,23 @@ def test_voc_conventions_and_rejects(tmp_path):
     got = {(Path(r["file"]).name, r["reason"] if r["reason"].startswith("object") else r["reason"].split(" (")[0])
            for r in ds.rejects}
     assert ("c.xml", "unreadable annotation XML") in got
-    assert ("d.xml", "object 1: box (29, 4, 60, 10) outside the 40x20 image") in got
+    assert ("d.xml", "object 2: no numeric bndbox xmin/ymin/xmax/ymax") in got
+    d = [a for a in ds.annotations if a.image_id == "d"]
+    assert [(a.source_file, a.source_id) for a in d] == [("Annotations/d.xml", "1"), ("Annotations/d.xml", "3")]
+    assert d[0].box == Box(29, 4, 60, 10)  # as written; the table clips it to the image
     assert ("e.png", "mask indices [3] name objects the XML does not have") in got
     assert ("val.txt", "image id listed twice") in got
+
+
+def test_a_box_partly_outside_is_clipped_and_keeps_its_source_id(tmp_path):
+    from wss.data import dataset
+
+    root = devkit(tmp_path)
+    ds = voc.read(root)
+    table, _ = dataset.table(ds, voc.find_root(root), 0.2, keep_ids=False)
+    d = table[table.image_id == "d"]
+    assert d[["x1", "y1", "x2", "y2"]].values.tolist() == [[29, 4, 40, 10], [1, 1, 6, 6]]
+    assert d.source_id.tolist() == ["1", "3"] and set(d.source_file) == {"Annotations/d.xml"}
 
 
 def test_not_a_devkit(tmp_path):

@@ -60,6 +60,28 @@ def test_tiny_dataset_lines_and_rejects(tmp_path):
     assert ("orphan.txt", "label file without an image") in [(Path(r["file"]).name, r["reason"]) for r in ds.rejects]
 
 
+
+@pytest.mark.parametrize("fmt", ["%.6f", "%g"])  # Ultralytics' converters write 6 decimals or %g
+def test_ultralytics_written_boxes_come_back_exactly(tmp_path, fmt):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "ds"
+    (root / "images/train").mkdir(parents=True)
+    (root / "labels/train").mkdir(parents=True)
+    h, w = 427, 640
+    cv2.imwrite(str(root / "images/train/a.jpg"), np.zeros((h, w, 3), np.uint8))
+    boxes = []
+    for _ in range(300):
+        x1, y1 = int(rng.integers(0, w - 2)), int(rng.integers(0, h - 2))
+        boxes.append(Box(x1, y1, int(rng.integers(x1 + 1, w + 1)), int(rng.integers(y1 + 1, h + 1))))
+    lines = [" ".join(fmt % v for v in ((b.x1 + b.x2) / 2 / w, (b.y1 + b.y2) / 2 / h, b.width / w, b.height / h))
+             for b in boxes]
+    (root / "labels/train/a.txt").write_text("".join(f"0 {line}\n" for line in lines))
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nnames: [thing]\n")
+    ds = yolo.read(root / "data.yaml")
+    assert [a.box for a in ds.annotations] == boxes
+    assert [a.source_id for a in ds.annotations] == [str(k) for k in range(1, 301)]
+    assert {a.source_file for a in ds.annotations} == {str(root / "labels/train/a.txt")}
+
 def test_unusable_yaml_names_the_file(tmp_path):
     (tmp_path / "d.yaml").write_text("train: [unclosed\n")
     with pytest.raises(DataError, match="d.yaml"):

@@ -19,7 +19,7 @@ import pandas as pd
 from wss.config import DataConfig
 from wss.core import atomic
 from wss.data import dataset
-from wss.data.instances import CATEGORIES, REJECTS, TABLE
+from wss.data.instances import CATEGORIES, REJECTS, SPLITS, TABLE
 from wss.data.readers import coco, sbd, voc, yolo
 from wss.errors import DataError
 
@@ -71,7 +71,7 @@ def read_coco(root: Path, given: str) -> dataset.Dataset:
         for iid, im in part.images.items():
             name = Path(im["file_name"])
             hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
-            rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: check_image says so
+            rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: wss.core.image.problem says so
             images[iid] = {**im, "file_name": str(rel), "name": name.stem}
     return dataset.Dataset(images, categories, annotations, rejects)
 
@@ -120,15 +120,23 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
             print(f"  {crowd} crowd annotations left out, as COCO's evaluation does")
         for r in rejects[:10]:
             print(f"  reject {r['file']}: {r['reason']}")
+        failed = out.with_name(out.name + "-" + REJECTS)  # kept when the stage fails: its output is not written
         if fraction > max_reject_fraction:
-            failed = out.with_name(out.name + "-" + REJECTS)
             reject_table.to_csv(failed, index=False)
             raise DataError(
                 f"{fraction:.1%} of images have rejects, more than convert.max_reject_fraction="
                 f"{max_reject_fraction:.1%}; see {failed}"
             )
         if table.empty:
-            raise DataError(f"{root} holds no usable instance; see {out / REJECTS}")
+            reject_table.to_csv(failed, index=False)
+            raise DataError(f"{root} holds no usable instance; see {failed}")
+        for split in SPLITS:
+            if not (table.split == split).any():
+                reject_table.to_csv(failed, index=False)
+                why = (f"data.val_fraction is {data.val_fraction}" if split == "val" and data.val_fraction * listed < 0.5
+                       else f"every {split} image was rejected or has no annotation")  # fmt: skip
+                raise DataError(f"the {split} split is empty ({why}); the stage needs both train and val instances; "
+                                f"see {failed}")
         cats = [{"id": int(i), "name": n} for i, n in ds.categories.items()]
         (tmp / CATEGORIES).write_text(json.dumps(cats, indent=1))
         table.to_parquet(tmp / TABLE, index=False)

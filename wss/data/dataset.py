@@ -14,13 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from PIL import Image
 
 from wss.core.boxes import Box, clip
+from wss.core.image import problem as image_problem
 from wss.core.masks import from_segmentation, to_rle
 from wss.data.instances import COLUMNS, SPLITS
 
@@ -40,6 +39,11 @@ class Annotation:
     segmentation: Any  # polygons or RLE as COCO has them; None for an annotation without a mask
     iscrowd: bool
     difficult: bool = False  # VOC's flag
+    # Where the annotation stands in the user's own files, so exported masks join back to them:
+    # the annotation file (relative to the dataset root once tabled) and the id within it (COCO:
+    # the annotation id; YOLO: the line number; VOC: the object's index in the XML; SBD: the instance).
+    source_file: str = ""
+    source_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,43 +58,19 @@ class Dataset:
     rejects: list[dict]  # {"file", "image_id", "reason"}
 
 
-def check_image(path: Path, height: int, width: int) -> str:
-    """Why the image at ``path`` is unusable, or ``""``: missing, unreadable (a full decode proves a
-    JPEG intact), CMYK, more than 8 bits per channel, or not ``width x height``.  Grayscale and
-    palette images are usable: they are read as RGB."""
-    if not path.is_file():
-        return "file is missing"
-    try:
-        with Image.open(path) as im:
-            mode = im.mode
-    except (OSError, Image.DecompressionBombError) as exc:
-        return f"corrupt or unreadable image ({type(exc).__name__})"
-    if mode == "CMYK":
-        return "CMYK image (convert it to RGB)"
-    if mode.startswith("I") or mode == "F":
-        return f"{mode} image with more than 8 bits per channel (convert it to 8-bit RGB)"
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        return "corrupt or unreadable image"
-    if image.dtype != np.uint8:
-        return f"{image.dtype} image with more than 8 bits per channel (convert it to 8-bit RGB)"
-    h, w = image.shape[:2]
-    if (h, w) != (height, width):
-        return f"image is {w}x{h}, the annotations say {width}x{height}"
-    return ""
-
-
-def val_split(image_id: str, fraction: float) -> str:
-    """``"val"`` for a ``fraction`` of image ids, chosen by a hash of the id alone (never by file order)."""
-    digest = hashlib.sha256(str(image_id).encode()).digest()
-    return "val" if int.from_bytes(digest[:8], "big") < fraction * 2**64 else "train"
+def val_images(image_ids: list[str] | set[str], fraction: float) -> set[str]:
+    """The ``round(fraction * n)`` of the ``n`` image ids that go to val: the ids ranked by a hash of
+    the id and cut at the fraction, so the share is exact on a small dataset too and the choice
+    never depends on file order."""
+    ranked = sorted(set(image_ids), key=lambda i: (hashlib.sha256(str(i).encode()).digest(), str(i)))
+    return set(ranked[: round(fraction * len(ranked))])
 
 
 def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple[pd.DataFrame, list[dict]]:
     """The instance table (:mod:`wss.data.instances`) of ``ds`` whose files lie under ``root``, and the rejects.
 
     Crowd annotations are left out, as COCO's evaluation does.  When no image is in ``val``, a
-    ``val_fraction`` of the images go there by :func:`val_split`; images in other splits (``test``)
+    ``val_fraction`` of the images go there by :func:`val_images`; images in other splits (``test``)
     are left out.  ``keep_ids`` keeps the dataset's own integer image ids for export (COCO);
     otherwise images are numbered 1, 2, ... in image-id order.
     """
@@ -103,12 +83,14 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
     numbers = {iid: n for n, iid in enumerate(sorted(ds.images, key=str), start=1)}
     todo = []
     names: set[str] = set()
+    to_split = {str(ds.images[i].get("name", i)) for i in by_image if ds.images[i]["split"] in (None, "train")}
+    val = set() if has_val else val_images(to_split, val_fraction)
     for iid, anns in by_image.items():
         im = ds.images[iid]
         name = str(im.get("name", iid))
         split = im["split"]
         if not has_val and split in (None, "train"):
-            split = val_split(name, val_fraction)
+            split = "val" if name in val else "train"
         if split not in SPLITS:
             continue
         path = root / im["file_name"]
@@ -119,7 +101,7 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
         todo.append((iid, name, split, path, anns))
     # Decoding every image dominates on large datasets; OpenCV and PIL release the GIL.
     reasons = Parallel(n_jobs=-1, prefer="threads")(
-        delayed(check_image)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo)
+        delayed(image_problem)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo)
     rows = []
     for (iid, name, split, path, anns), reason in zip(todo, reasons):
         im = ds.images[iid]
@@ -133,11 +115,23 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
                 rejects.append({"file": str(path), "image_id": iid, "reason": f"annotation {a.annotation_id}: {reason}"})
                 continue
             row.update(image_id=name, split=split, category_name=ds.categories[a.category_id], height=h, width=w,
-                       file=im["file_name"], coco_image_id=int(iid) if keep_ids else numbers[iid])  # fmt: skip
+                       file=im["file_name"], coco_image_id=int(iid) if keep_ids else numbers[iid],
+                       source_file=_relative(a.source_file, root), source_id=str(a.source_id))  # fmt: skip
             rows.append(row)
     out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "instance_id"])
     out["instance_id"] = out.groupby("image_id", sort=False).cumcount() + 1
     return out[COLUMNS], rejects
+
+
+def _relative(file: str, root: Path) -> str:
+    """``file`` relative to the dataset root when it lies under it (readers may give absolute paths)."""
+    if not file:
+        return ""
+    path = Path(file)
+    try:
+        return str(path.resolve().relative_to(root.resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
 
 
 def _row(a: Annotation, h: int, w: int) -> tuple[dict, str]:

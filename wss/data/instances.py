@@ -15,6 +15,9 @@
                           "" for an instance with a box only
     difficult       bool  VOC's flag (False elsewhere)
     coco_image_id   int   the image's id in exported COCO files (a COCO source keeps its own ids)
+    source_file     str   the annotation file the instance comes from, relative to the dataset directory
+    source_id       str   its id in that file: COCO's annotation id, YOLO's line number, the object's
+                          index in a VOC XML, the instance number of an SBD ``.mat`` (1-based)
 
 ``categories.json`` lists every category of the dataset, ``[{"id", "name"}, ...]``, used or not.
 ``rejects.csv`` lists every input left out: file, image id and reason.
@@ -36,7 +39,7 @@ TABLE = "instances.parquet"
 CATEGORIES = "categories.json"
 REJECTS = "rejects.csv"
 COLUMNS = ["image_id", "split", "instance_id", "category", "category_name", "x1", "y1", "x2", "y2", "area",
-           "height", "width", "file", "mask", "difficult", "coco_image_id"]  # fmt: skip
+           "height", "width", "file", "mask", "difficult", "coco_image_id", "source_file", "source_id"]  # fmt: skip
 
 
 def read_table(directory: str | Path) -> pd.DataFrame:

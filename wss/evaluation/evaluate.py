@@ -33,6 +33,7 @@ from wss.config import EvaluateConfig
 from wss.core import atomic, metrics
 from wss.core.boxes import Box, fill
 from wss.core.draw import overlay
+from wss.core.image import read as read_image
 from wss.core.masks import paste
 from wss.data.instances import by_key, gt_mask, read_categories, read_table
 from wss.data.readers import coco
@@ -158,7 +159,6 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
         (tmp / "overlays").mkdir()
         for image_id, items in sorted(keep.items()):
-            image = cv2.imread(str(data_root / files[image_id]), cv2.IMREAD_COLOR)
-            if image is not None:
-                cv2.imwrite(str(tmp / "overlays" / f"{image_id.replace('/', '_')}.png"), overlay(image, items))
+            picture = read_image(data_root / files[image_id])
+            cv2.imwrite(str(tmp / "overlays" / f"{image_id.replace('/', '_')}.png"), overlay(picture, items))
     return result, per_class

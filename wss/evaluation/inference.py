@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from wss.core import image
 from wss.core.boxes import Box, clip, is_degenerate
 from wss.core.masks import crop_instance, paste
 from wss.errors import DataError
@@ -25,23 +26,11 @@ class InputError(DataError):
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Any image OpenCV reads, as 8-bit BGR: grayscale is expanded, alpha dropped, 16-bit scaled."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such image")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None or image.size == 0:
-        raise InputError(f"{path}: corrupt or unsupported image")
-    if image.dtype == np.uint16:
-        image = (image / 257).round().astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise InputError(f"{path}: unsupported pixel type {image.dtype}")
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    if image.shape[2] == 1:
-        return cv2.cvtColor(image[..., 0], cv2.COLOR_GRAY2BGR)
-    return image
+    """The image at ``path`` as :func:`wss.core.image.read` reads it for every stage (upright, 8-bit BGR)."""
+    try:
+        return image.read(path)
+    except DataError as exc:
+        raise InputError(str(exc)) from None
 
 
 def parse_box(text: str) -> Box:

@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from wss.config import BoundariesConfig
 from wss.core import atomic, provenance
+from wss.core.image import read as read_image
 from wss.data.instances import read_table
-from wss.errors import DataError, StageInputError
+from wss.errors import StageInputError
 
 MANIFEST = "manifest.json"
 FINGERPRINT_FILE = "fingerprint.txt"
@@ -109,10 +110,7 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: BoundariesConfig, 
             for chunk in todo:
                 images = []
                 for f in chunk:
-                    image = cv2.imread(str(data_root / f), cv2.IMREAD_COLOR)
-                    if image is None:
-                        raise DataError(f"{data_root / f}: corrupt or unreadable image")
-                    images.append(image)
+                    images.append(read_image(data_root / f))
                 for f, edges in zip(chunk, detect(model, images)):
                     _, png = cv2.imencode(".png", np.round(255 * np.clip(edges, 0, 1)).astype(np.uint8))
                     atomic.write_bytes(out / map_name(f), png.tobytes())

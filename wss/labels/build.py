@@ -22,9 +22,9 @@ from tqdm import tqdm
 from wss.config import LabelsConfig
 from wss.core import atomic, masks, provenance
 from wss.core.boxes import Box, clip, fill
+from wss.core.image import decode as decode_image
 from wss.core.metrics import iou, size_buckets
 from wss.data.instances import SPLITS, gt_mask, key, read_table
-from wss.errors import DataError
 from wss.labels import boundaries, grabcut, scheduler, shards
 
 # The stage whose code (with everything it imports, see wss.core.provenance) goes into every shard's fingerprint.
@@ -98,13 +98,11 @@ def build_shard(path: Path, columns: dict[str, list], data_root: Path, boundarie
     if reused:
         got = shards.read(path, ("fallback", "iou_teacher", "iou_box"))
     else:
-        decoded = {i: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR) for i, b in images.items()}
+        decoded = {i: decode_image(b, str(data_root / files[i])) for i, b in images.items()}
         edges = {i: boundaries.decode_map(b) for i, b in maps.items()}
         records = []
         for r in rows.itertuples():
             image = decoded[r.image_id]
-            if image is None:
-                raise DataError(f"{data_root / r.file}: corrupt or unreadable image")
             gt = gt_mask(r)
             seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
             # Votes only where they are trained on: val never is.

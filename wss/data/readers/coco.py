@@ -29,9 +29,16 @@ from wss.errors import DataError
 
 
 def box_from_bbox(bbox: list[float]) -> Box:
-    """The smallest integer box containing COCO's ``[x, y, w, h]`` (float pixels)."""
+    """COCO's ``[x, y, w, h]`` (float pixel edges) as the integer box of the pixels whose centres it
+    contains: each edge rounded to the nearest pixel edge, so float noise (``20.0000001``) does not
+    grow the box by a pixel."""
     x, y, w, h = (float(v) for v in bbox)
-    return Box(math.floor(x), math.floor(y), math.ceil(x + w), math.ceil(y + h))
+    return Box(round_edge(x), round_edge(y), round_edge(x + w), round_edge(y + h))
+
+
+def round_edge(v: float) -> int:
+    """A float pixel edge rounded to the nearest integer, halves up (not Python's banker's rounding)."""
+    return math.floor(v + 0.5)
 
 
 def bbox_from_box(box: Box) -> list[float]:
@@ -104,7 +111,8 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
             reject(a.get("image_id"), f"annotation {aid}: {reason}")
             continue
         annotations.append(Annotation(aid, a["image_id"], a["category_id"], box_from_bbox(a["bbox"]),
-                                      a.get("segmentation") or None, bool(a.get("iscrowd", 0))))  # fmt: skip
+                                      a.get("segmentation") or None, bool(a.get("iscrowd", 0)),
+                                      source_file=str(path), source_id=str(aid)))  # fmt: skip
     return Dataset(images, categories, annotations, rejects)
 
 

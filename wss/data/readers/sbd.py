@@ -204,7 +204,8 @@ def read(root: Path) -> Dataset:
                 else:
                     m = inst == k
                     seg = {"size": [h, w], "counts": to_rle(m)}
-                    annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), from_mask(m), seg, False))
+                    annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), from_mask(m), seg, False,
+                                                  source_file=str(inst_path(Path(), image_id)), source_id=str(k)))
             unknown = np.flatnonzero(areas[len(cats) + 1 :]) + len(cats) + 1
             if unknown.size:
                 reject(f"instance ids {unknown.tolist()} in Segmentation have no category")

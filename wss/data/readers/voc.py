@@ -18,6 +18,7 @@ row naming the file and the reason.
 
 from __future__ import annotations
 
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def read(path: str | Path) -> Dataset:
                 rejects.append({"file": str(xml), "image_id": image_id, "reason": str(exc)})
                 continue
             parsed.append((image_id, split, info))
-    names = sorted({o["name"] for _, _, info in parsed for o in info["objects"]})
+    names = sorted({o["name"] for _, _, info in parsed for o in info["objects"] if not o["error"]})
     categories = {i: n for i, n in enumerate(names, start=1)}
     ids = {n: i for i, n in categories.items()}
     images: dict[str, dict] = {}
@@ -79,14 +80,16 @@ def read(path: str | Path) -> Dataset:
         images[image_id] = {"file_name": f"JPEGImages/{info['filename']}", "height": h, "width": w, "split": split}
         objects = _masks(root, image_id, info, rejects)
         for k, obj in enumerate(info["objects"], start=1):
-            b = obj["box"]
-            if b.x1 < 0 or b.y1 < 0 or b.x2 > w or b.y2 > h:
+            if obj["error"]:
                 rejects.append({"file": str(root / "Annotations" / f"{image_id}.xml"), "image_id": image_id,
-                                "reason": f"object {k}: box {tuple(b)} outside the {w}x{h} image"})  # fmt: skip
+                                "reason": obj["error"]})  # fmt: skip
                 continue
+            # A box partly outside the image is clipped to it by the table, as COCO's and YOLO's are;
+            # one wholly outside becomes a reject there, of that object alone.
             seg = coco.encode(objects == k) if objects is not None else None
-            annotations.append(Annotation(len(annotations) + 1, image_id, ids[obj["name"]], b, seg, False,
-                                          difficult=obj["difficult"]))  # fmt: skip
+            annotations.append(Annotation(len(annotations) + 1, image_id, ids[obj["name"]], obj["box"], seg, False,
+                                          difficult=obj["difficult"], source_file=f"Annotations/{image_id}.xml",
+                                          source_id=str(k)))  # fmt: skip
     return Dataset(images, categories, annotations, rejects)
 
 
@@ -104,17 +107,24 @@ def _parse_xml(path: Path) -> dict:
         raise DataError(f"image size {width}x{height} is not positive")
     objects = []
     for k, obj in enumerate(tree.findall("object"), start=1):
+        # A bad object is kept as an error in its place: object k is index k of SegmentationObject.
+        entry = {"name": (obj.findtext("name") or "").strip(), "box": None, "error": "",
+                 "difficult": obj.findtext("difficult", "0").strip() == "1",
+                 "truncated": obj.findtext("truncated", "0").strip() == "1"}  # fmt: skip
         try:
             corners = [float(obj.findtext(f"bndbox/{c}")) for c in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
-            raise DataError(f"object {k}: no numeric bndbox xmin/ymin/xmax/ymax") from None
-        xmin, ymin, xmax, ymax = (int(round(v)) for v in corners)
-        box = Box(xmin - 1, ymin - 1, xmax, ymax)  # 1-based inclusive corners -> exclusive 0-based
-        if box.width <= 0 or box.height <= 0:
-            raise DataError(f"object {k}: zero-area box {corners}")
-        objects.append({"name": (obj.findtext("name") or "").strip(), "box": box,
-                        "difficult": obj.findtext("difficult", "0").strip() == "1",
-                        "truncated": obj.findtext("truncated", "0").strip() == "1"})  # fmt: skip
+            corners = None
+        if corners is None or not all(math.isfinite(v) for v in corners):
+            entry["error"] = f"object {k}: no numeric bndbox xmin/ymin/xmax/ymax"
+        else:
+            xmin, ymin, xmax, ymax = (int(round(v)) for v in corners)
+            entry["box"] = Box(xmin - 1, ymin - 1, xmax, ymax)  # 1-based inclusive corners -> exclusive 0-based
+            if entry["box"].width <= 0 or entry["box"].height <= 0:
+                entry["error"] = f"object {k}: zero-area box {corners}"
+        if not entry["name"] and not entry["error"]:
+            entry["error"] = f"object {k}: no name"
+        objects.append(entry)
     return {"filename": tree.findtext("filename") or f"{path.stem}.jpg", "height": height, "width": width,
             "objects": objects}  # fmt: skip
 

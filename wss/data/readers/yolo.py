@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image
 
 from wss.core.boxes import Box
+from wss.core.image import size as image_size
 from wss.data.dataset import IMAGE_SUFFIXES, Annotation, Dataset
+from wss.data.readers.coco import round_edge
 from wss.errors import DataError
 
 SLACK = 1e-3  # normalised coordinates a hair outside [0, 1] are rounding, not errors
@@ -54,10 +55,9 @@ def read(yaml_path: str | Path) -> Dataset:
         stems = set()
         for path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             stems.add(path.stem)
-            try:  # the header alone: convert decodes every image it keeps (wss.data.dataset.check_image)
-                with Image.open(path) as im:
-                    w, h = im.size
-            except (OSError, Image.DecompressionBombError):
+            try:  # the upright size from the header: convert decodes every image it keeps (wss.core.image.problem)
+                h, w = image_size(path)
+            except DataError:
                 rejects.append({"file": str(path), "image_id": path.stem, "reason": "corrupt or unreadable image"})
                 continue
             if path.stem in images:
@@ -69,7 +69,7 @@ def read(yaml_path: str | Path) -> Dataset:
                 for k, line in enumerate(label.read_text().splitlines(), start=1):
                     if not line.strip():
                         continue
-                    ann, reason = _parse(line, categories, h, w, path.stem, len(annotations) + 1)
+                    ann, reason = _parse(line, categories, h, w, path.stem, len(annotations) + 1, str(label), k)
                     if reason:
                         rejects.append({"file": str(label), "image_id": path.stem, "reason": f"line {k}: {reason}"})
                     else:
@@ -97,8 +97,8 @@ def _label_dir(image_dir: Path) -> Path:
     return image_dir.parent / "labels" / image_dir.name
 
 
-def _parse(line: str, categories: dict[int, str], h: int, w: int, image_id: str,
-           annotation_id: int) -> tuple[Annotation | None, str]:
+def _parse(line: str, categories: dict[int, str], h: int, w: int, image_id: str, annotation_id: int,
+           source_file: str = "", line_number: int = 0) -> tuple[Annotation | None, str]:
     """One label line as an annotation, or the reason it is unusable."""
     fields = line.split()
     try:
@@ -120,8 +120,10 @@ def _parse(line: str, categories: dict[int, str], h: int, w: int, image_id: str,
         return None, f"expected 'class cx cy w h' or 'class x1 y1 x2 y2 x3 y3 ...', got {len(values)} numbers"
     if xs.min() < -SLACK or ys.min() < -SLACK or xs.max() > 1 + SLACK or ys.max() > 1 + SLACK:
         return None, "coordinates outside the image (normalised values must lie in [0, 1])"
-    box = Box(int(np.floor(np.clip(xs.min(), 0, 1) * w)), int(np.floor(np.clip(ys.min(), 0, 1) * h)),
-              int(np.ceil(np.clip(xs.max(), 0, 1) * w)), int(np.ceil(np.clip(ys.max(), 0, 1) * h)))  # fmt: skip
+    # Nearest pixel edge: Ultralytics writes 6 decimals, so cx - w/2 lands a hair off the true edge.
+    box = Box(round_edge(np.clip(xs.min(), 0, 1) * w), round_edge(np.clip(ys.min(), 0, 1) * h),
+              round_edge(np.clip(xs.max(), 0, 1) * w), round_edge(np.clip(ys.max(), 0, 1) * h))  # fmt: skip
     if box.width <= 0 or box.height <= 0:
         return None, "zero-area box"
-    return Annotation(annotation_id, image_id, cls, box, polygon, False), ""
+    return Annotation(annotation_id, image_id, cls, box, polygon, False, source_file=source_file,
+                      source_id=str(line_number)), ""
