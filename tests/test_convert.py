@@ -136,9 +136,8 @@ def test_cli_on_missing_dir(tmp_path):
 def test_an_empty_split_stops_convert_with_the_reason_and_the_rejects(tmp_path):
     import json
 
-    from wss.errors import DataError
-
     from tests.conftest import data_cfg
+    from wss.errors import DataError
 
     raw = tmp_path / "raw"
     raw.mkdir()
