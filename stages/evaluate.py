@@ -36,11 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.data, cfg, args.plots)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
+    a, sc = result["agreement_with_teacher"], result["score"]
+    free = (f"agreement with the teacher ({result['teacher_method']}) mIoU {a['miou']:.4f}, score median "
+            f"{sc['median']:.4f} ({result['instances_with_masks']} instances with masks, "
+            f"{result['instances_without_masks']} without)")  # fmt: skip
+    if not result["instances_with_masks"]:
+        print(f"evaluate: no val instance has a ground-truth mask (a boxes-only dataset): {free}")
+        return 0
     g, c, b = result["teacher"], result["teacher_via_crops"], result["filled_box"]
     print(f"evaluate: model mIoU {result['miou']:.4f} mask AP {result['AP']} recall@0.5 {result['recall@0.5']:.4f} "
-          f"boundary F {result['boundary_f']:.4f} | teacher ({result['teacher_method']}) mIoU {g['miou']:.4f} (via the crops "
-          f"{c['miou']:.4f}) mask AP {g['AP']} | filled box mIoU {b['miou']:.4f} "
-          f"({result['instances']} instances with masks, {result['instances_without_masks']} without)")
+          f"boundary F {result['boundary_f']:.4f} | teacher ({result['teacher_method']}) mIoU {g['miou']:.4f} (via the "
+          f"crops {c['miou']:.4f}) mask AP {g['AP']} | filled box mIoU {b['miou']:.4f} | {free}")  # fmt: skip
     return 0
 
 

@@ -168,6 +168,36 @@ def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
     assert ids and ids <= set(range(101, 110)) | {1}  # the file's own image ids (1: the grayscale one)
 
 
+def test_a_boxes_only_coco_dataset_runs_end_to_end(repo: Path, tmp_path: Path):
+    """The method's main use case: boxes, no masks. ``dvc exp run`` exits 0, evaluate reports what
+    needs no ground truth, and the masks are exported for every instance."""
+    from tests.conftest import TINY
+    from tests.test_sources import tiny_coco
+    from wss.data import sample
+
+    sample.generate(tmp_path / "sbd", seed=7, cfg=TINY)
+    src = tiny_coco(tmp_path / "sbd", tmp_path / "boxes")
+    path = src / "annotations/instances_default.json"
+    data = json.loads(path.read_text())
+    for a in data["annotations"]:
+        a.pop("segmentation", None)
+    path.write_text(json.dumps(data))
+    out = sh(repo, "dvc", "exp", "run", "-n", "boxes", "-S", "data.source=coco", "-S", f"data.archive={src}",
+             "-S", "convert.max_reject_fraction=0.5")  # fmt: skip
+    assert "0 with a mask" in out and "no val instance has a ground-truth mask" in out
+    ev = json.loads((repo / "metrics/eval.json").read_text())
+    assert ev["instances_with_masks"] == 0 and ev["instances_without_masks"] > 0
+    every = (repo / "metrics/eval/instances_all.tsv").read_text().splitlines()
+    assert len(every) - 1 == ev["instances_without_masks"]  # a 2-step model may agree with nothing: count, not size
+    agreement = [float(line.split("\t")[-1]) for line in every[1:]]
+    assert abs(ev["agreement_with_teacher"]["miou"] - sum(agreement) / len(agreement)) < 1e-3
+    labels = json.loads((repo / "metrics/labels.json").read_text())
+    assert labels["val"]["with_masks"] == 0 and labels["val"]["miou_teacher"] is None
+    exported = json.loads((repo / "data/export/model_val.json").read_text())
+    assert len(exported["annotations"]) == ev["instances_without_masks"]
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
+
+
 def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_at_once(repo: Path, tmp_path: Path):
     """The scale-out issue's acceptance: ``dvc exp run -S labels.scheduler=tcp://...`` with a
     scheduler and 2 workers gives the default run's shards; queued experiments run 2 at a time."""

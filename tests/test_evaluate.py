@@ -133,3 +133,35 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     with pytest.raises(StageInputError, match="no val instances"):
         evaluate_mod.evaluate(load(str(built.model)), tiny_shards, built.instances, built.data,
                             evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip
+
+
+def test_a_boxes_only_val_split_gets_agreement_and_scores_and_no_error(tmp_path, built):
+    """The box stub's masks are the boxes: its agreement with the teacher is the filled box's IoU with
+    the teacher labels, computed here independently from the shards."""
+    from wss.core.boxes import fill
+    from wss.core.metrics import iou
+
+    instances = tmp_path / "instances"
+    shutil.copytree(built.instances, instances)
+    table = pd.read_parquet(instances / "instances.parquet")
+    table["mask"] = ""  # a boxes-only dataset
+    table.to_parquet(instances / "instances.parquet", index=False)
+    manifest = shards.read_manifest(built.shards)
+    stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
+    from wss.net.model import load
+
+    result, per_class = evaluate_mod.evaluate(load(str(stub)), built.shards, instances, built.data,
+                                              evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip
+    n = shards.count(built.shards, "val")
+    assert result["instances_with_masks"] == 0 and result["instances_without_masks"] == n and per_class == {}
+    assert "miou" not in result and "teacher" not in result
+    expect = []
+    for f in shards.files(built.shards, "val"):
+        d = shards.read(f, ("teacher_full", "box_xyxy", "image_size"))
+        for i in range(len(d["box_xyxy"])):
+            teacher = shards.full_label(d["teacher_full"][i], d["box_xyxy"][i], d["image_size"][i])
+            expect.append(iou(fill(Box(*(int(v) for v in d["box_xyxy"][i])), *teacher.shape), teacher))
+    assert result["agreement_with_teacher"]["miou"] == pytest.approx(np.mean(expect), abs=0.03)
+    assert 0.5 < result["score"]["median"] <= 1 and result["score"]["empty_masks"] == 0
+    every = pd.read_csv(tmp_path / "p" / "instances_all.tsv", sep="\t")
+    assert len(every) == n and not (tmp_path / "p" / "recall.tsv").exists()

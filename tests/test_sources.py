@@ -222,3 +222,29 @@ def test_zip_member_escaping_the_target_is_rejected(tmp_path):
     with pytest.raises(fetch.FetchError, match="unsafe archive member"):
         fetch.extract(evil, tmp_path / "x" / "raw")
     assert not (tmp_path / "x" / "raw").exists() and not list(tmp_path.rglob("escaped.txt"))
+
+
+def test_coco_as_released_train_and_val_files_with_overlapping_ids_stay_apart(tmp_path):
+    """COCO's own layout: instances_train2017 and instances_val2017 (whose image ids may overlap),
+    next to captions and keypoints files, which are skipped with a note."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    for split, colour in (("train2017", 60), ("val2017", 200)):
+        (root / split).mkdir()
+        images, anns = [], []
+        for n in (1, 2, 3):  # the same ids in both files, other pictures
+            cv2.imwrite(str(root / split / f"{split}_{n}.jpg"), np.full((20, 30, 3), colour, np.uint8))
+            images.append({"id": n, "file_name": f"{split}_{n}.jpg", "height": 20, "width": 30})
+            anns.append({"id": 10 * n, "image_id": n, "category_id": 1, "bbox": [2, 3, 10, 8], "iscrowd": 0})
+        data = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]}
+        (root / f"annotations/instances_{split}.json").write_text(json.dumps(data))
+        (root / f"annotations/captions_{split}.json").write_text(json.dumps({**data, "annotations": []}))
+        (root / f"annotations/person_keypoints_{split}.json").write_text(json.dumps(data))
+    table = convert.convert(root, tmp_path / "inst", data_cfg(source="coco", archive=str(root)), 0.0)
+    assert len(table) == 6
+    for split in ("train", "val"):
+        part = table[table.split == split]
+        assert sorted(part.coco_image_id) == [1, 2, 3]
+        assert set(part.file) == {f"{split}2017/{split}2017_{n}.jpg" for n in (1, 2, 3)}
+        assert set(part.source_file) == {f"annotations/instances_{split}2017.json"}
+        assert sorted(part.source_id) == ["10", "20", "30"]

@@ -11,6 +11,7 @@ JSON, XML or yaml at the top) stops the stage with a message naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -43,6 +44,10 @@ def _is_coco(path: Path) -> bool:
     return b'"images"' in head or b'"annotations"' in head or b'"categories"' in head or b'"info"' in head
 
 
+# COCO's own release puts these beside the instances files: same images, other annotations.
+NOT_INSTANCES = ("captions_", "person_keypoints_", "stuff_", "panoptic_", "image_info_")
+
+
 def _is_yolo(path: Path) -> bool:
     return "names:" in path.read_text(errors="replace")
 
@@ -52,6 +57,14 @@ def read_coco(root: Path, given: str) -> dataset.Dataset:
     ``val`` gives that split, a single file leaves the split to ``data.val_fraction``.  Images are
     found by ``file_name``: as a path under the JSON's dataset, else by name anywhere under ``root``."""
     files = find(root, given, (".json",), _is_coco, "COCO instances JSON")
+    if not given:
+        skipped = [p for p in files if p.name.startswith(NOT_INSTANCES)]
+        for p in skipped:
+            print(f"convert: {p.relative_to(root)} skipped: not an instances file (set data.annotations to use it)")
+        files = [p for p in files if p not in skipped]
+        if not files:
+            raise DataError(f"{root}: no COCO instances JSON found (only {', '.join(p.name for p in skipped)}); "
+                            f"set data.annotations")  # fmt: skip
     parts = []
     for path in files:
         stem = path.stem.lower()
@@ -64,15 +77,17 @@ def read_coco(root: Path, given: str) -> dataset.Dataset:
     for p in dataset.files_under(root, dataset.IMAGE_SUFFIXES):
         by_name.setdefault(p.name, []).append(p)
     images, annotations, rejects, categories = {}, [], [], {}
-    for part in parts:
+    for k, part in enumerate(parts):
+        # Each file's image ids are its own (train2017 and val2017 may share numbers): key them by file.
         categories.update(part.categories)
-        rejects += part.rejects
-        annotations += part.annotations
+        stems = {iid: Path(im["file_name"]).stem for iid, im in part.images.items()}
+        rejects += [{**r, "image_id": stems.get(r["image_id"], r["image_id"])} for r in part.rejects]
+        annotations += [dataclasses.replace(a, image_id=(k, a.image_id)) for a in part.annotations]
         for iid, im in part.images.items():
             name = Path(im["file_name"])
             hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
             rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: wss.core.image.problem says so
-            images[iid] = {**im, "file_name": str(rel), "name": name.stem}
+            images[(k, iid)] = {**im, "file_name": str(rel), "name": name.stem}
     return dataset.Dataset(images, categories, annotations, rejects)
 
 
@@ -108,8 +123,9 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
     with atomic.target(out, directory=True) as tmp:
         reject_table = pd.DataFrame(rejects, columns=["file", "image_id", "reason"])
         reject_table.to_csv(tmp / REJECTS, index=False)
-        listed = len(ds.images) + len({r["image_id"] for r in ds.rejects} - set(ds.images))
-        bad = reject_table["image_id"].nunique()
+        names = {str(im.get("name", i)) for i, im in ds.images.items()}
+        listed = len(ds.images) + len({str(r["image_id"]) for r in ds.rejects} - names)
+        bad = reject_table["image_id"].astype(str).nunique()
         fraction = bad / max(listed, 1)
         with_mask = int((table["mask"] != "").sum())
         print(f"convert: {data.source}: {listed} images, {len(table)} instances "

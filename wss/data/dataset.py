@@ -51,7 +51,8 @@ class Dataset:
     """A detection/segmentation dataset as every reader returns it."""
 
     # id -> {"file_name" (relative to the dataset root), "height", "width", "split", and optionally "name",
-    # the image id the table uses when the dataset's own id is not one (COCO's numbers: the file stem)}
+    # the image id the table uses when the dataset's own id is not one (COCO's numbers: the file stem),
+    # and "coco_id", the id in the COCO file it came from}
     images: dict[int | str, dict]
     categories: dict[int, str]  # id -> name, as the file has them
     annotations: list[Annotation]
@@ -95,7 +96,7 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
             continue
         path = root / im["file_name"]
         if name in names:
-            rejects.append({"file": str(path), "image_id": iid, "reason": f"a second image named {name}"})
+            rejects.append({"file": str(path), "image_id": name, "reason": f"a second image named {name}"})
             continue
         names.add(name)
         todo.append((iid, name, split, path, anns))
@@ -106,16 +107,16 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
     for (iid, name, split, path, anns), reason in zip(todo, reasons):
         im = ds.images[iid]
         if reason:
-            rejects.append({"file": str(path), "image_id": iid, "reason": reason})
+            rejects.append({"file": str(path), "image_id": name, "reason": reason})
             continue
         h, w = im["height"], im["width"]
         for a in anns:
             row, reason = _row(a, h, w)
             if reason:
-                rejects.append({"file": str(path), "image_id": iid, "reason": f"annotation {a.annotation_id}: {reason}"})
+                rejects.append({"file": str(path), "image_id": name, "reason": f"annotation {a.annotation_id}: {reason}"})
                 continue
             row.update(image_id=name, split=split, category_name=ds.categories[a.category_id], height=h, width=w,
-                       file=im["file_name"], coco_image_id=int(iid) if keep_ids else numbers[iid],
+                       file=im["file_name"], coco_image_id=int(im["coco_id"]) if keep_ids else numbers[iid],
                        source_file=_relative(a.source_file, root), source_id=str(a.source_id))  # fmt: skip
             rows.append(row)
     out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "instance_id"])

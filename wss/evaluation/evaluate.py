@@ -8,13 +8,16 @@ scored as a training-free segmenter, the number the network should beat, twice: 
 full resolution, exactly as the labels stage made them, and ``teacher_via_crops`` pasted back through the same crops as the
 model's predictions (what the crop resolution alone costs).
 
-Only instances with a ground-truth mask are scored (a boxes-only dataset has none; the count is
-reported).  Next to mIoU, recall@t and boundary F: COCO's mask AP (``COCOeval``, ``segm``) with
+Only instances with a ground-truth mask are scored against it (a boxes-only dataset has none;
+the counts are reported).  Every instance, with a mask or not, gets the model's agreement with its
+teacher (``agreement_with_teacher``: IoU of the two masks) and the distribution of the model's
+scores (``score``): a boxes-only dataset's evaluation is those.  Next to mIoU, recall@t and boundary F: COCO's mask AP (``COCOeval``, ``segm``) with
 one predicted mask per ground-truth box, scored by the model's mean foreground probability
 inside the mask; the filled box as a segmenter; and mIoU per COCO object size.
 
 Results: the headline numbers, per-class numbers (the dataset's own categories), and plots: ``recall.tsv`` (recall vs IoU
-threshold), ``per_class.tsv``, ``instances.tsv`` (every instance's scores) and ``overlays/*.png``
+threshold), ``per_class.tsv``, ``instances.tsv`` (the scores of every instance with a mask),
+``instances_all.tsv`` (agreement and score of every val instance) and ``overlays/*.png``
 (image, box, ground-truth outline, predicted mask).
 """
 
@@ -83,23 +86,29 @@ def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val")
 def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: EvaluateConfig,
              plots_dir: Path) -> tuple[dict, dict]:
     """Score ``model`` (a loaded network, :func:`wss.net.model.load`), its teacher labels and the filled
-    box on the val instances that have a mask; write the plots; return (summary, per-class)."""
+    box on the val instances that have a mask; write the plots; return (summary, per-class).
+
+    Every val instance, with a mask or not, also gets what needs no ground truth: the model's
+    agreement with its teacher (IoU of the two masks) and its score.  A boxes-only dataset gets
+    just those, with ``instances_with_masks`` 0."""
     total = shards.count(shard_dir, "val")
     if not total:
         raise StageInputError(f"{shard_dir} has no val instances")
     table = read_table(instances_dir)
     val = by_key(table[table.split == "val"])
-    with_masks = sum(bool(r.mask) for r in val.values())
-    if not with_masks:
-        raise StageInputError(f"none of the {total} val instances has a ground-truth mask (a boxes-only "
-                              f"dataset), so there is nothing to score masks against; the export stage still "
-                              f"writes the masks")  # fmt: skip
-    rows, keep, gts, dts, teacher = [], {}, [], [], []
+    rows, free, keep, gts, dts, teacher = [], [], {}, [], [], []
     overlay_ids: set[str] = set()
     tol = cfg.boundary_tolerance
     for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
         r = val[inst.key]
+        free.append({"key": inst.key, "category": r.category_name, "area": r.area, "score": inst.score,
+                     "agreement": metrics.iou(inst.pred, inst.teacher)})  # fmt: skip
+        image_id = inst.key.rsplit("/", 1)[0]
+        if len(overlay_ids) < cfg.n_overlays:
+            overlay_ids.add(image_id)
         gt = gt_mask(r)
+        if image_id in overlay_ids:
+            keep.setdefault(image_id, []).append((inst.box, inst.pred, gt))
         if gt is None:
             continue
         box = fill(inst.box, *gt.shape)
@@ -117,48 +126,62 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         dts.append({**det, "segmentation": coco.encode(inst.pred), "score": inst.score})
         # The teacher has no confidence: its AP ranks every mask alike (score 1).
         teacher.append({**det, "segmentation": coco.encode(inst.teacher), "score": 1.0})
-        image_id = inst.key.rsplit("/", 1)[0]
-        if len(overlay_ids) < cfg.n_overlays:
-            overlay_ids.add(image_id)
-        if image_id in overlay_ids:
-            keep.setdefault(image_id, []).append((inst.box, inst.pred, gt))
-    per = pd.DataFrame(rows)
-    images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
-    categories = read_categories(instances_dir)
-    result = metrics.summary(per.iou.to_numpy(), per.boundary_f.to_numpy())
-    result["instances_with_masks"] = len(per)
-    result["instances_without_masks"] = total - len(per)
-    result |= mask_ap(images, categories, gts, dts)
-    result["by_size"] = {s: round(float(per.iou[sel].mean()), 4) if sel.any() else None
-                         for s, sel in metrics.size_buckets(per.area.to_numpy()).items()}  # fmt: skip
-    result["threshold"] = cfg.threshold
-    result["flip"] = cfg.flip
+    free = pd.DataFrame(free)
     # The labels the model learnt from, named by their role; which method made them is recorded beside.
-    result["teacher_method"] = shards.read_manifest(shard_dir)["method"]
-    result["teacher"] = metrics.summary(per.iou_teacher.to_numpy(), per.boundary_f_teacher.to_numpy())
-    result["teacher"] |= mask_ap(images, categories, gts, teacher)
-    result["teacher_via_crops"] = metrics.summary(per.iou_teacher_crop.to_numpy(), per.boundary_f_teacher_crop.to_numpy())
-    result["filled_box"] = metrics.summary(per.iou_box.to_numpy(), per.boundary_f_box.to_numpy())
-
-    per_class = {}
-    for name in categories.values():
-        sel = per[per.category == name]
-        per_class[name] = {"iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
-                           "iou_teacher": round(float(sel.iou_teacher.mean()), 4) if len(sel) else None,
-                           "instances": int(len(sel))}  # fmt: skip
-
+    result = {"instances_with_masks": len(rows), "instances_without_masks": total - len(rows),
+              "teacher_method": shards.read_manifest(shard_dir)["method"], "threshold": cfg.threshold,
+              "flip": cfg.flip, "agreement_with_teacher": _agreement(free), "score": _scores(free)}  # fmt: skip
+    categories = read_categories(instances_dir)
     files = {r.image_id: r.file for r in val.values()}
+    per_class = {}
     with atomic.target(plots_dir, directory=True) as tmp:
-        curve = pd.DataFrame({"threshold": THRESHOLDS,
-                              "recall": metrics.recall_at(per.iou, THRESHOLDS).round(4),
-                              "recall_teacher": metrics.recall_at(per.iou_teacher, THRESHOLDS).round(4)})  # fmt: skip
-        curve.to_csv(tmp / "recall.tsv", sep="\t", index=False)
-        pc = pd.DataFrame([{"class": n, "iou": v["iou"], "iou_teacher": v["iou_teacher"]}
-                           for n, v in per_class.items() if v["instances"]])  # fmt: skip
-        pc.to_csv(tmp / "per_class.tsv", sep="\t", index=False)
-        per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
+        free.round(4).to_csv(tmp / "instances_all.tsv", sep="\t", index=False)  # every val instance, masks or not
         (tmp / "overlays").mkdir()
         for image_id, items in sorted(keep.items()):
             picture = read_image(data_root / files[image_id])
             cv2.imwrite(str(tmp / "overlays" / f"{image_id.replace('/', '_')}.png"), overlay(picture, items))
+        if rows:
+            per = pd.DataFrame(rows)
+            images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
+            result |= _with_masks(per, images, categories, gts, dts, teacher)
+            for name in categories.values():
+                sel = per[per.category == name]
+                per_class[name] = {"iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
+                                   "iou_teacher": round(float(sel.iou_teacher.mean()), 4) if len(sel) else None,
+                                   "instances": int(len(sel))}  # fmt: skip
+            curve = pd.DataFrame({"threshold": THRESHOLDS,
+                                  "recall": metrics.recall_at(per.iou, THRESHOLDS).round(4),
+                                  "recall_teacher": metrics.recall_at(per.iou_teacher, THRESHOLDS).round(4)})  # fmt: skip
+            curve.to_csv(tmp / "recall.tsv", sep="\t", index=False)
+            pc = pd.DataFrame([{"class": n, "iou": v["iou"], "iou_teacher": v["iou_teacher"]}
+                               for n, v in per_class.items() if v["instances"]])  # fmt: skip
+            pc.to_csv(tmp / "per_class.tsv", sep="\t", index=False)
+            per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
     return result, per_class
+
+
+def _with_masks(per: pd.DataFrame, images: dict, categories: dict, gts: list, dts: list, teacher: list) -> dict:
+    """The scores against the ground truth: the model's, its teacher's and the filled box's."""
+    result = metrics.summary(per.iou.to_numpy(), per.boundary_f.to_numpy())
+    result |= mask_ap(images, categories, gts, dts)
+    result["by_size"] = {s: round(float(per.iou[sel].mean()), 4) if sel.any() else None
+                         for s, sel in metrics.size_buckets(per.area.to_numpy()).items()}  # fmt: skip
+    result["teacher"] = metrics.summary(per.iou_teacher.to_numpy(), per.boundary_f_teacher.to_numpy())
+    result["teacher"] |= mask_ap(images, categories, gts, teacher)
+    result["teacher_via_crops"] = metrics.summary(per.iou_teacher_crop.to_numpy(), per.boundary_f_teacher_crop.to_numpy())
+    result["filled_box"] = metrics.summary(per.iou_box.to_numpy(), per.boundary_f_box.to_numpy())
+    return result
+
+
+def _agreement(free: pd.DataFrame) -> dict:
+    """How closely the model's masks follow its teacher's (mean IoU between the two), overall and per size."""
+    sizes = metrics.size_buckets(free.area.to_numpy())
+    return {"miou": round(float(free.agreement.mean()), 4),
+            **{s: round(float(free.agreement[sel].mean()), 4) if sel.any() else None for s, sel in sizes.items()}}
+
+
+def _scores(free: pd.DataFrame) -> dict:
+    """The distribution of the model's scores (mean foreground probability inside its mask)."""
+    q = free.score.quantile([0.1, 0.5, 0.9]).round(4).tolist()
+    return {"mean": round(float(free.score.mean()), 4), "p10": q[0], "median": q[1], "p90": q[2],
+            "empty_masks": int((free.score == 0).sum())}

@@ -88,11 +88,39 @@ def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: 
     data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
     box = box_in_crop(data["window"], data["box_xyxy"], data["image"].shape[1])
     for i in range(len(box)):
-        if skip_fallbacks and data["fallback"][i] in grabcut.FALLBACKS:
-            continue
-        if source == "gt" and not data["has_gt"][i]:
-            continue
-        yield data["image"][i], box[i], training_label(source, data[field][i], box[i], fg, bg, core)
+        if trained_on(source, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i])):
+            yield data["image"][i], box[i], training_label(source, data[field][i], box[i], fg, bg, core)
+
+
+def trained_on(source: str, skip_fallbacks: bool, fallback: str, has_gt: bool) -> bool:
+    """Whether an instance takes part in training on ``source`` (see :func:`_instances`)."""
+    if skip_fallbacks and fallback in grabcut.FALLBACKS:
+        return False
+    return has_gt or source != "gt"
+
+
+def skips_fallbacks(cfg: TrainConfig, labels: str) -> bool:
+    """``train.skip_fallbacks`` applies to the teacher's labels only."""
+    return cfg.skip_fallbacks and labels.startswith("teacher")
+
+
+def count(files: list[Path], cfg: TrainConfig, labels: str | None = None) -> dict[str, int]:
+    """How many instances of ``files`` training on ``labels`` uses, and why the others are left out:
+    ``{"instances", "used", "fallbacks", "without_masks"}``."""
+    labels = labels or cfg.labels
+    skip_fb = skips_fallbacks(cfg, labels)
+    out = dict.fromkeys(("instances", "used", "fallbacks", "without_masks"), 0)
+    for path in files:
+        data = shards.read(Path(path), ("fallback", "has_gt"))
+        for fallback, has_gt in zip(data["fallback"], data["has_gt"]):
+            out["instances"] += 1
+            if trained_on(labels, skip_fb, str(fallback), bool(has_gt)):
+                out["used"] += 1
+            elif skip_fb and str(fallback) in grabcut.FALLBACKS:
+                out["fallbacks"] += 1
+            else:
+                out["without_masks"] += 1
+    return out
 def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
     """Filled box ``(x1, y1, x2, y2)`` (crop pixels, x2/y2 exclusive) as a ``side x side`` float mask."""
     r = tf.range(side, dtype=tf.float32) + 0.5
@@ -146,7 +174,7 @@ def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed
     labels = labels or cfg.labels
     if labels not in shards.LABEL_SOURCES:
         raise ValueError(f"unknown label source {labels!r}; one of {sorted(shards.LABEL_SOURCES)}")
-    skip_fb = cfg.skip_fallbacks and labels.startswith("teacher")
+    skip_fb = skips_fallbacks(cfg, labels)
     sig = (tf.TensorSpec((side, side, 3), tf.uint8), tf.TensorSpec((4,), tf.float32),
            tf.TensorSpec((side, side), tf.uint8))  # fmt: skip
     names = tf.data.Dataset.from_tensor_slices([str(f) for f in files])

@@ -271,6 +271,12 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     if cfg.labels == "gt" and not manifest["with_masks"]["train"]:
         raise StageInputError(f"train.labels=gt needs ground-truth masks, and none of the {manifest['counts']['train']} "
                          f"train instances has one (a boxes-only dataset); train on teacher or box labels")  # fmt: skip
+    counted = inputs.count(files, cfg)
+    if not counted["used"]:
+        raise StageInputError(f"every one of the {counted['instances']} train instances is left out: "
+                              f"{counted['fallbacks']} are GrabCut fallbacks (train.skip_fallbacks: true) and "
+                              f"{counted['without_masks']} have no ground-truth mask; set train.skip_fallbacks: false "
+                              f"or train on other labels")  # fmt: skip
     fp = fingerprint(cfg, seed, manifest, init, replicas, policy)
 
     set_op_determinism(cfg.deterministic)
@@ -315,9 +321,10 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
                          "replicas": replicas, "precision": policy})  # fmt: skip
         for row in history:  # the curve so far, from the log kept with the checkpoints
             _log(live, row)
-        used = manifest["with_masks"]["train"] if cfg.labels == "gt" else manifest["counts"]["train"]
+        left_out = {k: counted[k] for k in ("fallbacks", "without_masks") if counted[k]}
+        used = f"{counted['used']} of {counted['instances']} instances" + (f" (left out: {left_out})" if left_out else "")
         on = f"{replicas} replicas ({', '.join(devices)})" if replicas > 1 else f"device {device}"
-        print(f"train: {cfg.labels} labels, {used} instances, crop {side}, updates "
+        print(f"train: {cfg.labels} labels, {used}, crop {side}, updates "
               f"{start}..{cfg.steps} of batch {cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, "
               f"{cfg.optimizer} lr {cfg.lr:g}, {on}, precision {policy}, XLA {cfg.jit_compile}")  # fmt: skip
 
@@ -373,7 +380,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         "accum_steps": cfg.accum_steps, "final_loss": round(history[-1]["loss"], 6) if history else None,
         "images_per_s": round(seen / seconds, 3) if seen else None,
         "resumed_from_step": start if resumed else None, "device": device, "replicas": replicas,
-        "precision": policy,
+        "precision": policy, "instances_used": counted["used"], "instances_left_out": counted["instances"] - counted["used"],
     }  # fmt: skip
 
 

@@ -97,7 +97,7 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
         if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0) or not im.get("file_name"):
             reject(iid, f"image {iid}: needs file_name and a positive height and width")
             continue
-        images[iid] = {"file_name": str(im["file_name"]), "height": h, "width": w, "split": split}
+        images[iid] = {"file_name": str(im["file_name"]), "height": h, "width": w, "split": split, "coco_id": iid}
     annotations: list[Annotation] = []
     seen: set[int] = set()
     for a in data["annotations"]:
