@@ -23,15 +23,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="models/model.keras", type=Path)
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
+    ap.add_argument("--data", default="data/raw", type=Path, help="the dataset, whose own files are written back")
     ap.add_argument("--out", default="data/export", type=Path)
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
-    cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
+    p = config.load(args.params)
+    cfg = config.typed(EvaluateConfig, config.section(p, "evaluate"), "evaluate")
+    masks = config.typed(config.ExportConfig, config.section(p, "export"), "export").masks
     from wss.net.model import load
 
-    counts = export(load(str(args.model)), args.shards, args.instances, args.out, cfg)
+    counts = export(load(str(args.model)), args.shards, args.instances, args.data, args.out, cfg, masks)
     for name, n in counts.items():
-        print(f"export: {args.out / name}: {n} masks")
+        if isinstance(n, dict):
+            print(f"export: {args.out / name}/: {masks} masks in the dataset's own format, {n}")
+        else:
+            print(f"export: {args.out / name}: {n} masks")
     return 0
 
 

@@ -20,7 +20,7 @@ def test_export_round_trips_through_pycocotools(tmp_path, built):
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
     (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
-                                          "n_overlays: 0, flip: true}\n")  # fmt: skip
+                                          "n_overlays: 0, flip: true}\nexport: {masks: model}\n")  # fmt: skip
     out = tmp_path / "export"
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
                 "--instances", str(built.instances), "--out", str(out)])  # fmt: skip

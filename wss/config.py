@@ -403,3 +403,16 @@ class EvaluateConfig:
         req(self.boundary_tolerance > 0, "evaluate.boundary_tolerance", "be > 0", self.boundary_tolerance)
         req(self.batch_size >= 1, "evaluate.batch_size", "be >= 1", self.batch_size)
         req(self.n_overlays >= 0, "evaluate.n_overlays", "be >= 0", self.n_overlays)
+
+
+EXPORT_MASKS = ("model", "teacher")  # export.masks
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The ``export`` params section."""
+
+    masks: str  # which masks fill the user's own files: the model's or the teacher's
+
+    def validate(self) -> None:
+        require(self.masks in EXPORT_MASKS, "export.masks", f"be one of {', '.join(EXPORT_MASKS)}", self.masks)

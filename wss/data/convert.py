@@ -20,7 +20,7 @@ import pandas as pd
 from wss.config import DataConfig
 from wss.core import atomic
 from wss.data import dataset
-from wss.data.instances import CATEGORIES, REJECTS, SPLITS, TABLE
+from wss.data.instances import CATEGORIES, REJECTS, SOURCE, SPLITS, TABLE
 from wss.data.readers import coco, sbd, voc, yolo
 from wss.errors import DataError
 
@@ -91,18 +91,22 @@ def read_coco(root: Path, given: str) -> dataset.Dataset:
     return dataset.Dataset(images, categories, annotations, rejects)
 
 
-def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool]:
-    """The dataset at ``root`` read by ``source``'s reader, and whether its image ids are COCO's own."""
+def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool, list[str]]:
+    """The dataset at ``root`` read by ``source``'s reader, whether its image ids are COCO's own, and
+    the files that describe it, relative to ``root`` (COCO: the instances files; YOLO: the dataset
+    yaml; VOC: the devkit), which ``export`` writes back in the source's own format."""
     if source in ("sample", "sbd"):
-        return sbd.read(root), False
+        return sbd.read(root), False, []
     if source == "coco":
-        return read_coco(root, annotations), True
+        ds = read_coco(root, annotations)
+        files = sorted({str(Path(a.source_file).resolve().relative_to(root.resolve())) for a in ds.annotations})
+        return ds, True, files
     if source == "yolo":
         spec = find(root, annotations, (".yaml", ".yml"), _is_yolo, "YOLO dataset yaml")[0]
-        return _rebase(yolo.read(spec), yolo.images_root(spec), root), False
+        return _rebase(yolo.read(spec), yolo.images_root(spec), root), False, [str(spec.relative_to(root))]
     if source == "voc":
         vroot = voc.find_root(root)
-        return _rebase(voc.read(vroot), vroot, root), False
+        return _rebase(voc.read(vroot), vroot, root), False, [str(vroot.resolve().relative_to(root.resolve()))]
     raise DataError(f"unknown data.source {source!r}")
 
 
@@ -118,7 +122,7 @@ def _rebase(ds: dataset.Dataset, base: Path, root: Path) -> dataset.Dataset:
 
 def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float) -> pd.DataFrame:
     """Read the ``data.source`` dataset at ``root``; write the table, categories and rejects to ``out``."""
-    ds, keep_ids = read(data.source, root, data.annotations)
+    ds, keep_ids, described_by = read(data.source, root, data.annotations)
     table, rejects = dataset.table(ds, root, data.val_fraction, keep_ids)
     with atomic.target(out, directory=True) as tmp:
         reject_table = pd.DataFrame(rejects, columns=["file", "image_id", "reason"])
@@ -156,4 +160,5 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
         cats = [{"id": int(i), "name": n} for i, n in ds.categories.items()]
         (tmp / CATEGORIES).write_text(json.dumps(cats, indent=1))
         table.to_parquet(tmp / TABLE, index=False)
+        (tmp / SOURCE).write_text(json.dumps({"source": data.source, "files": described_by}, indent=1))
     return table

@@ -20,7 +20,9 @@
                           index in a VOC XML, the instance number of an SBD ``.mat`` (1-based)
 
 ``categories.json`` lists every category of the dataset, ``[{"id", "name"}, ...]``, used or not.
-``rejects.csv`` lists every input left out: file, image id and reason.
+``rejects.csv`` lists every input left out: file, image id and reason.  ``source.json`` names the
+source format and the files that describe the dataset (COCO's instances files, YOLO's yaml), for
+``export`` to write the masks back in the user's own format.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SPLITS = ("train", "val")
 TABLE = "instances.parquet"
 CATEGORIES = "categories.json"
 REJECTS = "rejects.csv"
+SOURCE = "source.json"  # {"source": data.source, "files": the annotation files the dataset was read from}
 COLUMNS = ["image_id", "split", "instance_id", "category", "category_name", "x1", "y1", "x2", "y2", "area",
            "height", "width", "file", "mask", "difficult", "coco_image_id", "source_file", "source_id"]  # fmt: skip
 
@@ -67,3 +70,8 @@ def by_key(table: pd.DataFrame) -> dict[str, object]:
 def gt_mask(row) -> np.ndarray | None:
     """The ground-truth mask of a table row (a namedtuple or Series), or ``None`` for a box-only instance."""
     return from_rle(row.mask, int(row.height), int(row.width)) if row.mask else None
+
+
+def read_source(directory: str | Path) -> dict:
+    """``{"source", "files"}``: the dataset's format and the annotation files it was read from."""
+    return json.loads((Path(directory) / SOURCE).read_text())

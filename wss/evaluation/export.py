@@ -12,8 +12,13 @@ For each split it writes two COCO instances files, loadable as they are by pycoc
 Each is a complete dataset file: ``images`` (``file_name`` relative to the dataset directory,
 ``data/raw``; the ids are the dataset's own for a COCO source), every ``category`` of the dataset,
 and one annotation per instance: the given box as ``bbox``, the mask as compressed RLE
-``segmentation``, its ``area``, ``iscrowd`` 0, and ``instance``, the instance table's key
-``<image_id>/<instance_id>``.
+``segmentation``, its ``area``, ``iscrowd`` 0, ``instance``, the instance table's key
+``<image_id>/<instance_id>``, and ``source_file`` / ``source_id``, where the instance stands in the
+user's own annotation files.
+
+Next to them, the user's own dataset with the masks filled in, in its own format and ids
+(``export.masks`` says which: the model's or the teacher's): ``coco/`` (the instances files,
+:mod:`wss.data.writers.coco`) or ``yolo/`` (a YOLO-seg copy, :mod:`wss.data.writers.yolo`).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from tqdm import tqdm
 from wss.config import EvaluateConfig
 from wss.core import atomic
 from wss.core.boxes import Box
-from wss.data.instances import SPLITS, by_key, read_categories, read_table
+from wss.data.instances import SPLITS, by_key, read_categories, read_source, read_table
 from wss.data.readers import coco
+from wss.data.writers import coco as coco_writer
+from wss.data.writers import yolo as yolo_writer
 from wss.evaluation.evaluate import predict_val
 from wss.labels import shards
 
@@ -53,7 +60,8 @@ def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
             r = rows[key]
             mask = shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i])
             out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), Box(r.x1, r.y1, r.x2, r.y2),
-                                       mask, instance=key, fallback=str(data["fallback"][i])))  # fmt: skip
+                                       mask, instance=key, fallback=str(data["fallback"][i]),
+                                       source_file=r.source_file, source_id=r.source_id))  # fmt: skip
     return out
 
 
@@ -64,25 +72,38 @@ def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object
     for inst in tqdm(predict_val(model, shard_dir, cfg, split), total=total, desc=f"export {split}", unit="inst"):
         r = rows[inst.key]
         out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.pred,
-                                   instance=inst.key, score=round(inst.score, 4)))  # fmt: skip
+                                   instance=inst.key, score=round(inst.score, 4), source_file=r.source_file,
+                                   source_id=r.source_id))  # fmt: skip
     return out
 
 
-def export(model, shard_dir: Path, instances_dir: Path, out: Path, cfg: EvaluateConfig) -> dict[str, int]:
-    """Write ``teacher_<split>.json`` and ``model_<split>.json`` under ``out`` (atomically, as one
-    directory); return the number of annotations in each file."""
+def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, cfg: EvaluateConfig,
+           masks: str) -> dict[str, object]:
+    """Write ``teacher_<split>.json`` and ``model_<split>.json`` under ``out`` and the user's own
+    files with the ``masks`` (``model`` or ``teacher``) filled in (atomically, as one directory);
+    return what was written."""
     table = read_table(instances_dir)
     categories = read_categories(instances_dir)
-    counts = {}
+    source = read_source(instances_dir)
+    counts: dict[str, object] = {}
+    chosen: dict[str, dict] = {}
     with atomic.target(out, directory=True) as tmp:
         for split in SPLITS:
             part = table[table.split == split]
             rows = by_key(part)
             teacher = f"teacher masks ({shards.read_manifest(shard_dir)['method']}), {split}"
-            for what, anns, about in (("teacher", teacher_annotations(shard_dir, split, rows), teacher),
-                                      ("model", model_annotations(model, shard_dir, split, rows, cfg),
-                                       f"model masks, {split}")):  # fmt: skip
+            made = {"teacher": teacher_annotations(shard_dir, split, rows),
+                    "model": model_annotations(model, shard_dir, split, rows, cfg)}
+            for what, anns in made.items():
                 name = f"{what}_{split}.json"
-                atomic.write_json(tmp / name, coco_file(part, categories, anns, about))
+                atomic.write_json(tmp / name, coco_file(part, categories, anns, teacher if what == "teacher"
+                                                        else f"model masks, {split}"))  # fmt: skip
                 counts[name] = len(anns)
+            for ann in made[masks]:
+                chosen[ann["instance"]] = {"segmentation": ann["segmentation"], "area": ann["area"],
+                                           "score": ann.get("score", 1.0), "source": masks}  # fmt: skip
+        if source["source"] == "coco":
+            counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")
+        elif source["source"] == "yolo":
+            counts["yolo"] = yolo_writer.write(table, chosen, data_root, tmp / "yolo", source["files"][0])
     return counts

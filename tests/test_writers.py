@@ -1,0 +1,167 @@
+"""Masks back into the user's own files: COCO and YOLO-seg, joined by the source's own ids."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from pycocotools.coco import COCO
+
+from stages import export as stage
+from tests.conftest import DATA, ROOT, TINY, labels_cfg
+from tests.test_evaluate import box_stub
+from wss.core.masks import from_segmentation, to_polygon
+from wss.core.metrics import iou
+from wss.data import convert, sample
+from wss.data.instances import read_table
+from wss.data.readers import coco, sbd, yolo
+from wss.labels import build, shards
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def export(tmp_path: Path, raw: Path, source: str, masks: str) -> tuple[Path, Path]:
+    """convert -> labels -> export (a stub network that answers with its box) on the dataset at ``raw``."""
+    data = DATA.__class__(**{**DATA.__dict__, "source": source, "archive": str(raw)})
+    convert.convert(raw, tmp_path / "instances", data, 0.5)
+    build.run(raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1),
+              seed=1)  # fmt: skip
+    stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
+    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
+                                          f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}}}\n")  # fmt: skip
+    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(tmp_path / "shards"),
+                "--instances", str(tmp_path / "instances"), "--data", str(raw), "--out", str(tmp_path / "export")])  # fmt: skip
+    return tmp_path / "instances", tmp_path / "export"
+
+
+def teacher_masks(shard_dir: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for split in ("train", "val"):
+        for f in shards.files(shard_dir, split):
+            d = shards.read(f, ("key", "teacher_full", "box_xyxy", "image_size"))
+            for i, k in enumerate(d["key"]):
+                out[str(k)] = shards.full_label(d["teacher_full"][i], d["box_xyxy"][i], d["image_size"][i])
+    return out
+
+
+def test_coco_export_is_the_users_file_with_masks_filled_in(tmp_path):
+    from tests.test_sources import tiny_coco
+
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_coco(tmp_path / "sbd", tmp_path / "raw")
+    original = json.loads((raw / "annotations/instances_default.json").read_text())
+    instances, out = export(tmp_path, raw, "coco", "teacher")
+    table = read_table(instances)
+    written = json.loads((out / "coco/annotations/instances_default.json").read_text())
+    # Everything but the filled fields is the user's own: images, categories, ids, order, crowd and rejects.
+    assert written["images"] == original["images"] and written["categories"] == original["categories"]
+    assert [a["id"] for a in written["annotations"]] == [a["id"] for a in original["annotations"]]
+    used = set(table.source_id)
+    teacher = teacher_masks(tmp_path / "shards")
+    keys = {r.source_id: f"{r.image_id}/{r.instance_id}" for r in table.itertuples()}
+    heights = {im["id"]: (im["height"], im["width"]) for im in original["images"]}
+    for before, after in zip(original["annotations"], written["annotations"]):
+        if str(after["id"]) not in used:
+            assert after == before  # crowd, unknown category, rejected image: untouched
+            continue
+        assert {k: v for k, v in after.items() if k not in ("segmentation", "area", "wss_score", "wss_source")} == \
+            {k: v for k, v in before.items() if k not in ("segmentation", "area")}
+        mask = from_segmentation(after["segmentation"], *heights[after["image_id"]])
+        np.testing.assert_array_equal(mask, teacher[keys[str(after["id"])]])
+        assert after["area"] == int(mask.sum()) and after["wss_source"] == "teacher" and after["wss_score"] == 1.0
+    # pycocotools loads it, and the project's reader reads back the same boxes and ids.
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(str(out / "coco/annotations/instances_default.json"))
+    back = coco.read(out / "coco/annotations/instances_default.json")
+    again = {str(a.annotation_id): a for a in back.annotations}
+    for r in table.itertuples():
+        a = again[r.source_id]
+        assert (a.box.x1, a.box.y1, a.box.x2, a.box.y2) == (r.x1, r.y1, r.x2, r.y2)
+
+
+def tiny_yolo(tiny_sbd: Path, root: Path) -> Path:
+    """The tiny sample as a boxes-only YOLO detection dataset (the first file has a bad line 2)."""
+    ds = sbd.read(tiny_sbd)
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+    for n, (iid, im) in enumerate(ds.images.items()):
+        shutil.copy(tiny_sbd / im["file_name"], root / "images" / im["split"] / f"{iid}.jpg")
+        h, w = im["height"], im["width"]
+        lines = [f"{a.category_id - 1} {(a.box.x1 + a.box.x2) / 2 / w:.6f} {(a.box.y1 + a.box.y2) / 2 / h:.6f} "
+                 f"{a.box.width / w:.6f} {a.box.height / h:.6f}" for a in ds.annotations if a.image_id == iid]
+        if n == 0:
+            lines.insert(1, "3 not numbers")
+        (root / "labels" / im["split"] / f"{iid}.txt").write_text("\n".join(lines) + "\n")
+    names = [n for _, n in sorted(ds.categories.items())]
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
+                                                    "names": names}))  # fmt: skip
+    return root
+
+
+def test_yolo_detection_boxes_come_back_as_yolo_seg(tmp_path):
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
+    instances, out = export(tmp_path, raw, "yolo", "teacher")
+    table = read_table(instances)
+    assert set(table.source_file) == {str(p.relative_to(raw)) for p in raw.glob("labels/*/*.txt")}
+    spec = yaml.safe_load((out / "yolo/data.yaml").read_text())
+    assert "path" not in spec and spec["train"] == "images/train" and spec["val"] == "images/val"
+    assert len(list((out / "yolo/images").rglob("*.jpg"))) == len(list((raw / "images").rglob("*.jpg")))
+    for f in (out / "yolo/labels").rglob("*.txt"):  # every line a polygon: class + at least 3 points
+        for line in f.read_text().splitlines():
+            values = line.split()
+            assert len(values) >= 7 and len(values) % 2 == 1
+    back = yolo.read(out / "yolo/data.yaml")
+    teacher = teacher_masks(tmp_path / "shards")
+    got = {(a.image_id, a.source_id): a for a in back.annotations}
+    ious = []
+    for r in table.itertuples():
+        # The bad line 2 of the first file is dropped, so the lines after it move up by one.
+        line = int(r.source_id) - (r.image_id == "sample_000000" and int(r.source_id) > 2)
+        a = got[(r.image_id, str(line))]
+        assert a.category_id == r.category
+        assert r.x1 <= a.box.x1 and r.y1 <= a.box.y1 and a.box.x2 <= r.x2 and a.box.y2 <= r.y2  # inside the box
+        ious.append(iou(from_segmentation(a.segmentation, r.height, r.width), teacher[f"{r.image_id}/{r.instance_id}"]))
+    assert len(ious) == len(table) and np.mean(ious) >= 0.95 and min(ious) > 0.8
+
+
+def test_a_multi_part_mask_is_one_polygon_that_rasterises_back():
+    m = np.zeros((40, 60), np.uint8)
+    m[5:15, 5:20] = 1
+    m[25:35, 30:55] = 1
+    m[2:6, 50:58] = 1
+    poly = to_polygon(m)
+    assert poly.ndim == 2 and poly.shape[1] == 2
+    back = from_segmentation([list(poly.ravel())], 40, 60)
+    assert iou(back, m) > 0.98
+    assert to_polygon(np.zeros((5, 5), np.uint8)) is None
+
+
+@pytest.mark.skipif(not (SHARED / "coco128-coco.tar.gz").is_file(), reason="needs ../shared/data/coco128-coco.tar.gz")
+def test_yolo_polygons_of_coco128_masks_rasterise_back(tmp_path):
+    import tarfile
+
+    with tarfile.open(SHARED / "coco128-coco.tar.gz") as tar:
+        tar.extractall(tmp_path, members=[m for m in tar.getmembers() if m.name.endswith(".json")], filter="data")
+    ds = coco.read(next(tmp_path.rglob("instances_train2017.json")))
+    ious = []
+    for a in ds.annotations:
+        if a.iscrowd:
+            continue
+        im = ds.images[a.image_id]
+        m = from_segmentation(a.segmentation, im["height"], im["width"])
+        line = yolo_line = None
+        from wss.data.writers.yolo import polygon_line
+
+        line = polygon_line(0, m)
+        values = np.array([float(v) for v in line.split()[1:]])
+        yolo_line = [list((values.reshape(-1, 2) * [im["width"], im["height"]]).ravel())]
+        ious.append(iou(from_segmentation(yolo_line, im["height"], im["width"]), m))
+    assert len(ious) == 929 and np.mean(ious) >= 0.95

@@ -1,0 +1,86 @@
+"""The user's YOLO dataset as YOLO-seg: the same layout, each used label line a polygon.
+
+Under the output directory, mirroring the dataset's own layout: the images (hard links where
+the file system allows, else copies), ``labels/...`` with every line the pipeline used replaced
+by ``class x1 y1 x2 y2 ...`` (the exported mask's outline, normalised to [0, 1], one polygon per
+object, a multi-part object joined by zero-width bridges as Ultralytics writes it), and the dataset
+yaml, whose splits point at the copies.  The yaml has no ``path``: Ultralytics then takes the
+yaml's own directory as the dataset root, wherever the export is moved.  Lines the pipeline left
+out (rejects) are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from wss.core import atomic
+from wss.core.masks import from_rle, to_polygon
+from wss.data.dataset import IMAGE_SUFFIXES
+from wss.data.instances import key
+from wss.data.readers.yolo import images_root
+
+
+def polygon_line(category: int, mask: np.ndarray) -> str | None:
+    """The YOLO-seg line of one object, or ``None`` for an empty mask."""
+    poly = to_polygon(mask)
+    if poly is None:
+        return None
+    h, w = mask.shape
+    xy = np.clip(poly / [w, h], 0, 1)
+    return f"{category} " + " ".join(f"{v:.6f}" for v in xy.ravel())
+
+
+def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Path, yaml_rel: str) -> dict[str, int]:
+    """Write the YOLO-seg copy of the dataset described by ``data_root / yaml_rel`` under ``out``;
+    ``masks`` maps an instance key to ``{"segmentation", ...}``.  Returns counts."""
+    spec_path = data_root / yaml_rel
+    spec = yaml.safe_load(spec_path.read_text())
+    root = images_root(spec_path, spec)
+    root_rel = root.resolve().relative_to(data_root.resolve())
+    counts = {"images": 0, "label_files": 0, "polygons": 0, "lines_dropped": 0, "empty_masks": 0}
+    splits = {s: spec[s] for s in ("train", "val", "test") if spec.get(s)}
+    for rel in splits.values():
+        src_dir = root / str(rel)
+        for img in sorted(p for p in src_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            _link(img, out / root_rel / str(rel) / img.name)
+            counts["images"] += 1
+    for source_file, rows in table.groupby("source_file", sort=True):
+        lines = (data_root / source_file).read_text().splitlines()
+        by_line = {int(r.source_id): r for r in rows.itertuples()}
+        written = []
+        for k, line in enumerate(lines, start=1):
+            r = by_line.get(k)
+            if r is None:
+                counts["lines_dropped"] += bool(line.strip())
+                continue
+            m = masks[key(r)]
+            poly = polygon_line(int(r.category), from_rle(m["segmentation"]["counts"], int(r.height), int(r.width)))
+            if poly is None:
+                counts["empty_masks"] += 1
+                continue
+            written.append(poly)
+            counts["polygons"] += 1
+        atomic.write_text(out / source_file, "".join(f"{line}\n" for line in written))
+        counts["label_files"] += 1
+    yaml_out = out / yaml_rel
+    copy = {k: v for k, v in spec.items() if k not in ("path", *splits)}
+    for split, rel in splits.items():
+        copy[split] = os.path.relpath(out / root_rel / str(rel), yaml_out.parent)
+    atomic.write_text(yaml_out, yaml.safe_dump(copy, sort_keys=False))
+    return counts
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
