@@ -29,13 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
     p = config.load(args.params)
     cfg = config.typed(EvaluateConfig, config.section(p, "evaluate"), "evaluate")
-    masks = config.typed(config.ExportConfig, config.section(p, "export"), "export").masks
+    ecfg = config.typed(config.ExportConfig, config.section(p, "export"), "export")
     from wss.net.model import load
 
-    counts = export(load(str(args.model)), args.shards, args.instances, args.data, args.out, cfg, masks)
+    counts = export(load(str(args.model)), args.shards, args.instances, args.data, args.out, cfg, ecfg.masks,
+                    ecfg.review)
     for name, n in counts.items():
-        if isinstance(n, dict):
-            print(f"export: {args.out / name}/: {masks} masks in the dataset's own format, {n}")
+        if name == "review":
+            print(f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "
+                  f"first, of {n['masks']} in review.csv; {n}")
+        elif isinstance(n, dict):
+            print(f"export: {args.out / name}/: {ecfg.masks} masks in the dataset's own format, {n}")
         else:
             print(f"export: {args.out / name}: {n} masks")
     return 0

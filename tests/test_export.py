@@ -20,11 +20,11 @@ def test_export_round_trips_through_pycocotools(tmp_path, built):
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
     (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
-                                          "n_overlays: 0, flip: true}\nexport: {masks: model}\n")  # fmt: skip
+                                          "n_overlays: 0, flip: true}\nexport: {masks: model, review: 20}\n")  # fmt: skip
     out = tmp_path / "export"
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
-                "--instances", str(built.instances), "--out", str(out)])  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["model_train.json", "model_val.json", "teacher_train.json",
+                "--instances", str(built.instances), "--data", str(built.data), "--out", str(out)])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["model_train.json", "model_val.json", "review", "teacher_train.json",
                                                      "teacher_val.json"]  # fmt: skip
     table = read_table(built.instances)
     rows = {f"{r.image_id}/{r.instance_id}": r for r in table.itertuples()}

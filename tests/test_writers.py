@@ -34,7 +34,7 @@ def export(tmp_path: Path, raw: Path, source: str, masks: str) -> tuple[Path, Pa
               seed=1)  # fmt: skip
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
     (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
-                                          f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}}}\n")  # fmt: skip
+                                          f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}, review: 20}}\n")  # fmt: skip
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(tmp_path / "shards"),
                 "--instances", str(tmp_path / "instances"), "--data", str(raw), "--out", str(tmp_path / "export")])  # fmt: skip
     return tmp_path / "instances", tmp_path / "export"
@@ -70,7 +70,7 @@ def test_coco_export_is_the_users_file_with_masks_filled_in(tmp_path):
         if str(after["id"]) not in used:
             assert after == before  # crowd, unknown category, rejected image: untouched
             continue
-        assert {k: v for k, v in after.items() if k not in ("segmentation", "area", "wss_score", "wss_source")} == \
+        assert {k: v for k, v in after.items() if k not in ("segmentation", "area", "wss_score", "wss_quality", "wss_source")} == \
             {k: v for k, v in before.items() if k not in ("segmentation", "area")}
         mask = from_segmentation(after["segmentation"], *heights[after["image_id"]])
         np.testing.assert_array_equal(mask, teacher[keys[str(after["id"])]])

@@ -413,6 +413,8 @@ class ExportConfig:
     """The ``export`` params section."""
 
     masks: str  # which masks fill the user's own files: the model's or the teacher's
+    review: int  # cards in the review gallery, lowest quality first (0 = none)
 
     def validate(self) -> None:
         require(self.masks in EXPORT_MASKS, "export.masks", f"be one of {', '.join(EXPORT_MASKS)}", self.masks)
+        require(self.review >= 0, "export.review", "be >= 0", self.review)

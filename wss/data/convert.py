@@ -144,7 +144,7 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
         if fraction > max_reject_fraction:
             reject_table.to_csv(failed, index=False)
             raise DataError(
-                f"{fraction:.1%} of images have rejects, more than convert.max_reject_fraction="
+                f"{root}: {fraction:.1%} of images have rejects, more than convert.max_reject_fraction="
                 f"{max_reject_fraction:.1%}; see {failed}"
             )
         if table.empty:
@@ -155,7 +155,7 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
                 reject_table.to_csv(failed, index=False)
                 why = (f"data.val_fraction is {data.val_fraction}" if split == "val" and data.val_fraction * listed < 0.5
                        else f"every {split} image was rejected or has no annotation")  # fmt: skip
-                raise DataError(f"the {split} split is empty ({why}); the stage needs both train and val instances; "
+                raise DataError(f"{root}: the {split} split is empty ({why}); the stage needs both train and val instances; "
                                 f"see {failed}")
         cats = [{"id": int(i), "name": n} for i, n in ds.categories.items()]
         (tmp / CATEGORIES).write_text(json.dumps(cats, indent=1))

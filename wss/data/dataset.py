@@ -40,7 +40,7 @@ class Annotation:
     iscrowd: bool
     difficult: bool = False  # VOC's flag
     # Where the annotation stands in the user's own files, so exported masks join back to them:
-    # the annotation file (relative to the dataset root once tabled) and the id within it (COCO:
+    # the annotation file (a path as the reader opened it; relative to the dataset root once tabled) and the id within it (COCO:
     # the annotation id; YOLO: the line number; VOC: the object's index in the XML; SBD: the instance).
     source_file: str = ""
     source_id: str = ""
@@ -125,14 +125,14 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
 
 
 def _relative(file: str, root: Path) -> str:
-    """``file`` relative to the dataset root when it lies under it (readers may give absolute paths)."""
+    """``file`` (a reader's path, absolute or relative to the working directory) relative to the
+    dataset root."""
     if not file:
         return ""
-    path = Path(file)
     try:
-        return str(path.resolve().relative_to(root.resolve())) if path.is_absolute() else str(path)
+        return str(Path(file).resolve().relative_to(root.resolve()))
     except ValueError:
-        return str(path)
+        return str(file)
 
 
 def _row(a: Annotation, h: int, w: int) -> tuple[dict, str]:
@@ -142,7 +142,10 @@ def _row(a: Annotation, h: int, w: int) -> tuple[dict, str]:
         return {}, f"box {tuple(a.box)} outside the {w}x{h} image"
     counts, area = "", box.area
     if a.segmentation is not None:
-        mask = from_segmentation(a.segmentation, h, w)
+        try:
+            mask = from_segmentation(a.segmentation, h, w)
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:  # pycocotools' answer to a bad RLE
+            return {}, f"unreadable segmentation ({type(exc).__name__}: {str(exc)[:80]})"
         area = int(np.count_nonzero(mask))
         if not area:
             return {}, "mask has no pixels"

@@ -42,6 +42,7 @@ from wss.data.instances import by_key, gt_mask, read_categories, read_table
 from wss.data.readers import coco
 from wss.errors import StageInputError
 from wss.evaluation.mask_ap import mask_ap
+from wss.evaluation.review import certainty
 from wss.labels import shards
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
@@ -60,6 +61,7 @@ class Instance:
     score: float  # the model's mean foreground probability inside ``pred`` (0 for an empty mask)
     teacher: np.ndarray  # the GrabCut label exactly as GrabCut made it
     teacher_via_crop: np.ndarray  # the GrabCut label's crop, pasted back like ``pred``
+    certainty: float  # mean |2p - 1| of the model's probabilities inside the box (wss.evaluation.review)
 
 
 def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val") -> Iterator[Instance]:
@@ -75,8 +77,9 @@ def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val")
             window = Box(*(int(v) for v in data["window"][i]))
             prob = paste(probs[i], window, h, w)
             pred = (prob >= cfg.threshold).astype(np.uint8)
+            box = Box(*(int(v) for v in data["box_xyxy"][i]))
             yield Instance(
-                key=str(key), category=int(data["category"][i]), box=Box(*(int(v) for v in data["box_xyxy"][i])),
+                key=str(key), category=int(data["category"][i]), box=box, certainty=certainty(prob, box),
                 pred=pred, score=float(prob[pred == 1].mean()) if pred.any() else 0.0,
                 teacher=shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i]),
                 teacher_via_crop=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),

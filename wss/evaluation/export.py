@@ -31,10 +31,12 @@ from tqdm import tqdm
 from wss.config import EvaluateConfig
 from wss.core import atomic
 from wss.core.boxes import Box
+from wss.core.masks import from_rle
 from wss.data.instances import SPLITS, by_key, read_categories, read_source, read_table
 from wss.data.readers import coco
 from wss.data.writers import coco as coco_writer
 from wss.data.writers import yolo as yolo_writer
+from wss.evaluation import review
 from wss.evaluation.evaluate import predict_val
 from wss.labels import shards
 
@@ -73,12 +75,12 @@ def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object
         r = rows[inst.key]
         out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.pred,
                                    instance=inst.key, score=round(inst.score, 4), source_file=r.source_file,
-                                   source_id=r.source_id))  # fmt: skip
+                                   source_id=r.source_id, **review.quality(inst.pred, inst.teacher, inst.certainty)))  # fmt: skip
     return out
 
 
 def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, cfg: EvaluateConfig,
-           masks: str) -> dict[str, object]:
+           masks: str, cards: int) -> dict[str, object]:
     """Write ``teacher_<split>.json`` and ``model_<split>.json`` under ``out`` and the user's own
     files with the ``masks`` (``model`` or ``teacher``) filled in (atomically, as one directory);
     return what was written."""
@@ -87,6 +89,7 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
     source = read_source(instances_dir)
     counts: dict[str, object] = {}
     chosen: dict[str, dict] = {}
+    rated: list[dict] = []
     with atomic.target(out, directory=True) as tmp:
         for split in SPLITS:
             part = table[table.split == split]
@@ -99,9 +102,21 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
                 atomic.write_json(tmp / name, coco_file(part, categories, anns, teacher if what == "teacher"
                                                         else f"model masks, {split}"))  # fmt: skip
                 counts[name] = len(anns)
+            for ann in made["model"]:
+                r = rows[ann["instance"]]
+                rated.append({"key": ann["instance"], "file": r.file, "category_name": r.category_name,
+                              "source_file": r.source_file, "source_id": r.source_id, "split": split,
+                              "x1": r.x1, "y1": r.y1, "x2": r.x2, "y2": r.y2, "score": ann["score"],
+                              **{k: ann[k] for k in ("quality", "agreement", "certainty")}})  # fmt: skip
+            quality = {ann["instance"]: ann["quality"] for ann in made["model"]}
             for ann in made[masks]:
                 chosen[ann["instance"]] = {"segmentation": ann["segmentation"], "area": ann["area"],
-                                           "score": ann.get("score", 1.0), "source": masks}  # fmt: skip
+                                           "score": ann.get("score", 1.0), "quality": quality[ann["instance"]],
+                                           "source": masks}  # fmt: skip
+        ranked = pd.DataFrame(rated)
+        worst = ranked.nsmallest(cards, "quality").key if cards else []
+        shown = {k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"]) for k in worst}
+        counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards))
         if source["source"] == "coco":
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")
         elif source["source"] == "yolo":

@@ -78,23 +78,25 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
     rejects: list[dict] = []
 
     def reject(image_id: Any, reason: str) -> None:
-        rejects.append({"file": str(path), "image_id": image_id, "reason": reason})
+        rejects.append({"file": str(path), "image_id": image_id if isinstance(image_id, (int, str)) else None,
+                        "reason": reason})  # fmt: skip
 
     categories: dict[int, str] = {}
     for c in data["categories"]:
         cid, problem = _new_id(c, categories)
         if problem:
-            reject(None, f"category {cid!r}: {problem}")
+            reject(None, f"category {_short(cid)}: {problem}")
             continue
         categories[cid] = str(c.get("name", cid))
     images: dict[int, dict] = {}
     for im in data["images"]:
         iid, problem = _new_id(im, images)
         if problem:
-            reject(iid, f"image {iid!r}: {problem}")
+            reject(iid, f"image {_short(iid)}: {problem}")
             continue
         h, w = im.get("height"), im.get("width")
-        if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0) or not im.get("file_name"):
+        if not (_integer(h) and _integer(w) and 0 < h < 2**20 and 0 < w < 2**20) \
+                or not isinstance(im.get("file_name"), str) or not im["file_name"]:
             reject(iid, f"image {iid}: needs file_name and a positive height and width")
             continue
         images[iid] = {"file_name": str(im["file_name"]), "height": h, "width": w, "split": split, "coco_id": iid}
@@ -103,7 +105,7 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
     for a in data["annotations"]:
         aid, problem = _new_id(a, seen)
         if problem:
-            reject(a.get("image_id") if isinstance(a, dict) else None, f"annotation {aid!r}: {problem}")
+            reject(a.get("image_id") if isinstance(a, dict) else None, f"annotation {_short(aid)}: {problem}")
             continue
         seen.add(aid)
         reason = _check(a, images, categories)
@@ -116,23 +118,39 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
     return Dataset(images, categories, annotations, rejects)
 
 
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _short(v: Any) -> str:
+    return repr(v)[:40]
+
+
 def _new_id(entry: Any, seen: dict | set) -> tuple[Any, str]:
     """``entry``'s integer ``id`` and ``""``, or the id and why it is unusable (bad, or already in ``seen``)."""
-    eid = entry.get("id") if isinstance(entry, dict) else None
-    if not isinstance(eid, int):
+    if not isinstance(entry, dict):
+        return None, f"not an object ({type(entry).__name__})"
+    eid = entry.get("id")
+    if not _integer(eid):
         return eid, "bad id"
     return eid, "duplicate id" if eid in seen else ""
 
 
 def _check(a: dict, images: dict[int, dict], categories: dict[int, str]) -> str:
     """Why annotation ``a`` is unusable, or ``""``."""
-    if a.get("image_id") not in images:
-        return f"unknown image id {a.get('image_id')!r}"
-    if a.get("category_id") not in categories:
-        return f"unknown category id {a.get('category_id')!r}"
+    if not _integer(a.get("image_id")) or a["image_id"] not in images:
+        return f"unknown image id {_short(a.get('image_id'))}"
+    if not _integer(a.get("category_id")) or a["category_id"] not in categories:
+        return f"unknown category id {_short(a.get('category_id'))}"
+    if a.get("iscrowd", 0) not in (0, 1, True, False):
+        return f"iscrowd must be 0 or 1, not {_short(a.get('iscrowd'))}"
     bbox = a.get("bbox")
-    if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-        return f"bbox must be [x, y, w, h], not {bbox!r}"
+    if not (isinstance(bbox, list) and len(bbox) == 4 and all(_finite(v) for v in bbox)):
+        return f"bbox must be [x, y, w, h] of finite numbers, not {_short(bbox)}"
     im = images[a["image_id"]]
     x, y, w, h = bbox
     if w <= 0 or h <= 0:
@@ -145,7 +163,7 @@ def _check(a: dict, images: dict[int, dict], categories: dict[int, str]) -> str:
     if isinstance(seg, list):
         for poly in seg:
             if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0
-                    and all(isinstance(v, (int, float)) for v in poly)):  # fmt: skip
+                    and all(_finite(v) for v in poly)):  # fmt: skip
                 return "a polygon must be a flat list of at least 3 x, y pairs"
             xs, ys = np.asarray(poly[0::2], float), np.asarray(poly[1::2], float)
             # One pixel of slack: COCO polygons trace pixel edges, so x == width is on the border.
@@ -153,7 +171,10 @@ def _check(a: dict, images: dict[int, dict], categories: dict[int, str]) -> str:
                 return f"polygon outside the {im['width']}x{im['height']} image"
         return ""
     if isinstance(seg, dict) and "counts" in seg and "size" in seg:
-        if list(seg["size"]) != [im["height"], im["width"]]:
+        counts = seg["counts"]
+        if not (isinstance(counts, str) or isinstance(counts, list) and all(_integer(c) and c >= 0 for c in counts)):
+            return "RLE counts must be a string or a list of run lengths"
+        if not isinstance(seg["size"], list) or seg["size"] != [im["height"], im["width"]]:
             return f"RLE size {seg['size']} is not the image's {[im['height'], im['width']]}"
         return ""
     return "segmentation must be polygons or an RLE"

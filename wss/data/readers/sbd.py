@@ -205,7 +205,7 @@ def read(root: Path) -> Dataset:
                     m = inst == k
                     seg = {"size": [h, w], "counts": to_rle(m)}
                     annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), from_mask(m), seg, False,
-                                                  source_file=str(inst_path(Path(), image_id)), source_id=str(k)))
+                                                  source_file=str(inst_path(root, image_id)), source_id=str(k)))
             unknown = np.flatnonzero(areas[len(cats) + 1 :]) + len(cats) + 1
             if unknown.size:
                 reject(f"instance ids {unknown.tolist()} in Segmentation have no category")

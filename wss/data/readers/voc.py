@@ -88,7 +88,7 @@ def read(path: str | Path) -> Dataset:
             # one wholly outside becomes a reject there, of that object alone.
             seg = coco.encode(objects == k) if objects is not None else None
             annotations.append(Annotation(len(annotations) + 1, image_id, ids[obj["name"]], obj["box"], seg, False,
-                                          difficult=obj["difficult"], source_file=f"Annotations/{image_id}.xml",
+                                          difficult=obj["difficult"], source_file=str(root / "Annotations" / f"{image_id}.xml"),
                                           source_id=str(k)))  # fmt: skip
     return Dataset(images, categories, annotations, rejects)
 

@@ -34,16 +34,24 @@ def read(yaml_path: str | Path) -> Dataset:
     yaml_path = Path(yaml_path)
     try:
         spec = yaml.safe_load(yaml_path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise DataError(f"{yaml_path}: not a readable yaml file ({type(exc).__name__}: {exc})") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        why = " ".join(str(exc).split())  # YAML's messages span lines, with a caret
+        raise DataError(f"{yaml_path}: not a readable yaml file ({type(exc).__name__}: {why})") from exc
     if not isinstance(spec, dict) or "names" not in spec:
         raise DataError(f"{yaml_path}: a YOLO dataset yaml needs 'names' and one entry per split")
     names = spec["names"]
-    categories = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}
-    root = images_root(yaml_path, spec)
+    if isinstance(names, list):
+        categories = {k: str(v) for k, v in enumerate(names)}
+    elif isinstance(names, dict) and all(isinstance(k, int) and not isinstance(k, bool) for k in names):
+        categories = {k: str(v) for k, v in names.items()}
+    else:
+        raise DataError(f"{yaml_path}: names must be a list of class names or a mapping of class ids to names")
     splits = {s: spec[s] for s in ("train", "val", "test") if spec.get(s)}
     if not splits:
         raise DataError(f"{yaml_path}: names no split (train, val or test)")
+    if not all(isinstance(v, str) for v in splits.values()):
+        raise DataError(f"{yaml_path}: each split must be one directory of images (a list of them is not supported)")
+    root = images_root(yaml_path, spec)
     images: dict[str, dict] = {}
     annotations: list[Annotation] = []
     rejects: list[dict] = []
@@ -65,8 +73,13 @@ def read(yaml_path: str | Path) -> Dataset:
                 continue
             images[path.stem] = {"file_name": str(path.relative_to(root)), "height": h, "width": w, "split": split}
             label = label_dir / f"{path.stem}.txt"
-            if label.is_file():
-                for k, line in enumerate(label.read_text().splitlines(), start=1):
+            try:
+                text = label.read_text() if label.is_file() else ""
+            except UnicodeDecodeError:
+                rejects.append({"file": str(label), "image_id": path.stem, "reason": "not UTF-8 text"})
+                text = ""
+            if text:
+                for k, line in enumerate(text.splitlines(), start=1):
                     if not line.strip():
                         continue
                     ann, reason = _parse(line, categories, h, w, path.stem, len(annotations) + 1, str(label), k)
@@ -82,9 +95,23 @@ def read(yaml_path: str | Path) -> Dataset:
 
 
 def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
-    """The dataset root a yaml names (``path``, relative to the yaml); image file names are relative to it."""
-    spec = spec if spec is not None else yaml.safe_load(Path(yaml_path).read_text())
-    return (Path(yaml_path).parent / str(spec.get("path") or ".")).resolve()
+    """The dataset root a yaml names; image file names are relative to it.
+
+    ``path`` relative to the yaml where that holds the split directories; else, since a stock yaml
+    names where Ultralytics keeps it (``../datasets/coco128``, or an absolute path on another
+    machine), the yaml's own directory or a directory of ``path``'s name beside the yaml: the first
+    that holds the first split's images."""
+    yaml_path = Path(yaml_path)
+    spec = spec if spec is not None else yaml.safe_load(yaml_path.read_text())
+    base, given = yaml_path.parent, str(spec.get("path") or "")
+    candidates = ([] if not given or Path(given).is_absolute() else [base / given]) + [base]
+    if given:
+        candidates.append(base / Path(given).name)
+    first = next((str(spec[s]) for s in ("train", "val", "test") if isinstance(spec.get(s), str)), "")
+    for c in candidates:
+        if first and (c / first).is_dir():
+            return c.resolve()
+    return candidates[0].resolve()
 
 
 def _label_dir(image_dir: Path) -> Path:

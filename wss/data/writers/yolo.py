@@ -6,7 +6,8 @@ by ``class x1 y1 x2 y2 ...`` (the exported mask's outline, normalised to [0, 1],
 object, a multi-part object joined by zero-width bridges as Ultralytics writes it), and the dataset
 yaml, whose splits point at the copies.  The yaml has no ``path``: Ultralytics then takes the
 yaml's own directory as the dataset root, wherever the export is moved.  Lines the pipeline left
-out (rejects) are dropped and counted.
+out (rejects) are dropped and counted; an object whose mask came out empty keeps its box, as a
+rectangle, so every used line stays, in its order.
 """
 
 from __future__ import annotations
@@ -61,9 +62,11 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
                 continue
             m = masks[key(r)]
             poly = polygon_line(int(r.category), from_rle(m["segmentation"]["counts"], int(r.height), int(r.width)))
-            if poly is None:
+            if poly is None:  # an empty mask: the object stays, as its box
                 counts["empty_masks"] += 1
-                continue
+                box = np.zeros((int(r.height), int(r.width)), np.uint8)
+                box[r.y1 : r.y2, r.x1 : r.x2] = 1
+                poly = polygon_line(int(r.category), box)
             written.append(poly)
             counts["polygons"] += 1
         atomic.write_text(out / source_file, "".join(f"{line}\n" for line in written))
