@@ -2,12 +2,13 @@
 
     python -m stages.predict --model models/model.keras --image IMG --box x1,y1,x2,y2 [--box ...] --out DIR
     python -m stages.predict --model models/model.keras --image IMG --boxes boxes.csv --out DIR
+    python -m stages.predict --model models/model.keras --images DIR --boxes FILE --out DIR
 
-Boxes are pixel ``x1,y1,x2,y2`` with ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see
+``--images``: a directory in one process, boxes from a COCO JSON, YOLO labels or a CSV with an
+``image`` column, masks written in the boxes' own format.  Boxes are pixel ``x1,y1,x2,y2`` with ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see
 :mod:`wss.evaluation.inference`).  The threshold and flip averaging are ``evaluate.threshold`` and
-``evaluate.flip`` of ``--params`` unless given.  Writes ``<image>_mask_<k>.png`` (0/255, the
-image's full resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a
-message, never a traceback.
+``evaluate.flip`` of ``--params`` unless given.  Writes ``<image>_mask_<k>.png`` (0/255, full
+resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a message.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import_tensorflow_quietly()  # before wss imports TensorFlow
 from wss import config
 from wss.core import atomic  # noqa: E402
 from wss.core.draw import overlay  # noqa: E402
-from wss.evaluation.inference import InputError, check_box, load_model, parse_box, predict, read_boxes, read_image  # noqa: E402
+from wss.evaluation import inference as inf
+from wss.evaluation.inference import InputError
 
 
 def _settings(args: argparse.Namespace) -> tuple[float, bool]:
@@ -43,7 +45,8 @@ def _settings(args: argparse.Namespace) -> tuple[float, bool]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="models/model.keras", type=Path)
-    ap.add_argument("--image", required=True, type=Path)
+    ap.add_argument("--image", type=Path)
+    ap.add_argument("--images", type=Path, help="a directory of images (--boxes: COCO JSON, YOLO labels, CSV)")
     ap.add_argument("--box", action="append", default=[], help="x1,y1,x2,y2 (repeat for more boxes)")
     ap.add_argument("--boxes", type=Path, help="CSV or JSON file of boxes, used when no --box is given")
     ap.add_argument("--out", required=True, type=Path)
@@ -56,20 +59,31 @@ def main(argv: list[str] | None = None) -> int:
         threshold, flip = _settings(args)
         if not 0 < threshold < 1:
             raise InputError(f"--threshold {threshold}: must lie in (0, 1)")
-        image = read_image(args.image)
+        if args.images:
+            if not args.boxes:
+                raise InputError("--images needs --boxes: a COCO JSON, a YOLO labels directory or a CSV")
+            kind, jobs = inf.jobs_of(args.boxes, args.images)
+            net, size, margin = inf.load_model(args.model)
+            masks = list(inf.predict_many(net, size, margin, jobs, threshold, flip))
+            done = inf.write_batch(kind, args.boxes, masks, args.out)
+            print(f"predict: {done['masks']} masks for {done['images']} images ({kind} boxes) -> {args.out}")
+            return 0
+        if not args.image:
+            raise InputError("give --image IMG (one image) or --images DIR --boxes FILE (many)")
+        image = inf.read_image(args.image)
         if args.box:
-            boxes = [parse_box(b) for b in args.box]
+            boxes = [inf.parse_box(b) for b in args.box]
         elif args.boxes:
-            boxes = read_boxes(args.boxes)
+            boxes = inf.read_boxes(args.boxes)
         else:
             raise InputError("give boxes with --box x1,y1,x2,y2 or --boxes FILE")
         h, w = image.shape[:2]
-        boxes = [check_box(b, k, h, w) for k, b in enumerate(boxes)]
-        net, size, margin = load_model(args.model)
+        boxes = [inf.check_box(b, k, h, w) for k, b in enumerate(boxes)]
+        net, size, margin = inf.load_model(args.model)
     except InputError as exc:  # before the model loads: a typo costs no TensorFlow start-up
         print(f"predict: {exc}", file=sys.stderr)
         return 2
-    masks = predict(net, size, margin, image, boxes, threshold, flip)
+    masks = inf.predict(net, size, margin, image, boxes, threshold, flip)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.image.stem
     for k, m in enumerate(masks):

@@ -64,7 +64,7 @@ def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkey
         seen.update(threshold=threshold, flip=flip)
         return [np.zeros(image_bgr.shape[:2], np.uint8) for _ in boxes]
 
-    monkeypatch.setattr(predict, "predict", spy)
+    monkeypatch.setattr(predict.inf, "predict", spy)
     (tmp_path / "p.yaml").write_text("evaluate: {threshold: 0.3, boundary_tolerance: 0.008, batch_size: 4, "
                                      "n_overlays: 1, flip: false}\n")  # fmt: skip
     common = ["--model", str(tiny_model), "--image", str(image), "--box", "10,12,60,70", "--out", str(tmp_path / "o")]
@@ -169,3 +169,50 @@ def test_bad_input_exits_2_with_a_message(tiny_model, image, tmp_path, capsys, c
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_many_images_in_one_process_from_coco_yolo_and_csv_boxes(tiny_model, image, tmp_path):
+    """``--images DIR --boxes FILE``: the model loads once; masks come back in the boxes' own format."""
+    import json
+
+    from stages import predict as stage
+    from wss.core.masks import from_segmentation
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    h, w = cv2.imread(str(image)).shape[:2]
+    for n in ("p", "q"):
+        cv2.imwrite(str(imgs / f"{n}.png"), cv2.imread(str(image)))
+    box = [10, 8, 40, 30]
+    coco_file = tmp_path / "boxes.json"
+    coco_file.write_text(json.dumps({
+        "images": [{"id": 5, "file_name": "p.png", "height": h, "width": w}, {"id": 6, "file_name": "q.png", "height": h, "width": w}],
+        "annotations": [{"id": 70, "image_id": 5, "category_id": 1, "bbox": [10, 8, 30, 22], "iscrowd": 0, "note": "mine"},
+                        {"id": 71, "image_id": 6, "category_id": 1, "bbox": [12, 9, 20, 20], "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "thing"}]}))  # fmt: skip
+    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(coco_file),
+                       "--out", str(tmp_path / "c"), "--threshold", "0.5", "--no-flip"]) == 0  # fmt: skip
+    back = json.loads((tmp_path / "c/boxes.json").read_text())
+    assert [a["id"] for a in back["annotations"]] == [70, 71] and back["annotations"][0]["note"] == "mine"
+    for a in back["annotations"]:
+        assert from_segmentation(a["segmentation"], h, w).sum() == a["area"]
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    for n in ("p", "q"):
+        (labels / f"{n}.txt").write_text(f"3 {25 / w:.6f} {19 / h:.6f} {30 / w:.6f} {22 / h:.6f}\n")
+    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(labels),
+                       "--out", str(tmp_path / "y"), "--threshold", "0.5", "--no-flip"]) == 0  # fmt: skip
+    for n in ("p", "q"):
+        lines = (tmp_path / f"y/labels/{n}.txt").read_text().splitlines()
+        assert len(lines) <= 1 and all(line.startswith("3 ") and len(line.split()) >= 7 for line in lines)
+    table = tmp_path / "boxes.csv"
+    table.write_text("image,x1,y1,x2,y2\np.png,10,8,40,30\nq.png,12,9,32,29\nq.png,1,1,20,20\n")
+    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(table),
+                       "--out", str(tmp_path / "v"), "--threshold", "0.5", "--no-flip"]) == 0  # fmt: skip
+    masks = json.loads((tmp_path / "v/masks.json").read_text())
+    assert [a["row"] for a in masks["annotations"]] == [2, 3, 4] and len(masks["images"]) == 2
+    assert masks["annotations"][0]["bbox"] == [float(v) for v in (box[0], box[1], box[2] - box[0], box[3] - box[1])]
+    missing = tmp_path / "none.csv"
+    missing.write_text("image,x1,y1,x2,y2\nnope.png,1,1,5,5\n")
+    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(missing),
+                       "--out", str(tmp_path / "n"), "--threshold", "0.5", "--no-flip"]) == 2  # fmt: skip

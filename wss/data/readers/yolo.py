@@ -82,7 +82,7 @@ def read(yaml_path: str | Path) -> Dataset:
                 for k, line in enumerate(text.splitlines(), start=1):
                     if not line.strip():
                         continue
-                    ann, reason = _parse(line, categories, h, w, path.stem, len(annotations) + 1, str(label), k)
+                    ann, reason = parse_line(line, categories, h, w, path.stem, len(annotations) + 1, str(label), k)
                     if reason:
                         rejects.append({"file": str(label), "image_id": path.stem, "reason": f"line {k}: {reason}"})
                     else:
@@ -124,7 +124,7 @@ def _label_dir(image_dir: Path) -> Path:
     return image_dir.parent / "labels" / image_dir.name
 
 
-def _parse(line: str, categories: dict[int, str], h: int, w: int, image_id: str, annotation_id: int,
+def parse_line(line: str, categories: dict[int, str], h: int, w: int, image_id: str, annotation_id: int,
            source_file: str = "", line_number: int = 0) -> tuple[Annotation | None, str]:
     """One label line as an annotation, or the reason it is unusable."""
     fields = line.split()
