@@ -20,7 +20,7 @@ from wss.core.masks import from_segmentation, to_polygon
 from wss.core.metrics import iou
 from wss.data import convert, sample
 from wss.data.instances import read_table
-from wss.data.readers import coco, sbd, yolo
+from wss.data.readers import coco, sbd, voc, yolo
 from wss.labels import build, shards
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -165,3 +165,54 @@ def test_yolo_polygons_of_coco128_masks_rasterise_back(tmp_path):
         yolo_line = [list((values.reshape(-1, 2) * [im["width"], im["height"]]).ravel())]
         ious.append(iou(from_segmentation(yolo_line, im["height"], im["width"]), m))
     assert len(ious) == 929 and np.mean(ious) >= 0.95
+
+
+def tiny_voc(tiny_sbd: Path, root: Path) -> Path:
+    """The tiny sample as a boxes-only VOC devkit (no SegmentationObject)."""
+    ds = sbd.read(tiny_sbd)
+    kit = root / "VOCdevkit" / "VOC2012"
+    for d in ("Annotations", "JPEGImages", "ImageSets/Segmentation"):
+        (kit / d).mkdir(parents=True)
+    lists = {"train": [], "val": []}
+    for iid, im in ds.images.items():
+        shutil.copy(tiny_sbd / im["file_name"], kit / "JPEGImages" / f"{iid}.jpg")
+        objs = "".join(f"<object><name>{sbd.VOC_CLASSES[a.category_id - 1]}</name><bndbox><xmin>{a.box.x1 + 1}</xmin>"
+                       f"<ymin>{a.box.y1 + 1}</ymin><xmax>{a.box.x2}</xmax><ymax>{a.box.y2}</ymax></bndbox></object>"
+                       for a in ds.annotations if a.image_id == iid)  # fmt: skip
+        (kit / "Annotations" / f"{iid}.xml").write_text(
+            f"<annotation><filename>{iid}.jpg</filename><size><width>{im['width']}</width><height>{im['height']}"
+            f"</height></size>{objs}</annotation>")  # fmt: skip
+        lists[im["split"]].append(iid)
+    for split, ids in lists.items():
+        (kit / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_voc_boxes_come_back_as_segmentation_pngs_that_the_reader_reads(tmp_path):
+    from PIL import Image
+
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_voc(tmp_path / "sbd", tmp_path / "raw")
+    instances, out = export(tmp_path, raw, "voc", "teacher")
+    table = read_table(instances)
+    kit = out / "voc/VOCdevkit/VOC2012"
+    first = table.image_id.iloc[0]
+    with Image.open(kit / "SegmentationObject" / f"{first}.png") as im:
+        assert im.mode == "P" and im.getpalette()[3:6] == [128, 0, 0]  # VOC's colour map
+    with Image.open(kit / "SegmentationClass" / f"{first}.png") as im:
+        classes = set(np.unique(np.asarray(im)).tolist()) - {0, 255}
+    names = set(table[table.image_id == first].category_name)
+    assert classes == {sbd.VOC_CLASSES.index(n) + 1 for n in names}  # VOC's own class indices
+    back = voc.read(kit)
+    teacher = teacher_masks(tmp_path / "shards")
+    got = {(a.image_id, a.source_id): a for a in back.annotations}
+    ious = []
+    for r in table.itertuples():
+        a = got[(r.image_id, r.source_id)]
+        assert (a.box.x1, a.box.y1, a.box.x2, a.box.y2) == (r.x1, r.y1, r.x2, r.y2)  # the XML, unchanged
+        with Image.open(kit / "SegmentationObject" / f"{r.image_id}.png") as im:
+            scored = np.asarray(im) != 255  # VOC's void band is left out of scoring, as VOC's evaluation does
+        back_mask = from_segmentation(a.segmentation, r.height, r.width)
+        ious.append(iou(back_mask[scored], teacher[f"{r.image_id}/{r.instance_id}"][scored]))
+    # Overlaps (the smaller object drawn on top) cost the larger one a little.
+    assert len(ious) == len(table) and np.mean(ious) > 0.95

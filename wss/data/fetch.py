@@ -116,7 +116,7 @@ def extract(archive: Path, out_dir: Path, member_root: str = "") -> None:
         work = tmp / "_extract"
         try:
             if archive.is_dir():
-                shutil.copytree(archive, work, copy_function=_link_or_copy, symlinks=False)
+                shutil.copytree(archive, work, copy_function=link_or_copy, symlinks=False)
             elif zipfile.is_zipfile(archive):
                 _unzip(archive, work)
             else:
@@ -135,7 +135,13 @@ def extract(archive: Path, out_dir: Path, member_root: str = "") -> None:
         shutil.rmtree(work)
 
 
-def _link_or_copy(src: str, dst: str) -> None:
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """``dst`` as a hard link to ``src`` where the file system allows (no bytes copied), else a copy;
+    an existing ``dst`` is replaced."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
     try:
         os.link(src, dst)
     except OSError:

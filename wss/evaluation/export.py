@@ -18,7 +18,8 @@ user's own annotation files.
 
 Next to them, the user's own dataset with the masks filled in, in its own format and ids
 (``export.masks`` says which: the model's or the teacher's): ``coco/`` (the instances files,
-:mod:`wss.data.writers.coco`) or ``yolo/`` (a YOLO-seg copy, :mod:`wss.data.writers.yolo`).
+:mod:`wss.data.writers.coco`), ``yolo/`` (a YOLO-seg copy, :mod:`wss.data.writers.yolo`) or ``voc/``
+(the devkit with segmentation PNGs, :mod:`wss.data.writers.voc`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from wss.core.masks import from_rle
 from wss.data.instances import SPLITS, by_key, read_categories, read_source, read_table
 from wss.data.readers import coco
 from wss.data.writers import coco as coco_writer
+from wss.data.writers import voc as voc_writer
 from wss.data.writers import yolo as yolo_writer
 from wss.evaluation import review
 from wss.evaluation.evaluate import predict_val
@@ -121,4 +123,6 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")
         elif source["source"] == "yolo":
             counts["yolo"] = yolo_writer.write(table, chosen, data_root, tmp / "yolo", source["files"][0])
+        elif source["source"] == "voc":
+            counts["voc"] = voc_writer.write(table, chosen, data_root, tmp / "voc", source["files"][0])
     return counts

@@ -13,7 +13,6 @@ rectangle, so every used line stays, in its order.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import yaml
 from wss.core import atomic
 from wss.core.masks import from_rle, to_polygon
 from wss.data.dataset import IMAGE_SUFFIXES
+from wss.data.fetch import link_or_copy
 from wss.data.instances import key
 from wss.data.readers.yolo import images_root
 
@@ -49,7 +49,7 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
     for rel in splits.values():
         src_dir = root / str(rel)
         for img in sorted(p for p in src_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            _link(img, out / root_rel / str(rel) / img.name)
+            link_or_copy(img, out / root_rel / str(rel) / img.name)
             counts["images"] += 1
     for source_file, rows in table.groupby("source_file", sort=True):
         lines = (data_root / source_file).read_text().splitlines()
@@ -77,13 +77,3 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
         copy[split] = os.path.relpath(out / root_rel / str(rel), yaml_out.parent)
     atomic.write_text(yaml_out, yaml.safe_dump(copy, sort_keys=False))
     return counts
-
-
-def _link(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
