@@ -46,19 +46,21 @@ def quality(model_mask: np.ndarray, teacher_mask: np.ndarray, sure: float) -> di
 
 
 def thumbnail(image_bgr: np.ndarray, box: Box, mask: np.ndarray) -> np.ndarray:
-    """A ``THUMB``-pixel square around ``box``: the mask tinted and outlined, the box drawn."""
+    """A ``THUMB``-pixel view around ``box``: the mask tinted, its outline and the box drawn one
+    thumbnail pixel wide after scaling, so a small object's box does not hide it."""
     h, w = mask.shape
     win = clip(square_window(box, 0.25), h, w)
-    crop = image_bgr[win.y1 : win.y2, win.x1 : win.x2].copy()
-    m = mask[win.y1 : win.y2, win.x1 : win.x2]
-    tint = crop.copy()
-    tint[m == 1] = (0.5 * tint[m == 1] + 0.5 * np.array([40, 200, 255])).astype(np.uint8)
-    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(tint, contours, -1, (0, 140, 255), 1)
-    cv2.rectangle(tint, (box.x1 - win.x1, box.y1 - win.y1), (box.x2 - win.x1 - 1, box.y2 - win.y1 - 1), (60, 230, 60), 1)
-    scale = THUMB / max(tint.shape[:2])
-    size = (max(1, round(tint.shape[1] * scale)), max(1, round(tint.shape[0] * scale)))
-    return cv2.resize(tint, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    scale = THUMB / max(win.width, win.height)
+    size = (max(1, round(win.width * scale)), max(1, round(win.height * scale)))
+    grow = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    crop = cv2.resize(image_bgr[win.y1 : win.y2, win.x1 : win.x2], size, interpolation=grow)
+    m = cv2.resize(mask[win.y1 : win.y2, win.x1 : win.x2].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    crop[m == 1] = (0.5 * crop[m == 1] + 0.5 * np.array([40, 200, 255])).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(crop, contours, -1, (0, 140, 255), 1)
+    corner = lambda x, y: (round((x - win.x1) * scale), round((y - win.y1) * scale))  # noqa: E731
+    cv2.rectangle(crop, corner(box.x1, box.y1), corner(box.x2, box.y2), (60, 230, 60), 1)
+    return crop
 
 
 def write(rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out: Path, cards: int) -> pd.DataFrame:
@@ -101,7 +103,8 @@ def _page(items: list[tuple[str, object]], total: int) -> str:
 <style>
 body {{ font: 14px system-ui, sans-serif; margin: 1.5em; background: #fafafa; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 10px; }}
-.card {{ margin: 0; width: {THUMB + 12}px; background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 6px; }}
+.card {{ margin: 0; width: {THUMB + 12}px; background: #fff; border: 1px solid #ddd; border-radius: 6px;
+  padding: 6px; }}
 .card img {{ display: block; margin: auto; max-width: {THUMB}px; max-height: {THUMB}px; }}
 .card[hidden] {{ display: none; }}
 figcaption {{ margin-top: 4px; overflow-wrap: anywhere; }}
