@@ -52,10 +52,11 @@ def _is_yolo(path: Path) -> bool:
     return "names:" in path.read_text(errors="replace")
 
 
-def read_coco(root: Path, given: str) -> dataset.Dataset:
-    """Every COCO instances JSON under ``root`` (or ``given``): a file whose name says ``train`` or
-    ``val`` gives that split, a single file leaves the split to ``data.val_fraction``.  Images are
-    found by ``file_name``: as a path under the JSON's dataset, else by name anywhere under ``root``."""
+def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
+    """Every COCO instances JSON under ``root`` (or ``given``), read into one dataset, and the files
+    read: a file whose name says ``train`` or ``val`` gives that split, a single file leaves the
+    split to ``data.val_fraction``.  Images are found by ``file_name``: as a path under the JSON's
+    dataset, else by name anywhere under ``root``."""
     files = find(root, given, (".json",), _is_coco, "COCO instances JSON")
     if not given:
         skipped = [p for p in files if p.name.startswith(NOT_INSTANCES)]
@@ -88,7 +89,7 @@ def read_coco(root: Path, given: str) -> dataset.Dataset:
             hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
             rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: wss.core.image.problem says so
             images[(k, iid)] = {**im, "file_name": str(rel), "name": name.stem}
-    return dataset.Dataset(images, categories, annotations, rejects)
+    return dataset.Dataset(images, categories, annotations, rejects), files
 
 
 def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool, list[str]]:
@@ -98,9 +99,8 @@ def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bo
     if source in ("sample", "sbd"):
         return sbd.read(root), False, []
     if source == "coco":
-        ds = read_coco(root, annotations)
-        files = sorted({str(Path(a.source_file).resolve().relative_to(root.resolve())) for a in ds.annotations})
-        return ds, True, files
+        ds, files = read_coco(root, annotations)
+        return ds, True, [str(p.relative_to(root)) for p in files]
     if source == "yolo":
         spec = find(root, annotations, (".yaml", ".yml"), _is_yolo, "YOLO dataset yaml")[0]
         return _rebase(yolo.read(spec), yolo.images_root(spec), root), False, [str(spec.relative_to(root))]

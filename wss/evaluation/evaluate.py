@@ -48,8 +48,6 @@ from wss.labels import shards
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 
 
-
-
 @dataclass
 class Instance:
     """One val instance at full resolution: the model's mask and the teacher's two versions."""

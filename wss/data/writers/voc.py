@@ -11,6 +11,7 @@ copy is a complete devkit.  Where objects overlap, the smaller is drawn on top.
 from __future__ import annotations
 
 import io
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -27,7 +28,8 @@ from wss.data.readers.sbd import VOC_CLASSES
 BAND = 2  # pixels of void band on each side of an outline; VOC's own is about 5 px wide
 
 
-def palette() -> list[int]:
+@cache
+def palette() -> tuple[int, ...]:
     """VOC's colour map: index ``i``'s colour from its bits, as the devkit's ``VOClabelcolormap``."""
     colours = []
     for i in range(256):
@@ -39,12 +41,12 @@ def palette() -> list[int]:
             b |= ((c >> 2) & 1) << (7 - j)
             c >>= 3
         colours += [r, g, b]
-    return colours
+    return tuple(colours)
 
 
 def _png(index: np.ndarray) -> bytes:
     im = Image.fromarray(index.astype(np.uint8), mode="P")
-    im.putpalette(palette())
+    im.putpalette(list(palette()))
     buf = io.BytesIO()
     im.save(buf, "PNG")
     return buf.getvalue()
