@@ -1,10 +1,15 @@
 """Stage ``download``: put the ``data.source`` dataset, in its own format, at ``--out`` (default ``data/raw``).
 
 ``sample`` generates the embedded synthetic dataset (SBD layout).  Every other source is an
-archive (.zip, .tar, .tar.gz) or a directory: ``data.archive`` when set, else ``data.url``
-(resumable download, MD5 check against ``data.md5``); it is extracted safely and atomically.
-``sbd`` keeps only the archive's ``benchmark_RELEASE/dataset`` and, with ``data.url`` empty,
-fetches the official release.
+archive (.zip, .tar, .tar.gz) or a directory: ``data.archive`` when it holds a dataset, else
+``data.url`` (resumable download, MD5 check against ``data.md5``); it is extracted safely and
+atomically.  ``sbd`` keeps only the archive's ``benchmark_RELEASE/dataset`` and, with
+``data.url`` empty, fetches the official release.
+
+``data.archive`` is a DVC dependency of this stage (``dvc.yaml`` names ``${data.archive}``), so
+DVC reruns it, and everything after it, when the dataset's content changes.  DVC needs that path
+to exist even when nothing is read from it; its default, ``datasets/``, is a folder kept in git
+that holds only a README until a dataset is put there.
 """
 
 from __future__ import annotations
@@ -34,11 +39,17 @@ def main(argv: list[str] | None = None) -> int:
         url, md5 = data.url, data.md5
         if data.source == "sbd" and not url:
             url, md5 = sbd.RELEASE_URL, md5 or sbd.RELEASE_MD5
-        if data.archive:
-            archive = Path(data.archive)
-            if not archive.exists():
-                raise fetch.FetchError(f"data.archive is {archive}, but there is no such file or directory")
-        else:
+        if not data.archive:
+            raise fetch.FetchError("data.archive is empty; DVC depends on it, so it names an existing path: the "
+                                   "dataset, or datasets/ (the default) to download from data.url")  # fmt: skip
+        archive = Path(data.archive)
+        if not archive.exists():
+            raise fetch.FetchError(f"data.archive is {archive}, but there is no such file or directory")
+        if not fetch.holds_dataset(archive):
+            if not url:
+                raise fetch.FetchError(f"data.archive is {archive}, which holds no dataset: put the {data.source} "
+                                       "dataset there, or point data.archive at it (a .zip, .tar, .tar.gz or a "
+                                       "directory), or set data.url to download it")  # fmt: skip
             archive = args.cache / Path(url).name
             if not archive.is_file():
                 fetch.download(url, archive)

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -39,7 +40,7 @@ def sh(cwd: Path, *cmd: str) -> str:
 def repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("stages", "wss", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+    for name in ("stages", "wss", "datasets", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
@@ -166,6 +167,50 @@ def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
     assert {c["id"] for c in model_val["categories"]} == set(range(1001, 1021))
     ids = {a["image_id"] for a in model_val["annotations"]}
     assert ids and ids <= set(range(101, 110)) | {1}  # the file's own image ids (1: the grayscale one)
+
+
+def test_the_datasets_content_is_a_dependency(repo: Path, tmp_path: Path):
+    """A dataset replaced in place (a file edited, added or removed, at the same ``data.archive``)
+    reruns ``download`` and what follows; an unchanged one reruns nothing."""
+    from tests.conftest import TINY
+    from tests.test_sources import tiny_coco
+    from wss.data import sample
+
+    sample.generate(tmp_path / "sbd", seed=7, cfg=TINY)
+    src = tiny_coco(tmp_path / "sbd", tmp_path / "mycoco")
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(source="coco", archive=str(src))
+    params["convert"]["max_reject_fraction"] = 0.5  # the tiny COCO carries one bad image per reason
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def images() -> set[str]:
+        return set(pd.read_parquet(repo / "data/instances/instances.parquet")["image_id"])
+
+    sh(repo, "dvc", "repro", "convert")
+    before = images()
+    out = sh(repo, "dvc", "repro", "convert")
+    assert "Stage 'download' didn't change, skipping" in out and "Stage 'convert' didn't change" in out
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status", "--with-deps", "convert")
+
+    path = src / "annotations/instances_default.json"
+    data = json.loads(path.read_text())
+    gone = data["images"][0]
+    data["images"] = data["images"][1:]  # edited in place: one image fewer
+    data["annotations"] = [a for a in data["annotations"] if a["image_id"] != gone["id"]]
+    path.write_text(json.dumps(data))
+    status = sh(repo, "dvc", "status", "--with-deps", "convert")
+    assert "download" in status and str(src) in status
+    out = sh(repo, "dvc", "repro", "convert")
+    assert "Running stage 'download'" in out and "Running stage 'convert'" in out
+    assert images() < before and str(gone["id"]) not in {str(i) for i in images()}
+
+    (src / "images" / "extra.txt").write_text("a file added")  # not an image: the table stays, download reruns
+    out = sh(repo, "dvc", "repro", "convert")
+    assert "Running stage 'download'" in out
+    (src / "images" / "extra.txt").unlink()
+    out = sh(repo, "dvc", "repro", "convert")
+    assert "Running stage 'download'" in out
+    assert "Data and pipelines are up to date" in sh(repo, "dvc", "status", "--with-deps", "convert")
 
 
 def test_a_boxes_only_coco_dataset_runs_end_to_end(repo: Path, tmp_path: Path):

@@ -85,7 +85,10 @@ def archive(tiny_sbd, tmp_path):
 
 
 def write_params(tmp_path, **data):
-    p = {"base": {"seed": 1}, "data": {"source": "sbd", "url": "", "md5": "", "archive": "", "annotations": "",
+    holder = tmp_path / "datasets"  # as the project's datasets/: only a README
+    holder.mkdir(exist_ok=True)
+    (holder / "README.md").write_text("put a dataset here")
+    p = {"base": {"seed": 1}, "data": {"source": "sbd", "url": "", "md5": "", "archive": str(holder), "annotations": "",
                                      "val_fraction": 0.2, **data}}
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
@@ -153,6 +156,22 @@ def test_missing_local_archive_names_the_file(tmp_path):
     params = write_params(tmp_path, archive=str(tmp_path / "nope.tgz"))
     with pytest.raises(fetch.FetchError, match="nope.tgz"):
         download.main(["--params", params, "--out", str(tmp_path / "extracted")])
+
+
+def test_an_empty_datasets_folder_says_what_to_do(tmp_path):
+    params = write_params(tmp_path, source="coco")
+    with pytest.raises(fetch.FetchError, match=r"datasets, which holds no dataset: put the coco dataset there"):
+        download.main(["--params", params, "--out", str(tmp_path / "extracted")])
+    assert not (tmp_path / "extracted").exists()
+
+
+def test_a_folder_holds_a_dataset_once_anything_but_its_readme_is_in_it(tmp_path):
+    (tmp_path / "README.md").write_text("x")
+    (tmp_path / ".gitignore").write_text("*")
+    assert not fetch.holds_dataset(tmp_path)
+    (tmp_path / "images").mkdir()
+    assert fetch.holds_dataset(tmp_path)
+    assert fetch.holds_dataset(tmp_path / "README.md")  # a file is an archive
 
 
 def test_offline_says_what_to_do(tmp_path):

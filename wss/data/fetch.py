@@ -24,6 +24,17 @@ class FetchError(DataError):
     """The archive could not be obtained or verified; the message says what to do."""
 
 
+def holds_dataset(path: Path) -> bool:
+    """Whether ``path`` (an existing file or directory) is a dataset rather than an empty holder.
+
+    A file always is.  A directory is unless it holds nothing but dot files and ``README.md``:
+    the project's ``datasets/`` folder, which exists so that DVC has a path to depend on.
+    """
+    if not path.is_dir():
+        return True
+    return any(not (p.name.startswith(".") or p.name == "README.md") for p in path.iterdir())
+
+
 def md5sum(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "md5").hexdigest()
