@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset (for the overlays' images)")
+    ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed")
     ap.add_argument("--metrics", default="metrics/eval.json", type=Path)
     ap.add_argument("--per-class", default="metrics/eval_per_class.json", type=Path)
     ap.add_argument("--plots", default="metrics/eval", type=Path)
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
     from wss.net.model import load
 
-    result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.data, cfg, args.plots)
+    result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.data, cfg, args.plots,
+                                 args.boundaries)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
     a, sc = result["agreement_with_teacher"], result["score"]
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     g, c, b = result["teacher"], result["teacher_via_crops"], result["filled_box"]
     print(f"evaluate: model mIoU {result['miou']:.4f} mask AP {result['AP']} recall@0.5 {result['recall@0.5']:.4f} "
           f"boundary F {result['boundary_f']:.4f} | teacher ({result['teacher_method']}) mIoU {g['miou']:.4f} (via the "
-          f"crops {c['miou']:.4f}) mask AP {g['AP']} | filled box mIoU {b['miou']:.4f} | {free}")  # fmt: skip
+          f"crops {c['miou']:.4f}) mask AP {g['AP']} | fused mIoU {result['fused']['miou']:.4f} | filled box mIoU "
+          f"{b['miou']:.4f} | {free}")  # fmt: skip
     return 0
 
 

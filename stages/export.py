@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset, whose own files are written back")
+    ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed")
     ap.add_argument("--out", default="data/export", type=Path)
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from wss.net.model import load
 
     counts = export(load(str(args.model)), args.shards, args.instances, args.data, args.out, cfg, ecfg.masks,
-                    ecfg.review)
+                    ecfg.review, args.boundaries)
     for name, n in counts.items():
         if name == "review":
             print(f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "

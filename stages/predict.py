@@ -7,7 +7,8 @@
 ``--images``: a directory in one process, boxes from a COCO JSON, YOLO labels or a CSV with an
 ``image`` column, masks written in the boxes' own format.  Boxes are pixel ``x1,y1,x2,y2`` with ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see
 :mod:`wss.evaluation.inference`).  The threshold and flip averaging are ``evaluate.threshold`` and
-``evaluate.flip`` of ``--params`` unless given.  Writes ``<image>_mask_<k>.png`` (0/255, full
+``evaluate.flip`` of ``--params`` unless given; so is the refinement cut (``evaluate.refine``,
+``--refine``/``--no-refine``, with ``evaluate.cut_*``; a ``hed`` cut runs HED on each image).  Writes ``<image>_mask_<k>.png`` (0/255, full
 resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a message.
 """
 
@@ -23,23 +24,10 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import config
 from wss.core import atomic  # noqa: E402
 from wss.core.draw import overlay  # noqa: E402
 from wss.evaluation import inference as inf
 from wss.evaluation.inference import InputError
-
-
-def _settings(args: argparse.Namespace) -> tuple[float, bool]:
-    """(threshold, flip): the command line's, else the params file's ``evaluate`` section."""
-    if args.threshold is not None and args.flip is not None:
-        return args.threshold, args.flip
-    if not Path(args.params).is_file():
-        raise InputError(f"{args.params}: no such params file; give --params, or --threshold and --flip/--no-flip")
-    from wss.config import EvaluateConfig
-
-    cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
-    return (cfg.threshold if args.threshold is None else args.threshold), (cfg.flip if args.flip is None else args.flip)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, help="probability threshold (default: evaluate.threshold)")
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction,
                     help="average with the mirrored crop's prediction (default: evaluate.flip)")
+    ap.add_argument("--refine", action=argparse.BooleanOptionalAction,
+                    help="the refinement cut, evaluate.cut_* (default: evaluate.refine)")
     args = ap.parse_args(argv)
     try:
-        threshold, flip = _settings(args)
+        threshold, flip, cut = inf.settings(args.params, args.threshold, args.flip, args.refine)
         if not 0 < threshold < 1:
             raise InputError(f"--threshold {threshold}: must lie in (0, 1)")
         if args.images:
@@ -64,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise InputError("--images needs --boxes: a COCO JSON, a YOLO labels directory or a CSV")
             kind, jobs = inf.jobs_of(args.boxes, args.images)
             net, size, margin = inf.load_model(args.model)
-            masks = list(inf.predict_many(net, size, margin, jobs, threshold, flip))
+            masks = list(inf.predict_many(net, size, margin, jobs, threshold, flip, cut, inf.hed_for(cut)))
             done = inf.write_batch(kind, args.boxes, masks, args.out)
             print(f"predict: {done['masks']} masks for {done['images']} images ({kind} boxes) -> {args.out}")
             return 0
@@ -83,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:  # before the model loads: a typo costs no TensorFlow start-up
         print(f"predict: {exc}", file=sys.stderr)
         return 2
-    masks = inf.predict(net, size, margin, image, boxes, threshold, flip)
+    masks = inf.predict(net, size, margin, image, boxes, threshold, flip, cut, inf.hed_for(cut))
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.image.stem
     for k, m in enumerate(masks):

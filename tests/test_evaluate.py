@@ -91,7 +91,8 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     exactly the labels stage's GrabCut IoU; the teacher via 32-pixel crops differs."""
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
+    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
+                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, "
                                           "n_overlays: 2, flip: false}\n")  # fmt: skip
     out = tmp_path / "m"
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
@@ -120,6 +121,13 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     assert curve.recall.is_monotonic_decreasing
     assert curve.recall.iloc[0] == pytest.approx((per.iou >= 0.05).mean(), abs=1e-4)
     assert len(list((out / "eval" / "overlays").glob("*.png"))) == 2
+    # Refinement off: the model's masks are the unrefined ones; the fused masks (the box stub's
+    # probability averaged with the teacher, then cut) are scored beside, per size too.
+    assert ev["refine"] is False and ev["unrefined"]["miou"] == ev["miou"]
+    assert set(ev["fused"]["by_size"]) == {"small", "medium", "large"} and "AP" in ev["fused"]
+    np.testing.assert_allclose(ev["fused"]["miou"], per.iou_fused.mean(), atol=1e-4)
+    assert ev["fused"]["miou"] > ev["miou"]  # the box alone is the worst of the three
+    assert ev["cut_ms_per_instance"] > 0
 
 
 def test_no_val_instances_is_an_error(tmp_path, built):

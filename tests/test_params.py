@@ -102,3 +102,21 @@ def test_params_yaml_is_the_one_source_of_defaults():
 def test_repo_params_load():
     p = config.load(ROOT / "params.yaml")
     assert p["data"]["source"] == "sample" and isinstance(config.seed(p), int)
+
+
+def test_auto_label_method_follows_the_source(tmp_path):
+    """A user who switches data.source to real photos gets GrabCut+; the sample keeps GrabCut; an
+    explicit method is left alone."""
+    path = tmp_path / "params.yaml"
+    for source, given, made in (("sample", "auto", "grabcut"), ("coco", "auto", "grabcut_plus"),
+                                ("yolo", "auto", "grabcut_plus"), ("coco", "grabcut", "grabcut"),
+                                ("sample", "grabcut_plus", "grabcut_plus")):  # fmt: skip
+        path.write_text(f"data:\n  source: {source}\nlabels:\n  method: {given}\n")
+        assert config.load(path)["labels"]["method"] == made
+    path.write_text("labels:\n  method: auto\n")
+    with pytest.raises(ConfigError, match="data.source"):
+        config.load(path)
+
+
+def test_the_repo_default_is_auto():
+    assert config.loads((ROOT / "params.yaml").read_text())["labels"]["method"] == "auto"

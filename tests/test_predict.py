@@ -60,18 +60,21 @@ def test_box_stub_gives_the_box_through_resized_crops(image, tmp_path, crop):
 def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkeypatch):
     seen = {}
 
-    def spy(net, size, margin, image_bgr, boxes, threshold, flip):
-        seen.update(threshold=threshold, flip=flip)
+    def spy(net, size, margin, image_bgr, boxes, threshold, flip, cut=None, hed=None):
+        seen.update(threshold=threshold, flip=flip, refine=cut is not None and cut.cut_gamma == 2.0)
         return [np.zeros(image_bgr.shape[:2], np.uint8) for _ in boxes]
 
     monkeypatch.setattr(predict.inf, "predict", spy)
-    (tmp_path / "p.yaml").write_text("evaluate: {threshold: 0.3, boundary_tolerance: 0.008, batch_size: 4, "
+    (tmp_path / "p.yaml").write_text("evaluate: {threshold: 0.3, boundary_tolerance: 0.008, batch_size: 4, refine: false, "
+                                     "cut_pairwise: colour, cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, "
                                      "n_overlays: 1, flip: false}\n")  # fmt: skip
     common = ["--model", str(tiny_model), "--image", str(image), "--box", "10,12,60,70", "--out", str(tmp_path / "o")]
     assert predict.main(["--params", str(tmp_path / "p.yaml"), *common]) == 0
-    assert seen == {"threshold": 0.3, "flip": False}
+    assert seen == {"threshold": 0.3, "flip": False, "refine": False}
     assert predict.main(["--params", str(tmp_path / "p.yaml"), "--threshold", "0.7", "--flip", *common]) == 0
-    assert seen == {"threshold": 0.7, "flip": True}
+    assert seen == {"threshold": 0.7, "flip": True, "refine": False}
+    assert predict.main(["--params", str(tmp_path / "p.yaml"), "--refine", *common]) == 0
+    assert seen == {"threshold": 0.3, "flip": False, "refine": True}  # the cut's settings come from the params
 
 
 def test_cli_output_is_clean(image, tmp_path, tiny_model):

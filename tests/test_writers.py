@@ -33,7 +33,8 @@ def export(tmp_path: Path, raw: Path, source: str, masks: str) -> tuple[Path, Pa
     build.run(raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1),
               seed=1)  # fmt: skip
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, "
+    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
+                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, "
                                           f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}, review: 20}}\n")  # fmt: skip
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(tmp_path / "shards"),
                 "--instances", str(tmp_path / "instances"), "--data", str(raw), "--out", str(tmp_path / "export")])  # fmt: skip
@@ -216,3 +217,35 @@ def test_voc_boxes_come_back_as_segmentation_pngs_that_the_reader_reads(tmp_path
         ious.append(iou(back_mask[scored], teacher[f"{r.image_id}/{r.instance_id}"][scored]))
     # Overlaps (the smaller object drawn on top) cost the larger one a little.
     assert len(ious) == len(table) and np.mean(ious) > 0.95
+
+
+def test_the_fused_masks_go_out_when_export_masks_is_fused(tmp_path):
+    """``export.masks: fused``: the user's file carries exactly the masks of ``fused_<split>.json``
+    (the stub's box probability averaged with the teacher, through the refinement cut)."""
+    from tests.test_sources import tiny_coco
+
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_coco(tmp_path / "sbd", tmp_path / "raw")
+    instances, out = export(tmp_path, raw, "coco", "fused")
+    table = read_table(instances)
+    fused = {}
+    for split in ("train", "val"):
+        for a in json.loads((out / f"fused_{split}.json").read_text())["annotations"]:
+            fused[str(a["source_id"])] = a
+    assert len(fused) == len(table)
+    teacher = teacher_masks(tmp_path / "shards")
+    keys = {r.source_id: f"{r.image_id}/{r.instance_id}" for r in table.itertuples()}
+    written = json.loads((out / "coco/annotations/instances_default.json").read_text())
+    heights = {im["id"]: (im["height"], im["width"]) for im in written["images"]}
+    differ = 0
+    for a in written["annotations"]:
+        if str(a["id"]) not in fused:
+            continue
+        mask = from_segmentation(a["segmentation"], *heights[a["image_id"]])
+        mine = fused[str(a["id"])]
+        np.testing.assert_array_equal(mask, from_segmentation(mine["segmentation"], *heights[a["image_id"]]))
+        assert a["wss_source"] == "fused" and a["wss_score"] == mine["score"]
+        x, y, w, h = a["bbox"]
+        assert not mask[:, : int(x)].any() and not mask[: int(y)].any()  # nothing left of or above the box
+        differ += not np.array_equal(mask, teacher[keys[str(a["id"])]])
+    assert differ > 0  # not the teacher's masks under another name

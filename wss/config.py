@@ -43,8 +43,21 @@ def loads(text: str) -> dict[str, Any]:
 
 
 def load(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Load the whole params file."""
-    return loads(Path(path).read_text())
+    """Load the whole params file, with every ``auto`` choice of :func:`resolve` made."""
+    return resolve(loads(Path(path).read_text()))
+
+
+def resolve(p: dict[str, Any]) -> dict[str, Any]:
+    """``labels.method: auto`` becomes the method measured best for ``data.source``: ``grabcut``
+    on the synthetic sample (GrabCut+'s ellipse prior hurts its crescents and rings), ``grabcut_plus``
+    on every real dataset (docs/results.md)."""
+    labels = p.get("labels")
+    if isinstance(labels, dict) and labels.get("method") == "auto":
+        source = p.get("data", {}).get("source") if isinstance(p.get("data"), dict) else None
+        if source is None:
+            raise ConfigError("labels.method is auto, which follows data.source, but params have no data.source")
+        labels["method"] = AUTO_METHOD.get(source, "grabcut_plus")
+    return p
 
 
 def section(p: dict[str, Any], dotted: str) -> dict[str, Any]:
@@ -132,7 +145,8 @@ def _number(kind: type, value: Any) -> int | float:
 
 # The closed vocabularies of params values; the modules that act on a value import it from here.
 SOURCES = ("sample", "sbd", "coco", "yolo", "voc")  # data.source
-METHODS = ("grabcut", "grabcut_plus")  # labels.method
+METHODS = ("grabcut", "grabcut_plus")  # labels.method (or auto: see resolve)
+AUTO_METHOD = {"sample": "grabcut"}  # labels.method: auto, by data.source; any other source: grabcut_plus
 TRAIN_LABELS = ("teacher", "teacher_i", "box", "box_i", "gt")  # train.labels (self-training: train.rounds)
 RENAMED = {"grabcut": "teacher", "grabcut_i": "teacher_i"}  # old train.labels values, refused with a pointer
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision
@@ -387,6 +401,9 @@ class TrainConfig:
             (self.jit_compile, self.deterministic))
 
 
+CUT_PAIRWISE = ("colour", "hed")  # evaluate.cut_pairwise
+
+
 @dataclass(frozen=True)
 class EvaluateConfig:
     """The ``evaluate`` params section (``predict`` uses its ``threshold`` and ``flip`` too)."""
@@ -396,23 +413,34 @@ class EvaluateConfig:
     batch_size: int
     n_overlays: int
     flip: bool  # average with the mirrored crop's prediction
+    refine: bool  # the model's masks through the refinement cut (wss.evaluation.refine)
+    cut_pairwise: str  # the refinement cut's pairwise term: colour | hed (the boundaries stage's maps)
+    cut_gamma: float  # its weight, against unaries of -log p nats
+    cut_sigma: float  # hed: exp(-hed^2 / (2 sigma^2))
+    cut_max_side: int  # a box larger than this is cut at this size (0 = full resolution)
 
     def validate(self) -> None:
         req = require
+        req(self.cut_pairwise in CUT_PAIRWISE, "evaluate.cut_pairwise", f"be one of {', '.join(CUT_PAIRWISE)}",
+            self.cut_pairwise)  # fmt: skip
+        req(self.cut_gamma >= 0, "evaluate.cut_gamma", "be >= 0", self.cut_gamma)
+        req(self.cut_sigma > 0, "evaluate.cut_sigma", "be > 0", self.cut_sigma)
+        req(self.cut_max_side == 0 or self.cut_max_side >= 16, "evaluate.cut_max_side", "be 0 or >= 16",
+            self.cut_max_side)  # fmt: skip
         req(0 < self.threshold < 1, "evaluate.threshold", "lie in (0, 1)", self.threshold)
         req(self.boundary_tolerance > 0, "evaluate.boundary_tolerance", "be > 0", self.boundary_tolerance)
         req(self.batch_size >= 1, "evaluate.batch_size", "be >= 1", self.batch_size)
         req(self.n_overlays >= 0, "evaluate.n_overlays", "be >= 0", self.n_overlays)
 
 
-EXPORT_MASKS = ("model", "teacher")  # export.masks
+EXPORT_MASKS = ("model", "teacher", "fused")  # export.masks (see wss.evaluation.refine)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """The ``export`` params section."""
 
-    masks: str  # which masks fill the user's own files: the model's or the teacher's
+    masks: str  # which masks fill the user's own files: the model's, the teacher's or the two fused
     review: int  # cards in the review gallery, lowest quality first (0 = none)
 
     def validate(self) -> None:

@@ -42,6 +42,7 @@ from wss.data.instances import by_key, gt_mask, read_categories, read_table
 from wss.data.readers import coco
 from wss.errors import StageInputError
 from wss.evaluation.mask_ap import mask_ap
+from wss.evaluation.refine import Refiner, score
 from wss.evaluation.review import certainty
 from wss.labels import shards
 
@@ -55,7 +56,8 @@ class Instance:
     key: str
     category: int
     box: Box
-    pred: np.ndarray  # the model's mask, pasted back through the crop window and thresholded
+    prob: np.ndarray  # the model's foreground probability, pasted back through the crop window
+    pred: np.ndarray  # ``prob`` thresholded at ``evaluate.threshold``
     score: float  # the model's mean foreground probability inside ``pred`` (0 for an empty mask)
     teacher: np.ndarray  # the GrabCut label exactly as GrabCut made it
     teacher_via_crop: np.ndarray  # the GrabCut label's crop, pasted back like ``pred``
@@ -78,14 +80,14 @@ def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val")
             box = Box(*(int(v) for v in data["box_xyxy"][i]))
             yield Instance(
                 key=str(key), category=int(data["category"][i]), box=box, certainty=certainty(prob, box),
-                pred=pred, score=float(prob[pred == 1].mean()) if pred.any() else 0.0,
+                prob=prob, pred=pred, score=float(prob[pred == 1].mean()) if pred.any() else 0.0,
                 teacher=shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i]),
                 teacher_via_crop=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),
             )  # fmt: skip
 
 
 def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: EvaluateConfig,
-             plots_dir: Path) -> tuple[dict, dict]:
+             plots_dir: Path, boundaries_dir: Path | None = None) -> tuple[dict, dict]:
     """Score ``model`` (a loaded network, :func:`wss.net.model.load`), its teacher labels and the filled
     box on the val instances that have a mask; write the plots; return (summary, per-class).
 
@@ -97,11 +99,15 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         raise StageInputError(f"{shard_dir} has no val instances")
     table = read_table(instances_dir)
     val = by_key(table[table.split == "val"])
-    rows, free, keep, gts, dts, teacher = [], [], {}, [], [], []
+    rows, free, keep, gts, dts, teacher, fused_dts = [], [], {}, [], [], [], []
     overlay_ids: set[str] = set()
     tol = cfg.boundary_tolerance
+    refiner = Refiner(cfg, data_root, boundaries_dir)
     for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
         r = val[inst.key]
+        unrefined = inst.pred
+        inst.pred = refiner.model(r.file, inst.prob, inst.pred, inst.box)
+        inst.score = score(inst.prob, inst.pred)
         free.append({"key": inst.key, "category": r.category_name, "area": r.area, "score": inst.score,
                      "agreement": metrics.iou(inst.pred, inst.teacher)})  # fmt: skip
         image_id = inst.key.rsplit("/", 1)[0]
@@ -113,9 +119,12 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         if gt is None:
             continue
         box = fill(inst.box, *gt.shape)
+        fused = refiner.fused(r.file, inst.prob, inst.teacher, inst.box)
         rows.append({
             "key": inst.key, "category": r.category_name, "area": r.area,
             "iou": metrics.iou(inst.pred, gt), "boundary_f": metrics.boundary_f(inst.pred, gt, tol),
+            "iou_unrefined": metrics.iou(unrefined, gt), "boundary_f_unrefined": metrics.boundary_f(unrefined, gt, tol),
+            "iou_fused": metrics.iou(fused, gt), "boundary_f_fused": metrics.boundary_f(fused, gt, tol),
             "iou_teacher": metrics.iou(inst.teacher, gt),
             "boundary_f_teacher": metrics.boundary_f(inst.teacher, gt, tol),
             "iou_teacher_crop": metrics.iou(inst.teacher_via_crop, gt),
@@ -125,13 +134,15 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         gts.append(coco.annotation(len(gts) + 1, int(r.coco_image_id), int(r.category), inst.box, gt))
         det = {"image_id": int(r.coco_image_id), "category_id": int(r.category)}
         dts.append({**det, "segmentation": coco.encode(inst.pred), "score": inst.score})
+        fused_dts.append({**det, "segmentation": coco.encode(fused), "score": score(inst.prob, fused)})
         # The teacher has no confidence: its AP ranks every mask alike (score 1).
         teacher.append({**det, "segmentation": coco.encode(inst.teacher), "score": 1.0})
     free = pd.DataFrame(free)
     # The labels the model learnt from, named by their role; which method made them is recorded beside.
     result = {"instances_with_masks": len(rows), "instances_without_masks": total - len(rows),
               "teacher_method": shards.read_manifest(shard_dir)["method"], "threshold": cfg.threshold,
-              "flip": cfg.flip, "agreement_with_teacher": _agreement(free), "score": _scores(free)}  # fmt: skip
+              "flip": cfg.flip, "refine": cfg.refine, "agreement_with_teacher": _agreement(free),
+              "score": _scores(free), "cut_ms_per_instance": refiner.ms_per_instance()}  # fmt: skip
     categories = read_categories(instances_dir)
     files = {r.image_id: r.file for r in val.values()}
     per_class = {}
@@ -144,7 +155,7 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         if rows:
             per = pd.DataFrame(rows)
             images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
-            result |= _with_masks(per, images, categories, gts, dts, teacher)
+            result |= _with_masks(per, images, categories, gts, dts, teacher, fused_dts)
             for name in categories.values():
                 sel = per[per.category == name]
                 per_class[name] = {"iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
@@ -161,16 +172,25 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
     return result, per_class
 
 
-def _with_masks(per: pd.DataFrame, images: dict, categories: dict, gts: list, dts: list, teacher: list) -> dict:
-    """The scores against the ground truth: the model's, its teacher's and the filled box's."""
-    result = metrics.summary(per.iou.to_numpy(), per.boundary_f.to_numpy())
-    result |= mask_ap(images, categories, gts, dts)
-    result["by_size"] = {s: round(float(per.iou[sel].mean()), 4) if sel.any() else None
-                         for s, sel in metrics.size_buckets(per.area.to_numpy()).items()}  # fmt: skip
-    result["teacher"] = metrics.summary(per.iou_teacher.to_numpy(), per.boundary_f_teacher.to_numpy())
-    result["teacher"] |= mask_ap(images, categories, gts, teacher)
-    result["teacher_via_crops"] = metrics.summary(per.iou_teacher_crop.to_numpy(), per.boundary_f_teacher_crop.to_numpy())
-    result["filled_box"] = metrics.summary(per.iou_box.to_numpy(), per.boundary_f_box.to_numpy())
+def _with_masks(per: pd.DataFrame, images: dict, categories: dict, gts: list, dts: list, teacher: list,
+                fused: list) -> dict:
+    """The scores against the ground truth, each with mIoU per COCO size: the model's (as
+    ``evaluate.refine`` makes its masks, and ``unrefined``), the ``fused`` masks', the teacher's
+    and the filled box's."""
+    sizes = metrics.size_buckets(per.area.to_numpy())
+
+    def scored(suffix: str) -> dict:
+        ious = per[f"iou{suffix}"]
+        out = metrics.summary(ious.to_numpy(), per[f"boundary_f{suffix}"].to_numpy())
+        out["by_size"] = {s: round(float(ious[sel].mean()), 4) if sel.any() else None for s, sel in sizes.items()}
+        return out
+
+    result = scored("") | mask_ap(images, categories, gts, dts)
+    result["unrefined"] = scored("_unrefined")
+    result["fused"] = scored("_fused") | mask_ap(images, categories, gts, fused)
+    result["teacher"] = scored("_teacher") | mask_ap(images, categories, gts, teacher)
+    result["teacher_via_crops"] = scored("_teacher_crop")
+    result["filled_box"] = scored("_box")
     return result
 
 

@@ -6,8 +6,11 @@ For each split it writes two COCO instances files, loadable as they are by pycoc
 * ``teacher_<split>.json``: the labels at full resolution, as the labels stage made them with
   ``labels.method`` (``fallback`` names the fallback shape used where GrabCut failed, "" otherwise;
   the file's ``info`` records the method);
-* ``model_<split>.json``: the trained model's mask for every instance, with ``score``, the model's
-  mean foreground probability inside the mask.
+* ``model_<split>.json``: the trained model's mask for every instance (through the refinement cut
+  when ``evaluate.refine`` is on), with ``score``, the model's mean foreground probability inside
+  the mask;
+* ``fused_<split>.json`` (with ``export.masks: fused``): the refinement cut of the model's
+  probability averaged with the teacher's label (:mod:`wss.evaluation.refine`).
 
 Each is a complete dataset file: ``images`` (``file_name`` relative to the dataset directory,
 ``data/raw``; the ids are the dataset's own for a COCO source), every ``category`` of the dataset,
@@ -17,7 +20,7 @@ and one annotation per instance: the given box as ``bbox``, the mask as compress
 user's own annotation files.
 
 Next to them, the user's own dataset with the masks filled in, in its own format and ids
-(``export.masks`` says which: the model's or the teacher's): ``coco/`` (the instances files,
+(``export.masks`` says which: the model's, the teacher's or the fused ones): ``coco/`` (the instances files,
 :mod:`wss.data.writers.coco`), ``yolo/`` (a YOLO-seg copy, :mod:`wss.data.writers.yolo`) or ``voc/``
 (the devkit with segmentation PNGs, :mod:`wss.data.writers.voc`).
 """
@@ -40,6 +43,7 @@ from wss.data.writers import voc as voc_writer
 from wss.data.writers import yolo as yolo_writer
 from wss.evaluation import review
 from wss.evaluation.evaluate import predict_val
+from wss.evaluation.refine import Refiner, score
 from wss.labels import shards
 
 
@@ -69,23 +73,34 @@ def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
     return out
 
 
-def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], cfg: EvaluateConfig) -> list[dict]:
-    """The model's full-resolution mask of every instance of ``split``, as scored COCO annotations."""
+def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], refiner: Refiner,
+                      fused: bool) -> tuple[list[dict], list[dict]]:
+    """The model's full-resolution mask of every instance of ``split`` (as ``evaluate.refine`` makes
+    it), as scored COCO annotations, and with ``fused`` the fused masks likewise (else ``[]``)."""
     total = shards.count(shard_dir, split)
-    out = []
+    out: list[dict] = []
+    both: list[dict] = []
+    cfg = refiner.cfg
     for inst in tqdm(predict_val(model, shard_dir, cfg, split), total=total, desc=f"export {split}", unit="inst"):
         r = rows[inst.key]
-        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.pred,
-                                   instance=inst.key, score=round(inst.score, 4), source_file=r.source_file,
-                                   source_id=r.source_id, **review.quality(inst.pred, inst.teacher, inst.certainty)))  # fmt: skip
-    return out
+        pred = refiner.model(r.file, inst.prob, inst.pred, inst.box)
+        common = {"instance": inst.key, "source_file": r.source_file, "source_id": r.source_id}
+        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, pred,
+                                   score=round(score(inst.prob, pred), 4), **common,
+                                   **review.quality(pred, inst.teacher, inst.certainty)))  # fmt: skip
+        if fused:
+            mask = refiner.fused(r.file, inst.prob, inst.teacher, inst.box)
+            both.append(coco.annotation(len(both) + 1, int(r.coco_image_id), int(r.category), inst.box, mask,
+                                        score=round(score(inst.prob, mask), 4), **common))  # fmt: skip
+    return out, both
 
 
 def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, cfg: EvaluateConfig,
-           masks: str, cards: int) -> dict[str, object]:
-    """Write ``teacher_<split>.json`` and ``model_<split>.json`` under ``out`` and the user's own
-    files with the ``masks`` (``model`` or ``teacher``) filled in (atomically, as one directory);
-    return what was written."""
+           masks: str, cards: int, boundaries_dir: Path | None = None) -> dict[str, object]:
+    """Write ``teacher_<split>.json`` and ``model_<split>.json`` (and ``fused_<split>.json`` when
+    ``masks`` is ``fused``) under ``out`` and the user's own files with the ``masks`` (``model``,
+    ``teacher`` or ``fused``) filled in (atomically, as one directory); return what was written."""
+    refiner = Refiner(cfg, data_root, boundaries_dir)
     table = read_table(instances_dir)
     categories = read_categories(instances_dir)
     source = read_source(instances_dir)
@@ -97,12 +112,15 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
             part = table[table.split == split]
             rows = by_key(part)
             teacher = f"teacher masks ({shards.read_manifest(shard_dir)['method']}), {split}"
-            made = {"teacher": teacher_annotations(shard_dir, split, rows),
-                    "model": model_annotations(model, shard_dir, split, rows, cfg)}
+            made = {"teacher": teacher_annotations(shard_dir, split, rows)}
+            made["model"], fused = model_annotations(model, shard_dir, split, rows, refiner, masks == "fused")
+            if masks == "fused":
+                made["fused"] = fused
+            what_is = {"teacher": teacher, "model": f"model masks, {split}",
+                       "fused": f"fused masks (model and teacher through the refinement cut), {split}"}
             for what, anns in made.items():
                 name = f"{what}_{split}.json"
-                atomic.write_json(tmp / name, coco_file(part, categories, anns, teacher if what == "teacher"
-                                                        else f"model masks, {split}"))  # fmt: skip
+                atomic.write_json(tmp / name, coco_file(part, categories, anns, what_is[what]))
                 counts[name] = len(anns)
             for ann in made["model"]:
                 r = rows[ann["instance"]]

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from wss.config import EvaluateConfig
 from wss.core import image
 from wss.core.boxes import Box, clip, is_degenerate
 from wss.core.image import size as image_size
@@ -25,6 +26,8 @@ from wss.data.dataset import IMAGE_SUFFIXES
 from wss.data.readers import coco
 from wss.data.readers.yolo import parse_line as yolo_parse
 from wss.errors import DataError
+from wss.evaluation.refine import refine
+from wss.labels import boundaries
 
 
 class InputError(DataError):
@@ -99,16 +102,42 @@ def load_model(path: Path):
     return net, size, margin
 
 
+def settings(params: str | Path, threshold: float | None, flip: bool | None, refine: bool | None):
+    """``(threshold, flip, cut)`` for ``predict``: each as given, else from the ``evaluate`` section
+    of ``params``; ``cut`` is that section when the masks go through the refinement cut, else None."""
+    if threshold is not None and flip is not None and refine is False:
+        return threshold, flip, None
+    if not Path(params).is_file():
+        raise InputError(f"{params}: no such params file; give --params, or --threshold, --flip/--no-flip "
+                         "and --no-refine")  # fmt: skip
+    from wss import config
+
+    cfg = config.typed(EvaluateConfig, config.section(config.load(params), "evaluate"), "evaluate")
+    return (cfg.threshold if threshold is None else threshold, cfg.flip if flip is None else flip,
+            cfg if (cfg.refine if refine is None else refine) else None)  # fmt: skip
+
+
+def hed_for(cut: EvaluateConfig | None):
+    """HED, when the refinement cut's pairwise term needs boundary maps of new images; else None."""
+    return boundaries.load_model() if cut is not None and cut.cut_pairwise == "hed" else None
+
+
 def predict(net, size: int, margin: float, image_bgr: np.ndarray, boxes: list[Box], threshold: float,
-            flip: bool) -> list[np.ndarray]:
-    """Full-resolution uint8 masks, one per box."""
+            flip: bool, cut: EvaluateConfig | None = None, hed=None) -> list[np.ndarray]:
+    """Full-resolution uint8 masks, one per box.  With ``cut`` (the ``evaluate`` settings), each
+    probability map goes through :func:`wss.evaluation.refine.refine` instead of the threshold;
+    its ``hed`` pairwise term needs ``hed`` (:func:`wss.labels.boundaries.load_model`)."""
     from wss.net.model import predict_proba
 
     h, w = image_bgr.shape[:2]
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     crops = [crop_instance(rgb, b, size, margin) for b in boxes]
     probs = predict_proba(net, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]), flip=flip)
-    return [(paste(p, c[2], h, w) >= threshold).astype(np.uint8) for p, c in zip(probs, crops)]
+    full = [paste(p, c[2], h, w) for p, c in zip(probs, crops)]
+    if cut is None:
+        return [(p >= threshold).astype(np.uint8) for p in full]
+    edges = boundaries.detect(hed, [image_bgr])[0] if cut.cut_pairwise == "hed" else None
+    return [refine(image_bgr, p, b, edges, cut.cut_gamma, cut.cut_sigma, cut.cut_max_side) for p, b in zip(full, boxes)]
 
 
 @dataclass(frozen=True)
@@ -200,13 +229,15 @@ def _find(images: Path, name: str) -> Path:
     return hits[0]
 
 
-def predict_many(net, size: int, margin: float, jobs: list[Job], threshold: float, flip: bool):
-    """``(job, masks)`` for every job, one image in memory at a time, the model loaded once."""
+def predict_many(net, size: int, margin: float, jobs: list[Job], threshold: float, flip: bool,
+                 cut: EvaluateConfig | None = None, hed=None):
+    """``(job, masks)`` for every job, one image in memory at a time, the model loaded once
+    (``cut``, ``hed``: as :func:`predict`)."""
     for job in jobs:
         image = read_image(job.image)
         h, w = image.shape[:2]
         boxes = [check_box(b, k, h, w) for k, b in enumerate(job.boxes)]
-        yield job, predict(net, size, margin, image, boxes, threshold, flip) if boxes else []
+        yield job, predict(net, size, margin, image, boxes, threshold, flip, cut, hed) if boxes else []
 
 
 def jobs_of(boxes: Path, images: Path) -> tuple[str, list[Job]]:

@@ -1,0 +1,92 @@
+"""Test-time refinement and fused masks against the ground truth, per COCO size bucket, with cost.
+
+    python bench/refine.py --split val                   # in a workspace where dvc repro ran
+    python bench/refine.py --split train --limit 300     # the user's own images: labels exist too
+
+For every instance with a ground-truth mask: the model's mask (``evaluate.threshold``), the
+teacher's label, and :mod:`wss.evaluation.refine`'s graph cut on the model's probability and on
+the model's probability fused with the teacher, with the colour and (when the boundaries stage
+wrote maps) the HED pairwise term, for each ``--gammas``.  Prints mIoU per size bucket and the
+cut's cost per instance (one process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from wss import config
+from wss.core.image import read as read_image
+from wss.core.metrics import iou, size_buckets
+from wss.data.instances import by_key, gt_mask, read_table
+from wss.evaluation import refine
+from wss.evaluation.evaluate import predict_val
+from wss.labels import boundaries, shards
+from wss.net.model import load
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--model", default="models/model.keras", type=Path)
+    ap.add_argument("--shards", default="data/shards", type=Path)
+    ap.add_argument("--instances", default="data/instances", type=Path)
+    ap.add_argument("--data", default="data/raw", type=Path)
+    ap.add_argument("--boundaries", default="data/boundaries", type=Path)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--gammas", default="10,25,50")
+    ap.add_argument("--max-side", type=int, default=0)
+    args = ap.parse_args()
+    p = config.load(args.params)
+    cfg = config.typed(config.EvaluateConfig, config.section(p, "evaluate"), "evaluate")
+    sigma = float(config.section(p, "labels")["boundary_sigma"])
+    gammas = [float(g) for g in args.gammas.split(",")]
+    rows = by_key(read_table(args.instances))
+    has_maps = args.boundaries.is_dir() and any(f.suffix == ".png" for f in args.boundaries.rglob("*"))
+    model = load(args.model)
+    total = shards.count(args.shards, args.split)
+    out, cost = [], {}
+    for n, inst in enumerate(tqdm(predict_val(model, args.shards, cfg, args.split), total=total, unit="inst")):
+        if args.limit and n >= args.limit:
+            break
+        r = rows[inst.key]
+        gt = gt_mask(r)
+        if gt is None:
+            continue
+        image = read_image(args.data / r.file)
+        edges = boundaries.decode_map(boundaries.read_map(args.boundaries, r.file)) if has_maps else None
+        fused = refine.fuse(inst.prob, inst.teacher)
+        row = {"area": int(gt.sum()), "model": iou(inst.pred, gt), "teacher": iou(inst.teacher, gt),
+               "model and teacher": iou(inst.pred & inst.teacher, gt),
+               "model or teacher": iou(inst.pred | inst.teacher, gt)}  # fmt: skip
+        for g in gammas:
+            for pair, e in (("colour", None), ("hed", edges)):
+                if pair == "hed" and e is None:
+                    continue
+                for what, prob in (("model", inst.prob), ("fused", fused)):
+                    name = f"{what} + cut ({pair}, gamma {g:g})"
+                    t = time.perf_counter()
+                    mask = refine.refine(image, prob, inst.box, e, g, sigma, args.max_side)
+                    cost.setdefault(name, []).append(time.perf_counter() - t)
+                    row[name] = iou(mask, gt)
+        out.append(row)
+    df = pd.DataFrame(out)
+    buckets = size_buckets(df.area.to_numpy())
+    print(f"{len(df)} {args.split} instances with masks, max_side {args.max_side}")
+    print("| masks | mIoU | " + " | ".join(buckets) + " | ms/instance |")
+    print("|---|---:|" + "---:|" * len(buckets) + "---:|")
+    for col in [c for c in df.columns if c != "area"]:
+        ms = f"{1000 * np.mean(cost[col]):.1f}" if col in cost else ""
+        per = " | ".join(f"{df[col][m].mean():.4f}" for m in buckets.values())
+        print(f"| {col} | {df[col].mean():.4f} | {per} | {ms} |")
+    print("n per size:", {k: int(m.sum()) for k, m in buckets.items()})
+
+
+if __name__ == "__main__":
+    main()
