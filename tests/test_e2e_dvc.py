@@ -87,7 +87,8 @@ def test_repro_then_experiments_then_metrics_diff(repo: Path):
         assert (repo / f).is_file(), f
     assert len(list((repo / "metrics/eval/overlays").glob("*.png"))) == 2
     exported = {p.name for p in (repo / "data/export").iterdir()}
-    assert exported == {"teacher_train.json", "teacher_val.json", "model_train.json", "model_val.json", "review"}
+    assert exported == {"teacher_train.json", "teacher_val.json", "model_train.json", "model_val.json",
+                        "fused_train.json", "fused_val.json", "review"}  # export.masks: fused
     labels = json.loads((repo / "metrics/labels.json").read_text())
     ev = json.loads((repo / "metrics/eval.json").read_text())
     assert ev["instances"] == labels["val"]["instances"] > 0 and ev["AP"] is not None
