@@ -12,7 +12,8 @@ too, the average of the model's probability and the teacher's label (``fused``):
 where one of them is wrong, and the cut decides those pixels by the image's edges.
 
 :class:`Refiner` is the one place that makes the model's mask (``evaluate.refine``) and the
-``fused`` one (``export.masks: fused``); ``evaluate``, ``export`` and ``predict`` all use it.
+``fused`` one (``export.masks: fused``) of a dataset's instances, for ``evaluate`` and
+``export``; ``predict``, on new images without labels, calls :func:`refine` with the same settings.
 """
 
 from __future__ import annotations
