@@ -45,10 +45,9 @@ def main() -> None:
     args = ap.parse_args()
     p = config.load(args.params)
     cfg = config.typed(config.EvaluateConfig, config.section(p, "evaluate"), "evaluate")
-    sigma = float(config.section(p, "labels")["boundary_sigma"])
     gammas = [float(g) for g in args.gammas.split(",")]
     rows = by_key(read_table(args.instances))
-    has_maps = args.boundaries.is_dir() and any(f.suffix == ".png" for f in args.boundaries.rglob("*"))
+    has_maps = refine.has_maps(args.boundaries)
     model = load(args.model)
     total = shards.count(args.shards, args.split)
     out, cost = [], {}
@@ -72,7 +71,7 @@ def main() -> None:
                 for what, prob in (("model", inst.prob), ("fused", fused)):
                     name = f"{what} + cut ({pair}, gamma {g:g})"
                     t = time.perf_counter()
-                    mask = refine.refine(image, prob, inst.box, e, g, sigma, args.max_side)
+                    mask = refine.refine(image, prob, inst.box, e, g, cfg.cut_sigma, args.max_side)
                     cost.setdefault(name, []).append(time.perf_counter() - t)
                     row[name] = iou(mask, gt)
         out.append(row)

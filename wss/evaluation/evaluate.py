@@ -80,7 +80,7 @@ def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val")
             box = Box(*(int(v) for v in data["box_xyxy"][i]))
             yield Instance(
                 key=str(key), category=int(data["category"][i]), box=box, certainty=certainty(prob, box),
-                prob=prob, pred=pred, score=float(prob[pred == 1].mean()) if pred.any() else 0.0,
+                prob=prob, pred=pred, score=score(prob, pred),
                 teacher=shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i]),
                 teacher_via_crop=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),
             )  # fmt: skip

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from wss import config
 from wss.config import EvaluateConfig
 from wss.core import image
 from wss.core.boxes import Box, clip, is_degenerate
@@ -110,8 +111,6 @@ def settings(params: str | Path, threshold: float | None, flip: bool | None, ref
     if not Path(params).is_file():
         raise InputError(f"{params}: no such params file; give --params, or --threshold, --flip/--no-flip "
                          "and --no-refine")  # fmt: skip
-    from wss import config
-
     cfg = config.typed(EvaluateConfig, config.section(config.load(params), "evaluate"), "evaluate")
     return (cfg.threshold if threshold is None else threshold, cfg.flip if flip is None else flip,
             cfg if (cfg.refine if refine is None else refine) else None)  # fmt: skip
