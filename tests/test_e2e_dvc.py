@@ -162,6 +162,7 @@ def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
     out = sh(repo, "dvc", "exp", "run", "-n", "coco", "-S", "data.source=coco", "-S", f"data.archive={src}",
              "-S", "convert.max_reject_fraction=0.5")  # the tiny COCO carries one bad image per reason
     assert "convert: coco:" in out and "1 crowd annotations left out" in out
+    assert json.loads((repo / "metrics/train.json").read_text())["rounds"] == 2  # train.rounds: auto, real data
     per_class = json.loads((repo / "metrics/eval_per_class.json").read_text())
     assert "class boat" in per_class  # the dataset's own names
     model_val = json.loads((repo / "data/export/model_val.json").read_text())

@@ -114,9 +114,23 @@ def test_auto_label_method_follows_the_source(tmp_path):
         path.write_text(f"data:\n  source: {source}\nlabels:\n  method: {given}\n")
         assert config.load(path)["labels"]["method"] == made
     path.write_text("labels:\n  method: auto\n")
-    with pytest.raises(ConfigError, match="data.source"):
+    with pytest.raises(ConfigError, match="labels.method is auto.*data.source"):
         config.load(path)
 
 
-def test_the_repo_default_is_auto():
-    assert config.loads((ROOT / "params.yaml").read_text())["labels"]["method"] == "auto"
+def test_auto_rounds_follow_the_source(tmp_path):
+    """Real photos get one round of self-training, the sample none; a number is left alone."""
+    path = tmp_path / "params.yaml"
+    for source, given, made in (("sample", "auto", 1), ("coco", "auto", 2), ("voc", "auto", 2),
+                                ("coco", "1", 1), ("sample", "3", 3)):  # fmt: skip
+        path.write_text(f"data:\n  source: {source}\ntrain:\n  rounds: {given}\n")
+        assert config.load(path)["train"]["rounds"] == made
+    path.write_text("train:\n  rounds: auto\n")
+    with pytest.raises(ConfigError, match="train.rounds is auto.*data.source"):
+        config.load(path)
+
+
+def test_the_repo_defaults_are_auto():
+    p = config.loads((ROOT / "params.yaml").read_text())
+    assert p["labels"]["method"] == "auto" and p["train"]["rounds"] == "auto"
+    assert config.load(ROOT / "params.yaml")["train"]["rounds"] == 1  # the sample's

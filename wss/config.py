@@ -48,15 +48,18 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
 
 
 def resolve(p: dict[str, Any]) -> dict[str, Any]:
-    """``labels.method: auto`` becomes the method measured best for ``data.source``: ``grabcut``
-    on the synthetic sample (GrabCut+'s ellipse prior hurts its crescents and rings), ``grabcut_plus``
-    on every real dataset (docs/results.md)."""
-    labels = p.get("labels")
-    if isinstance(labels, dict) and labels.get("method") == "auto":
+    """Every ``auto`` of :data:`AUTO` becomes the value measured best for ``data.source``
+    (docs/results.md): ``labels.method`` is ``grabcut`` on the synthetic sample (GrabCut+'s ellipse
+    prior hurts its crescents and rings) and ``grabcut_plus`` on every real dataset;
+    ``train.rounds`` is 1 on the sample (self-training does not help there) and 2 on real data."""
+    for (name, key), by_source in AUTO.items():
+        sec = p.get(name)
+        if not (isinstance(sec, dict) and sec.get(key) == "auto"):
+            continue
         source = p.get("data", {}).get("source") if isinstance(p.get("data"), dict) else None
         if source is None:
-            raise ConfigError("labels.method is auto, which follows data.source, but params have no data.source")
-        labels["method"] = AUTO_METHOD.get(source, "grabcut_plus")
+            raise ConfigError(f"{name}.{key} is auto, which follows data.source, but params have no data.source")
+        sec[key] = by_source.get(source, by_source["real"])
     return p
 
 
@@ -145,8 +148,10 @@ def _number(kind: type, value: Any) -> int | float:
 
 # The closed vocabularies of params values; the modules that act on a value import it from here.
 SOURCES = ("sample", "sbd", "coco", "yolo", "voc")  # data.source
-METHODS = ("grabcut", "grabcut_plus")  # labels.method (or auto: see resolve)
-AUTO_METHOD = {"sample": "grabcut"}  # labels.method: auto, by data.source; any other source: grabcut_plus
+METHODS = ("grabcut", "grabcut_plus")  # labels.method (or auto: see AUTO)
+# What ``auto`` means, by data.source ("real" = any source but the sample): see resolve.
+AUTO = {("labels", "method"): {"sample": "grabcut", "real": "grabcut_plus"},
+        ("train", "rounds"): {"sample": 1, "real": 2}}  # fmt: skip
 TRAIN_LABELS = ("teacher", "teacher_i", "box", "box_i", "gt")  # train.labels (self-training: train.rounds)
 RENAMED = {"grabcut": "teacher", "grabcut_i": "teacher_i"}  # old train.labels values, refused with a pointer
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision
