@@ -15,8 +15,9 @@ from wss.evaluation import evaluate as evaluate_mod
 from wss.labels import shards
 
 
-def box_stub(path, crop_size: int, margin: float):
-    """A saved wss model whose mask is its box channel: the network input's channel 3."""
+def box_stub(path, crop_size: int, margin: float, everywhere: bool = False):
+    """A saved wss model whose mask is its box channel: the network input's channel 3; with
+    ``everywhere``, one that calls every pixel of its crop foreground."""
     import keras
 
     from wss.net.model import BOX_SCALE, sidecar
@@ -24,7 +25,8 @@ def box_stub(path, crop_size: int, margin: float):
     inp = keras.Input((None, None, 4))
     head = keras.layers.Conv2D(1, 1, name="fused")
     out = head(inp)
-    head.set_weights([np.array([0, 0, 0, 40 / BOX_SCALE], np.float32).reshape(1, 1, 4, 1), np.array([-20.0], np.float32)])
+    kernel = np.array([0, 0, 0, 0 if everywhere else 40 / BOX_SCALE], np.float32).reshape(1, 1, 4, 1)
+    head.set_weights([kernel, np.array([20.0 if everywhere else -20.0], np.float32)])
     net = keras.Model(inp, {"fused": out})
     net.save(str(path))
     sidecar(path).write_text(json.dumps({"crop_size": crop_size, "context_margin": margin, "labels": "stub"}))
@@ -84,6 +86,20 @@ def test_box_stub_through_evaluate_gives_the_box_at_full_resolution(tmp_path, bu
         assert_is_the_box(inst.pred, inst.box, slack=1)  # 32-pixel crops: resampling moves an edge by <= 1 px
         n += 1
     assert n == manifest["counts"]["val"] > 0
+
+
+def test_no_model_mask_reaches_outside_its_box(tmp_path, built):
+    """A network that calls its whole crop foreground, context margin included, still gives
+    exactly the box: the box encloses its object, so the model's mask stops at it."""
+    from wss.net.model import load
+
+    manifest = shards.read_manifest(built.shards)
+    net = load(str(box_stub(tmp_path / "all.keras", manifest["crop_size"], manifest["context_margin"], everywhere=True)))
+    insts = list(evaluate_mod.predict_val(net, built.shards, evaluate_cfg(flip=True)))
+    assert insts
+    for inst in insts:
+        np.testing.assert_array_equal(inst.pred, fill(inst.box, *inst.pred.shape))
+        assert inst.prob[inst.pred == 0].max() == 0
 
 
 def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):

@@ -57,6 +57,15 @@ def test_box_stub_gives_the_box_through_resized_crops(image, tmp_path, crop):
     assert_is_the_box(read_mask(tmp_path / "o" / f"{image.stem}_mask_0.png"), box, slack=1)
 
 
+def test_masks_stop_at_the_box_whatever_the_network_says_of_the_context(image, tmp_path):
+    """A network that calls its whole crop foreground (context margin 0.25) gives exactly the box."""
+    stub = box_stub(tmp_path / "all.keras", 48, 0.25, everywhere=True)
+    box = Box(20, 15, 60, 45)
+    assert run("--model", stub, "--image", image, "--box", ",".join(map(str, box)), "--out", tmp_path / "o") == 0
+    m = read_mask(tmp_path / "o" / f"{image.stem}_mask_0.png")
+    np.testing.assert_array_equal(m, fill(box, *m.shape))
+
+
 def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkeypatch):
     seen = {}
 

@@ -58,6 +58,17 @@ def test_nothing_outside_the_box_and_max_side_scales_back():
     assert small.shape == truth.shape and iou(small, truth) > 0.85
 
 
+def test_inside_box_keeps_the_box_and_zeroes_the_rest():
+    prob = np.full((6, 8), 0.7, np.float32)
+    out = refine.inside_box(prob, Box(2, 1, 5, 4))
+    want = np.zeros((6, 8), np.float32)
+    want[1:4, 2:5] = 0.7
+    np.testing.assert_array_equal(out, want)
+    np.testing.assert_array_equal(refine.inside_box(prob, Box(-3, -2, 3, 20)), np.pad(prob[:, :3], ((0, 0), (0, 5))))
+    assert not refine.inside_box(prob, Box(9, 0, 12, 3)).any()  # a box off the image keeps nothing
+    assert prob.min() == 0.7  # the input is not modified
+
+
 def test_fuse_averages_the_model_with_the_teacher():
     prob = np.array([[0.8, 0.2]], np.float32)
     assert np.allclose(refine.fuse(prob, np.array([[1, 1]], np.uint8)), [[0.9, 0.6]])

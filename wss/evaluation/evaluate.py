@@ -42,7 +42,7 @@ from wss.data.instances import by_key, gt_mask, read_categories, read_table
 from wss.data.readers import coco
 from wss.errors import StageInputError
 from wss.evaluation.mask_ap import mask_ap
-from wss.evaluation.refine import Refiner, score
+from wss.evaluation.refine import Refiner, inside_box, score
 from wss.evaluation.review import certainty
 from wss.labels import shards
 
@@ -75,9 +75,9 @@ def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val")
         for i, key in enumerate(data["key"]):
             h, w = (int(v) for v in data["image_size"][i])
             window = Box(*(int(v) for v in data["window"][i]))
-            prob = paste(probs[i], window, h, w)
-            pred = (prob >= cfg.threshold).astype(np.uint8)
             box = Box(*(int(v) for v in data["box_xyxy"][i]))
+            prob = inside_box(paste(probs[i], window, h, w), box)
+            pred = (prob >= cfg.threshold).astype(np.uint8)
             yield Instance(
                 key=str(key), category=int(data["category"][i]), box=box, certainty=certainty(prob, box),
                 prob=prob, pred=pred, score=score(prob, pred),

@@ -27,7 +27,7 @@ from wss.data.dataset import IMAGE_SUFFIXES
 from wss.data.readers import coco
 from wss.data.readers.yolo import parse_line as yolo_parse
 from wss.errors import DataError
-from wss.evaluation.refine import refine
+from wss.evaluation.refine import inside_box, refine
 from wss.labels import boundaries
 
 
@@ -132,7 +132,7 @@ def predict(net, size: int, margin: float, image_bgr: np.ndarray, boxes: list[Bo
     rgb = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     crops = [crop_instance(rgb, b, size, margin) for b in boxes]
     probs = predict_proba(net, np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]), flip=flip)
-    full = [paste(p, c[2], h, w) for p, c in zip(probs, crops)]
+    full = [inside_box(paste(p, c[2], h, w), b) for p, c, b in zip(probs, crops, boxes)]
     if cut is None:
         return [(p >= threshold).astype(np.uint8) for p in full]
     edges = boundaries.detect(hed, [image_bgr])[0] if cut.cut_pairwise == "hed" else None

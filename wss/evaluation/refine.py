@@ -7,6 +7,9 @@ contrast-sensitive colour weights or GrabCut+'s HED boundary weights, and every 
 box is background (the box is tight by definition, as for the labels).  The cut runs on the box at
 full resolution, or shrunk to ``max_side`` pixels on its longer side when that is set.
 
+Every model mask starts from :func:`inside_box`: the network's probability, pasted back from its
+crop, with nothing kept outside the box.
+
 The foreground map is the model's probability (``model``), or on images where the labels exist
 too, the average of the model's probability and the teacher's label (``fused``): the two disagree
 where one of them is wrong, and the cut decides those pixels by the image's edges.
@@ -75,6 +78,22 @@ def refine(image: np.ndarray, prob: np.ndarray, box: Box, edges: np.ndarray | No
     if scale < 1.0:
         cut = cv2.resize(cut, (bw, bh), interpolation=cv2.INTER_LINEAR)
     out[y1:y2, x1:x2] = cut >= 0.5
+    return out
+
+
+def inside_box(prob: np.ndarray, box: Box) -> np.ndarray:
+    """The model's full-resolution probability ``prob`` with every pixel outside ``box`` set to 0.
+
+    The crop window reaches past the box (``labels.context_margin``), and the network may call
+    some of that context foreground; but the box encloses its object, as for every label of the
+    pipeline (``wss/__init__``), so none of it is.  Every model mask (``evaluate``, ``export``,
+    ``predict``) is made from the probability after this step.
+    """
+    h, w = prob.shape
+    x1, y1, x2, y2 = max(box.x1, 0), max(box.y1, 0), min(box.x2, w), min(box.y2, h)
+    out = np.zeros_like(prob)
+    if x2 > x1 and y2 > y1:
+        out[y1:y2, x1:x2] = prob[y1:y2, x1:x2]
     return out
 
 
