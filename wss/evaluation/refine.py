@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from wss.config import EvaluateConfig
-from wss.core.boxes import Box
+from wss.core.boxes import Box, clip
 from wss.core.image import read as read_image
 from wss.errors import StageInputError
 from wss.labels import boundaries, graphcut
@@ -89,11 +89,9 @@ def inside_box(prob: np.ndarray, box: Box) -> np.ndarray:
     pipeline (``wss/__init__``), so none of it is.  Every model mask (``evaluate``, ``export``,
     ``predict``) is made from the probability after this step.
     """
-    h, w = prob.shape
-    x1, y1, x2, y2 = max(box.x1, 0), max(box.y1, 0), min(box.x2, w), min(box.y2, h)
+    b = clip(box, *prob.shape)
     out = np.zeros_like(prob)
-    if x2 > x1 and y2 > y1:
-        out[y1:y2, x1:x2] = prob[y1:y2, x1:x2]
+    out[b.y1 : b.y2, b.x1 : b.x2] = prob[b.y1 : b.y2, b.x1 : b.x2]
     return out
 
 
