@@ -349,6 +349,7 @@ class TrainConfig:
     side_channels: int
     loss_reduction: str
     class_balance: bool
+    iou_weight: float  # weight of the soft-IoU term on the fused output (0 = cross-entropy alone)
     skip_fallbacks: bool
     consensus_fg: float
     consensus_bg: float
@@ -392,6 +393,7 @@ class TrainConfig:
         req(all(f > 0 for f in self.lr_factors), "train.lr_factors", "be > 0", self.lr_factors)
         req(all(w >= 0 for w in self.side_weights), "train.side_weights", "be >= 0", self.side_weights)
         req(self.loss_reduction in ("mean", "sum"), "train.loss_reduction", "be mean or sum", self.loss_reduction)
+        req(self.iou_weight >= 0, "train.iou_weight", "be >= 0 (0 = cross-entropy alone)", self.iou_weight)
         req(0 <= self.consensus_bg <= self.consensus_fg <= 1, "train.consensus_bg",
             "satisfy 0 <= consensus_bg <= consensus_fg <= 1", (self.consensus_bg, self.consensus_fg))
         req(0 < self.box_i_core <= 1, "train.box_i_core", "lie in (0, 1]", self.box_i_core)

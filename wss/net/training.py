@@ -84,7 +84,8 @@ def build(cfg: TrainConfig, init: Path):
 def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
     """One compiled optimizer update on ``(x, y)`` of shape ``(accum_steps, global batch, ...)``:
     the gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is the
-    fused loss plus ``side_w`` times the side losses; returns (loss, fused loss), batch means.
+    fused loss plus ``side_w`` times the side losses; ``cfg.iou_weight`` > 0 adds that times the
+    fused output's soft-IoU loss to the fused loss.  Returns (loss, fused loss), batch means.
 
     Under a ``tf.distribute`` ``strategy`` each replica takes its own slice of the global batch
     and scales its loss by the global batch (``tf.nn.compute_average_loss``); the optimizer sums
@@ -93,7 +94,7 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
     import keras
     import tensorflow as tf
 
-    from wss.net.model import SIDES, per_image_bce
+    from wss.net.model import SIDES, per_image_bce, per_image_soft_iou
 
     strategy = strategy or tf.distribute.get_strategy()
     n_rep = strategy.num_replicas_in_sync
@@ -103,6 +104,8 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
         with tf.GradientTape() as tape:
             out = net(x, training=True)
             losses = {k: per_image_bce(y, out[k], cfg.loss_reduction, cfg.class_balance) for k in ("fused", *SIDES)}
+            if cfg.iou_weight:  # a Python branch: at 0 the graph, and so the weights, are the plain loss's
+                losses["fused"] = losses["fused"] + cfg.iou_weight * per_image_soft_iou(y, out["fused"])
             fused = tf.nn.compute_average_loss(losses["fused"], global_batch_size=global_batch)
             side = tf.nn.compute_average_loss(tf.add_n([losses[k] for k in SIDES]), global_batch_size=global_batch)
             loss = fused + side_w * side
