@@ -95,3 +95,26 @@ def test_flip_averaging_is_mirror_equivariant():
     assert not np.allclose(plain, mirrored)
     again = model.predict_proba(net, rgb[:, :, ::-1], box[:, :, ::-1], batch_size=2, flip=True)[:, :, ::-1]
     np.testing.assert_allclose(again, both, atol=1e-6)
+
+
+def test_soft_iou_loss_matches_formula_and_ignores_void():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 4, 4, 1)).astype(np.float32)
+    labels = (rng.random((2, 4, 4)) > 0.5).astype(np.float32)
+    p = 1 / (1 + np.exp(-logits[..., 0]))
+    expect = [1 - ((q * y).sum() + 1) / ((q + y - q * y).sum() + 1) for q, y in zip(p, labels)]
+    np.testing.assert_allclose(model.per_image_soft_iou(labels, logits).numpy(), expect, rtol=1e-5)
+    # A confident, right prediction costs almost nothing; the inverted one almost everything.
+    sure = np.where(labels[..., None] > 0, 20.0, -20.0).astype(np.float32)
+    assert model.per_image_soft_iou(labels, sure).numpy().max() < 1e-3
+    assert model.per_image_soft_iou(labels, -sure).numpy().min() > 0.85
+    void = labels.copy()
+    void[:, :2] = VOID
+    t = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(t)
+        loss = tf.reduce_sum(model.per_image_soft_iou(void, t))
+    grad = tape.gradient(loss, t).numpy()
+    assert np.all(grad[:, :2] == 0) and np.any(grad[:, 2:] != 0)
+    np.testing.assert_allclose(model.per_image_soft_iou(void, logits).numpy(),
+                               model.per_image_soft_iou(labels[:, 2:], logits[:, 2:]).numpy(), rtol=1e-5)  # fmt: skip

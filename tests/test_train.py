@@ -49,6 +49,7 @@ def test_lr_set_by_dvc_exp_reaches_code_as_float():
     ({"learning_rate": 1.0}, "unknown keys"),
     ({"consensus_fg": 0.2, "consensus_bg": 0.7}, "consensus_bg"),
     ({"box_i_core": 0.0}, "train.box_i_core"),
+    ({"iou_weight": -1.0}, "train.iou_weight must be >= 0"),
     ({"checkpoints_kept": 0}, "train.checkpoints_kept"),
     ({"jit_compile": True, "deterministic": True}, "deterministic: false with XLA"),
 ])  # fmt: skip
@@ -201,6 +202,31 @@ def test_accumulating_k_batches_is_one_batch_of_k_times_the_size(random_init):
     assert moved > 1e-4  # the update did something
     for a, b, s in zip(after[0][1], after[1][1], start):
         np.testing.assert_allclose(a - s, b - s, rtol=1e-3, atol=1e-5 * moved)
+
+
+def test_iou_weight_adds_the_soft_iou_of_the_fused_output_to_the_loss(random_init):
+    import keras
+    import tensorflow as tf
+
+    from wss.net.model import SIDES, per_image_bce, per_image_soft_iou
+
+    rng = np.random.default_rng(1)
+    x = tf.constant(rng.normal(0, 60, (1, 2, 32, 32, 4)).astype(np.float32))
+    y = tf.constant((rng.random((1, 2, 32, 32)) < 0.4).astype(np.float32))
+    losses = {}
+    for w in (0.0, 2.0):
+        cfg = tiny(optimizer="sgd", lr=1e-3, momentum=0.0, ema=0.0, batch_size=2, iou_weight=w)
+        keras.utils.set_random_seed(0)
+        net, opt = training.build(cfg, random_init)
+        out = net(x[0], training=True)  # no dropout or batch norm: the step's forward pass is this one
+        bce = {k: float(tf.reduce_mean(per_image_bce(y[0], out[k], cfg.loss_reduction, cfg.class_balance)))
+               for k in ("fused", *SIDES)}  # fmt: skip
+        iou = float(tf.reduce_mean(per_image_soft_iou(y[0], out["fused"])))
+        loss, fused = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))(x, y)
+        losses[w] = (float(loss), float(fused))
+        assert float(fused) == pytest.approx(bce["fused"] + w * iou, rel=1e-5)
+        assert float(loss) == pytest.approx(sum(bce.values()) + w * iou, rel=1e-5)
+    assert iou > 0.1 and losses[2.0][1] > losses[0.0][1] + 0.2
 
 
 @pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
