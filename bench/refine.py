@@ -2,11 +2,12 @@
 
     python bench/refine.py --split val                   # in a workspace where dvc repro ran
     python bench/refine.py --split train --limit 300     # the user's own images: labels exist too
+    python bench/refine.py --gammas '' --thresholds 0.3,0.4,0.5,0.6   # the model's masks at other thresholds
 
 For every instance with a ground-truth mask: the model's mask (``evaluate.threshold``), the
 teacher's label, and :mod:`wss.evaluation.refine`'s graph cut on the model's probability and on
 the model's probability fused with the teacher, with the colour and (when the boundaries stage
-wrote maps) the HED pairwise term, for each ``--gammas``.  Prints mIoU per size bucket and the
+wrote maps) the HED pairwise term, for each ``--gammas``; the model's mask at each of ``--thresholds``.  Prints mIoU per size bucket and the
 cut's cost per instance (one process).
 """
 
@@ -40,12 +41,14 @@ def main() -> None:
     ap.add_argument("--boundaries", default="data/boundaries", type=Path)
     ap.add_argument("--split", default="val")
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--gammas", default="10,25,50")
+    ap.add_argument("--gammas", default="10,25,50", help="pairwise weights of the cuts ('' = no cut)")
+    ap.add_argument("--thresholds", default="", help="the model's mask at these thresholds too, e.g. 0.3,0.4")
     ap.add_argument("--max-side", type=int, default=0)
     args = ap.parse_args()
     p = config.load(args.params)
     cfg = config.typed(config.EvaluateConfig, config.section(p, "evaluate"), "evaluate")
-    gammas = [float(g) for g in args.gammas.split(",")]
+    gammas = [float(g) for g in args.gammas.split(",") if g]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t]
     rows = by_key(read_table(args.instances))
     has_maps = refine.has_maps(args.boundaries)
     model = load(args.model)
@@ -58,12 +61,14 @@ def main() -> None:
         gt = gt_mask(r)
         if gt is None:
             continue
-        image = read_image(args.data / r.file)
-        edges = boundaries.decode_map(boundaries.read_map(args.boundaries, r.file)) if has_maps else None
+        image = read_image(args.data / r.file) if gammas else None
+        edges = boundaries.decode_map(boundaries.read_map(args.boundaries, r.file)) if has_maps and gammas else None
         fused = refine.fuse(inst.prob, inst.teacher)
         row = {"area": int(gt.sum()), "model": iou(inst.pred, gt), "teacher": iou(inst.teacher, gt),
                "model and teacher": iou(inst.pred & inst.teacher, gt),
                "model or teacher": iou(inst.pred | inst.teacher, gt)}  # fmt: skip
+        for t in thresholds:
+            row[f"model at threshold {t:g}"] = iou((inst.prob >= t).astype(np.uint8), gt)
         for g in gammas:
             for pair, e in (("colour", None), ("hed", edges)):
                 if pair == "hed" and e is None:
