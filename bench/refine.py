@@ -7,8 +7,8 @@
 For every instance with a ground-truth mask: the model's mask (``evaluate.threshold``), the
 teacher's label, and :mod:`wss.evaluation.refine`'s graph cut on the model's probability and on
 the model's probability fused with the teacher, with the colour and (when the boundaries stage
-wrote maps) the HED pairwise term, for each ``--gammas``; the model's mask at each of ``--thresholds``.  Prints mIoU per size bucket and the
-cut's cost per instance (one process).
+wrote maps) the HED pairwise term, for each ``--gammas``; the model's mask at each of
+``--thresholds``.  Prints mIoU per size bucket and the cut's cost per instance (one process).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def main() -> None:
             continue
         image = read_image(args.data / r.file) if gammas else None
         edges = boundaries.decode_map(boundaries.read_map(args.boundaries, r.file)) if has_maps and gammas else None
-        fused = refine.fuse(inst.prob, inst.teacher)
+        fused = refine.fuse(inst.prob, inst.teacher) if gammas else None
         row = {"area": int(gt.sum()), "model": iou(inst.pred, gt), "teacher": iou(inst.teacher, gt),
                "model and teacher": iou(inst.pred & inst.teacher, gt),
                "model or teacher": iou(inst.pred | inst.teacher, gt)}  # fmt: skip

@@ -99,6 +99,17 @@ def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", 
     return tf.reduce_mean(per_image_bce(labels, logits, reduction, balance))
 
 
+def _labelled(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list[int], tf.Tensor]:
+    """The losses' one reading of a label map: ``(labels, logits, axes, valid)`` in float32, the
+    labels shaped like the logits with ``VOID`` pixels zeroed, ``valid`` 1 on every labelled pixel,
+    ``axes`` the per-image reduction axes."""
+    labels = tf.cast(tf.reshape(labels, tf.shape(logits)), tf.float32)
+    logits = tf.cast(logits, tf.float32)
+    axes = list(range(1, len(logits.shape)))
+    valid = tf.cast(labels != VOID, tf.float32)
+    return labels * valid, logits, axes, valid
+
+
 def per_image_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", balance: bool = True) -> tf.Tensor:
     """OSVOS class-balanced sigmoid cross-entropy, one value per image of the batch.
 
@@ -109,11 +120,7 @@ def per_image_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean",
     size.  ``balance=False`` weighs both classes 1/2: plain cross-entropy, whose probabilities are
     calibrated (the balanced loss pushes them up wherever the object is the smaller class).
     """
-    labels = tf.cast(tf.reshape(labels, tf.shape(logits)), tf.float32)
-    logits = tf.cast(logits, tf.float32)
-    axes = list(range(1, len(logits.shape)))
-    valid = tf.cast(labels != VOID, tf.float32)
-    labels = labels * valid
+    labels, logits, axes, valid = _labelled(labels, logits)
     bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits) * valid
     n = tf.maximum(tf.reduce_sum(valid, axis=axes), 1.0)
     pos = tf.reduce_sum(labels, axis=axes) if balance else n / 2
@@ -136,12 +143,8 @@ def per_image_soft_iou(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     missed thin part of an object costs the same whatever the sure pixels around it.  An image with
     no foreground and no predicted foreground scores 0 (the +1 in both terms).
     """
-    labels = tf.cast(tf.reshape(labels, tf.shape(logits)), tf.float32)
-    p = tf.sigmoid(tf.cast(logits, tf.float32))
-    axes = list(range(1, len(logits.shape)))
-    valid = tf.cast(labels != VOID, tf.float32)
-    y = labels * valid
-    p = p * valid
+    y, logits, axes, valid = _labelled(labels, logits)
+    p = tf.sigmoid(logits) * valid
     inter = tf.reduce_sum(p * y, axis=axes)
     union = tf.reduce_sum(p + y - p * y, axis=axes)
     return 1.0 - (inter + 1.0) / (union + 1.0)
