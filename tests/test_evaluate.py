@@ -15,9 +15,10 @@ from wss.evaluation import evaluate as evaluate_mod
 from wss.labels import shards
 
 
-def box_stub(path, crop_size: int, margin: float, everywhere: bool = False):
+def box_stub(path, crop_size: int, margin: float, everywhere: bool = False, nothing: bool = False):
     """A saved wss model whose mask is its box channel: the network input's channel 3; with
-    ``everywhere``, one that calls every pixel of its crop foreground."""
+    ``everywhere``, one that calls every pixel of its crop foreground; with ``nothing``, one that
+    calls none (a network that learnt nothing)."""
     import keras
 
     from wss.net.model import BOX_SCALE, sidecar
@@ -25,7 +26,7 @@ def box_stub(path, crop_size: int, margin: float, everywhere: bool = False):
     inp = keras.Input((None, None, 4))
     head = keras.layers.Conv2D(1, 1, name="fused")
     out = head(inp)
-    kernel = np.array([0, 0, 0, 0 if everywhere else 40 / BOX_SCALE], np.float32).reshape(1, 1, 4, 1)
+    kernel = np.array([0, 0, 0, 0 if everywhere or nothing else 40 / BOX_SCALE], np.float32).reshape(1, 1, 4, 1)
     head.set_weights([kernel, np.array([20.0 if everywhere else -20.0], np.float32)])
     net = keras.Model(inp, {"fused": out})
     net.save(str(path))

@@ -85,3 +85,23 @@ def test_the_gallery_renders_in_chromium_worst_first_and_filters_by_class(galler
                     f"--screenshot={shot}", (out / "index.html").as_uri()], capture_output=True, timeout=120)  # fmt: skip
     picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[:2] == (700, 1100) and picture.std() > 10  # drawn, not blank
+
+
+def test_the_worst_n_are_one_choice_even_when_every_quality_ties(tmp_path):
+    """A network that learnt nothing gives every mask quality 0: the masks picked for the gallery
+    (``review.worst``) must be exactly the cards it draws, whatever the row order.  Empty and full
+    masks draw."""
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((40, 50, 3), 120, np.uint8))
+    rows = [{"key": f"a/{k}", "file": "a.jpg", "category_name": "cat", "source_file": "x.txt", "source_id": str(k),
+             "x1": 2, "y1": 3, "x2": 30, "y2": 35, "quality": 0.0, "agreement": 0.0, "certainty": 0.0, "score": 0.0}
+            for k in (7, 3, 12, 1, 9)]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    picked = review.worst(frame.sample(frac=1, random_state=4), 3)
+    assert picked.key.tolist() == review.worst(frame, 3).key.tolist() == ["a/1", "a/12", "a/3"]
+    empty, full = np.zeros((40, 50), np.uint8), np.ones((40, 50), np.uint8)
+    masks = dict(zip(picked.key, (empty, full, empty)))  # only the picked ones, as export passes them
+    ranked = review.write(frame, masks, tmp_path, tmp_path / "review", cards=3)
+    page = (tmp_path / "review/index.html").read_text()
+    assert re.findall(r'data-key="([^"]+)"', page) == ["a/1", "a/12", "a/3"] and len(ranked) == 5
+    assert review.worst(frame, 0).empty and len(review.worst(frame, 99)) == 5
+    assert review.summary(ranked) == {"masks": 5, "quality_median": 0.0, "below_0.5": 5}

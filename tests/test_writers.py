@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from pycocotools.coco import COCO
@@ -26,16 +27,18 @@ from wss.labels import build, shards
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def export(tmp_path: Path, raw: Path, source: str, masks: str) -> tuple[Path, Path]:
-    """convert -> labels -> export (a stub network that answers with its box) on the dataset at ``raw``."""
+def export(tmp_path: Path, raw: Path, source: str, masks: str, review: int = 20,
+           nothing: bool = False) -> tuple[Path, Path]:
+    """convert -> labels -> export (a stub network that answers with its box, or with ``nothing``
+    an empty mask) on the dataset at ``raw``."""
     data = DATA.__class__(**{**DATA.__dict__, "source": source, "archive": str(raw)})
     convert.convert(raw, tmp_path / "instances", data, 0.5)
     build.run(raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1),
               seed=1)  # fmt: skip
-    stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
+    stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing)
     (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
                                           "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, "
-                                          f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}, review: 20}}\n")  # fmt: skip
+                                          f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}, review: {review}}}\n")  # fmt: skip
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(tmp_path / "shards"),
                 "--instances", str(tmp_path / "instances"), "--data", str(raw), "--out", str(tmp_path / "export")])  # fmt: skip
     return tmp_path / "instances", tmp_path / "export"
@@ -249,3 +252,75 @@ def test_the_fused_masks_go_out_when_export_masks_is_fused(tmp_path):
         assert not mask[:, : int(x)].any() and not mask[: int(y)].any()  # nothing left of or above the box
         differ += not np.array_equal(mask, teacher[keys[str(a["id"])]])
     assert differ > 0  # not the teacher's masks under another name
+
+
+def ultralytics_problems(yaml_path: Path) -> list[str]:
+    """What Ultralytics' dataset check (``check_det_dataset`` and the loader's image-to-label mapping,
+    as documented) would refuse in a dataset yaml: ``train`` and ``val`` present, ``names`` (or
+    ``nc``), each split resolving under the root (``path``, else the yaml's directory) to an image
+    directory or a ``.txt`` list of images, and every image under an ``images`` directory so that
+    its labels are found by swapping that component for ``labels``."""
+    spec = yaml.safe_load(yaml_path.read_text())
+    wrong = [f"'{k}:' key missing" for k in ("train", "val") if k not in spec]
+    if "names" not in spec and "nc" not in spec:
+        wrong.append("either 'names' or 'nc' is required")
+    root = yaml_path.parent / spec.get("path", "")
+    for k in ("train", "val", "test"):
+        if not spec.get(k):
+            continue
+        entry = root / spec[k]
+        if entry.suffix == ".txt":
+            lines = entry.read_text().splitlines()
+            images = [entry.parent / ln[2:] if ln.startswith("./") else Path(ln) for ln in lines]
+            if any(not ln.startswith("./") and not Path(ln).is_absolute() for ln in lines):
+                wrong.append(f"{k}: a relative line without ./ is read from the working directory")
+        elif entry.is_dir():
+            images = [p for p in entry.iterdir() if p.suffix == ".jpg"]
+        else:
+            wrong.append(f"{k}: {entry} does not exist")
+            continue
+        for img in images:
+            if not img.is_file() or "images" not in img.parts:
+                wrong.append(f"{k}: {img} is not an image under an images/ directory")
+    return wrong
+
+
+def test_a_yolo_yaml_without_val_is_exported_with_the_pipelines_split_for_ultralytics(tmp_path):
+    """A detection yaml naming only ``train`` (Ultralytics refuses it: 'val:' key missing) comes back with
+    ``train`` and ``val`` list files: the pipeline's val images, and every other image, disjoint."""
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
+    for f in (raw / "images/val").iterdir():  # one split directory, as coco128's yaml
+        shutil.move(f, raw / "images/train" / f.name)
+    for f in (raw / "labels/val").iterdir():
+        shutil.move(f, raw / "labels/train" / f.name)
+    spec = yaml.safe_load((raw / "data.yaml").read_text())
+    del spec["val"]
+    (raw / "data.yaml").write_text(yaml.safe_dump(spec))
+    assert ultralytics_problems(raw / "data.yaml") == ["'val:' key missing"]  # the check can fail
+    instances, out = export(tmp_path, raw, "yolo", "teacher")
+    table = read_table(instances)
+    spec = yaml.safe_load((out / "yolo/data.yaml").read_text())
+    assert ultralytics_problems(out / "yolo/data.yaml") == []
+    assert spec["train"] == "train.txt" and spec["val"] == "val.txt" and "path" not in spec
+    listed = {k: [ln[2:] for ln in (out / "yolo" / f"{k}.txt").read_text().splitlines()] for k in ("train", "val")}
+    assert sorted(listed["val"]) == sorted(set(table.loc[table.split == "val", "file"]))
+    assert not set(listed["train"]) & set(listed["val"])
+    assert sorted(listed["train"] + listed["val"]) == sorted(str(p.relative_to(raw)) for p in raw.glob("images/*/*.jpg"))
+    back = yolo.read(out / "yolo/data.yaml")  # the export reads back, split as the pipeline split it
+    assert {i for i, im in back.images.items() if im["split"] == "val"} == set(table.loc[table.split == "val", "image_id"])
+    assert len(back.annotations) == len(table) and not back.rejects
+
+
+def test_a_network_that_learnt_nothing_still_exports(tmp_path):
+    """Every model mask empty, so every quality ties at 0, and fewer review cards than masks: the
+    export finishes, the gallery holds the cards, and YOLO keeps each object (as its box)."""
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
+    instances, out = export(tmp_path, raw, "yolo", "model", review=3, nothing=True)
+    table = read_table(instances)
+    listed = pd.read_csv(out / "review/review.csv")
+    assert len(listed) == len(table) and (listed.quality == 0).all()
+    assert len(list((out / "review/thumbs").glob("*.jpg"))) == 3
+    lines = [ln for f in (out / "yolo/labels").rglob("*.txt") for ln in f.read_text().splitlines()]
+    assert len(lines) == len(table)

@@ -134,8 +134,8 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
                                            "score": ann.get("score", 1.0), "quality": quality[ann["instance"]],
                                            "source": masks}  # fmt: skip
         ranked = pd.DataFrame(rated)
-        worst = ranked.nsmallest(cards, "quality").key if cards else []
-        shown = {k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"]) for k in worst}
+        shown = {k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"])
+                 for k in review.worst(ranked, cards).key}  # fmt: skip
         counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards))
         if source["source"] == "coco":
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")

@@ -63,18 +63,30 @@ def thumbnail(image_bgr: np.ndarray, box: Box, mask: np.ndarray) -> np.ndarray:
     return crop
 
 
-def write(rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out: Path, cards: int) -> pd.DataFrame:
+def rank(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` lowest quality first, ties broken by ``key``: the one order of the review list, so
+    that the masks picked for the gallery (:func:`worst`) are always the ones it shows."""
+    return rows.sort_values(["quality", "key"], kind="stable").reset_index(drop=True)
+
+
+def worst(rows: pd.DataFrame, cards: int) -> pd.DataFrame:
+    """The ``cards`` rows of lowest quality, in :func:`rank`'s order."""
+    return rank(rows).head(max(cards, 0))
+
+
+def write(rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out: Path, cards: int,
+          banner: str = "") -> pd.DataFrame:
     """Write ``review.csv`` (every row, lowest quality first), thumbnails and ``index.html`` for the
     lowest ``cards`` under ``out``.  ``rows`` has ``key, file, category_name, quality, agreement,
     certainty, score, x1, y1, x2, y2`` and the source ids; ``masks`` holds the masks of at least the
-    lowest ``cards`` keys.  Returns the sorted table."""
-    ranked = rows.sort_values(["quality", "key"], kind="stable").reset_index(drop=True)
+    keys of :func:`worst` ``(rows, cards)``.  ``banner``, when given, stands at the top of the page
+    (the verdict on a weak network).  Returns the sorted table."""
+    ranked = rank(rows)
     out.mkdir(parents=True, exist_ok=True)
     ranked.round(4).to_csv(out / "review.csv", index=False)
-    worst = ranked.head(cards)
     (out / "thumbs").mkdir(exist_ok=True)
     items = []
-    for file, group in worst.groupby("file", sort=False):
+    for file, group in worst(ranked, cards).groupby("file", sort=False):
         picture = read_image(data_root / file)
         for r in group.itertuples():
             name = f"thumbs/{r.Index:05d}.jpg"
@@ -82,11 +94,11 @@ def write(rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out
             atomic.write_bytes(out / name, jpg.tobytes())
             items.append((r.Index, name, r))
     items.sort(key=lambda t: t[0])
-    atomic.write_text(out / "index.html", _page([(name, r) for _, name, r in items], len(ranked)))
+    atomic.write_text(out / "index.html", _page([(name, r) for _, name, r in items], len(ranked), banner))
     return ranked
 
 
-def _page(items: list[tuple[str, object]], total: int) -> str:
+def _page(items: list[tuple[str, object]], total: int, banner: str = "") -> str:
     classes = sorted({str(r.category_name) for _, r in items})
     options = "".join(f'<option value="{html.escape(c, quote=True)}">{html.escape(c)}</option>' for c in classes)
     cards = "\n".join(
@@ -108,8 +120,10 @@ body {{ font: 14px system-ui, sans-serif; margin: 1.5em; background: #fafafa; }}
 .card img {{ display: block; margin: auto; max-width: {THUMB}px; max-height: {THUMB}px; }}
 .card[hidden] {{ display: none; }}
 figcaption {{ margin-top: 4px; overflow-wrap: anywhere; }}
+.warning {{ background: #fff3cd; border: 1px solid #e0b84c; border-radius: 6px; padding: 8px 12px; }}
 </style></head><body>
 <h1>Masks to check first</h1>
+{f'<p class="warning" role="alert">{html.escape(banner)}</p>' if banner else ""}
 <p>The {len(items)} exported masks of lowest quality of {total}, lowest first (quality = agreement of the model
 with its teacher × the model's certainty; every mask is in <a href="review.csv">review.csv</a>).
 Class: <select id="class"><option value="">all</option>{options}</select> <span id="shown"></span></p>

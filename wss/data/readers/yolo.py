@@ -1,7 +1,7 @@
 """The Ultralytics YOLO dataset layout, read into :class:`wss.data.dataset.Dataset`.
 
 A dataset yaml names the root (``path``, relative to the yaml), one entry per split (``train``,
-``val``, ``test``: a directory of images under the root) and the class ``names`` (a list, or a
+``val``, ``test``: a directory of images under the root, or a ``.txt`` file listing them) and the class ``names`` (a list, or a
 mapping from class index to name).  Each image ``.../images/<split>/<stem>.jpg`` has a label file
 ``.../labels/<split>/<stem>.txt`` (none: no objects) with one object per line, coordinates
 normalised to the image size:
@@ -50,18 +50,20 @@ def read(yaml_path: str | Path) -> Dataset:
     if not splits:
         raise DataError(f"{yaml_path}: names no split (train, val or test)")
     if not all(isinstance(v, str) for v in splits.values()):
-        raise DataError(f"{yaml_path}: each split must be one directory of images (a list of them is not supported)")
+        raise DataError(f"{yaml_path}: each split must be one directory of images or one .txt list of them "
+                        "(a YAML list of them is not supported)")
     root = images_root(yaml_path, spec)
     images: dict[str, dict] = {}
     annotations: list[Annotation] = []
     rejects: list[dict] = []
     for split, rel in splits.items():
-        image_dir = root / str(rel)
-        if not image_dir.is_dir():
-            raise DataError(f"{yaml_path}: {split} directory {image_dir} does not exist")
-        label_dir = _label_dir(image_dir)
+        listed = str(rel).endswith(".txt")
+        try:
+            paths = split_images(root / str(rel))
+        except DataError as exc:
+            raise DataError(f"{yaml_path}: {split}: {exc}") from exc
         stems = set()
-        for path in sorted(p for p in image_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        for path in paths:
             stems.add(path.stem)
             try:  # the upright size from the header: convert decodes every image it keeps (wss.core.image.problem)
                 h, w = image_size(path)
@@ -71,8 +73,13 @@ def read(yaml_path: str | Path) -> Dataset:
             if path.stem in images:
                 rejects.append({"file": str(path), "image_id": path.stem, "reason": "image id listed twice"})
                 continue
-            images[path.stem] = {"file_name": str(path.relative_to(root)), "height": h, "width": w, "split": split}
-            label = label_dir / f"{path.stem}.txt"
+            try:
+                file_name = str(path.relative_to(root))
+            except ValueError:
+                rejects.append({"file": str(path), "image_id": path.stem, "reason": f"outside the dataset root {root}"})
+                continue
+            images[path.stem] = {"file_name": file_name, "height": h, "width": w, "split": split}
+            label = _label_dir(path.parent) / f"{path.stem}.txt"
             try:
                 text = label.read_text() if label.is_file() else ""
             except UnicodeDecodeError:
@@ -87,11 +94,27 @@ def read(yaml_path: str | Path) -> Dataset:
                         rejects.append({"file": str(label), "image_id": path.stem, "reason": f"line {k}: {reason}"})
                     else:
                         annotations.append(ann)
-        if label_dir.is_dir():
+        label_dir = _label_dir(root / str(rel))
+        if not listed and label_dir.is_dir():  # a list file picks some images of a directory: the rest are not orphans
             for label in sorted(label_dir.glob("*.txt")):
                 if label.stem not in stems:
                     rejects.append({"file": str(label), "image_id": label.stem, "reason": "label file without an image"})
     return Dataset(images, categories, annotations, rejects)
+
+
+def split_images(entry: Path) -> list[Path]:
+    """The images of one split entry, in order: a directory's image files, or the lines of a ``.txt``
+    list file (Ultralytics' other form: one image path a line, ``./`` meaning the list's directory,
+    any other relative path the list's directory too)."""
+    if entry.suffix == ".txt":
+        try:
+            lines = entry.read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"image list {entry} is not a readable text file ({type(exc).__name__})") from exc
+        return [entry.parent / line.strip() for line in lines if line.strip()]
+    if not entry.is_dir():
+        raise DataError(f"directory {entry} does not exist")
+    return sorted(p for p in entry.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
@@ -109,7 +132,7 @@ def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
         candidates.append(base / Path(given).name)
     first = next((str(spec[s]) for s in ("train", "val", "test") if isinstance(spec.get(s), str)), "")
     for c in candidates:
-        if first and (c / first).is_dir():
+        if first and (c / first).exists():
             return c.resolve()
     return candidates[0].resolve()
 

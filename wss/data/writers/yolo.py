@@ -5,7 +5,13 @@ the file system allows, else copies), ``labels/...`` with every line the pipelin
 by ``class x1 y1 x2 y2 ...`` (the exported mask's outline, normalised to [0, 1], one polygon per
 object, a multi-part object joined by zero-width bridges as Ultralytics writes it), and the dataset
 yaml, whose splits point at the copies.  The yaml has no ``path``: Ultralytics then takes the
-yaml's own directory as the dataset root, wherever the export is moved.  Lines the pipeline left
+yaml's own directory as the dataset root, wherever the export is moved.
+
+Ultralytics refuses a dataset yaml without both ``train`` and ``val`` (``check_det_dataset``).  When
+the user's yaml lacks one, the pipeline made its own split (``data.val_fraction``), and the export
+says so: ``train`` and ``val`` become list files beside the yaml (``train.txt``, ``val.txt``, one
+``./``-relative image path a line, a form Ultralytics reads), ``val`` the pipeline's val images and
+``train`` every other image of the dataset, so the two never overlap.  Lines the pipeline left
 out (rejects) are dropped and counted; an object whose mask came out empty keeps its box, as a
 rectangle, so every used line stays, in its order.
 """
@@ -73,7 +79,24 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
         counts["label_files"] += 1
     yaml_out = out / yaml_rel
     copy = {k: v for k, v in spec.items() if k not in ("path", *splits)}
-    for split, rel in splits.items():
-        copy[split] = os.path.relpath(out / root_rel / str(rel), yaml_out.parent)
+    if "train" in splits and "val" in splits:
+        for split, rel in splits.items():
+            copy[split] = os.path.relpath(out / root_rel / str(rel), yaml_out.parent)
+    else:
+        for split, images in split_lists(table, [out / root_rel / str(rel) for rel in splits.values()], out).items():
+            listed = yaml_out.parent / f"{split}.txt"
+            atomic.write_text(listed, "".join(f"./{os.path.relpath(p, listed.parent)}\n" for p in images))
+            copy[split] = listed.name
+            counts[f"{split}_images"] = len(images)
     atomic.write_text(yaml_out, yaml.safe_dump(copy, sort_keys=False))
     return counts
+
+
+def split_lists(table: pd.DataFrame, image_dirs: list[Path], root: Path) -> dict[str, list[Path]]:
+    """``{"train": [...], "val": [...]}``: the images under ``image_dirs``, ``val`` those the instance
+    table puts in val (by ``file``, relative to ``root``, the dataset's copy) and ``train`` all the
+    others (images without a used object too), in path order."""
+    val_files = set(table.loc[table.split == "val", "file"].astype(str))
+    images = sorted(p for d in image_dirs for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    val = [p for p in images if str(p.relative_to(root)) in val_files]
+    return {"train": [p for p in images if str(p.relative_to(root)) not in val_files], "val": val}
