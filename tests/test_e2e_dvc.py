@@ -215,9 +215,12 @@ def test_the_datasets_content_is_a_dependency(repo: Path, tmp_path: Path):
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status", "--with-deps", "convert")
 
 
-def test_a_boxes_only_coco_dataset_runs_end_to_end(repo: Path, tmp_path: Path):
-    """The method's main use case: boxes, no masks. ``dvc exp run`` exits 0, evaluate reports what
-    needs no ground truth, and the masks are exported for every instance."""
+def test_a_boxes_only_coco_dataset_split_one_train_image_to_many_val_teaches_with_every_box(repo: Path, tmp_path: Path):
+    """The method's main use case, with COCO's own two-file layout and a lopsided split: boxes, no
+    masks, one train image against all the others in val.  ``dvc exp run`` exits 0; with nothing
+    to score against, every val box teaches (``train.holdout: auto``), and the log and
+    ``train.json`` say so; evaluate reports what needs no ground truth, and the masks are exported
+    for every instance."""
     from tests.conftest import TINY
     from tests.test_sources import tiny_coco
     from wss.data import sample
@@ -226,14 +229,28 @@ def test_a_boxes_only_coco_dataset_runs_end_to_end(repo: Path, tmp_path: Path):
     src = tiny_coco(tmp_path / "sbd", tmp_path / "boxes")
     path = src / "annotations/instances_default.json"
     data = json.loads(path.read_text())
+    path.unlink()
     for a in data["annotations"]:
         a.pop("segmentation", None)
-    path.write_text(json.dumps(data))
+    first = data["images"][0]["id"]
+    for name, keep in (("train", lambda i: i == first), ("val", lambda i: i != first)):
+        part = {**data, "images": [im for im in data["images"] if keep(im["id"])],
+                "annotations": [a for a in data["annotations"] if keep(a["image_id"])]}  # fmt: skip
+        (src / f"annotations/instances_{name}.json").write_text(json.dumps(part))
     out = sh(repo, "dvc", "exp", "run", "-n", "boxes", "-S", "data.source=coco", "-S", f"data.archive={src}",
-             "-S", "convert.max_reject_fraction=0.5")  # fmt: skip
+             "-S", "convert.max_reject_fraction=0.5", "-S", "train.skip_fallbacks=false")  # fmt: skip
+    table = pd.read_parquet(repo / "data/instances/instances.parquet")
+    n_train, n_val = int((table.split == "train").sum()), int((table.split == "val").sum())
+    assert n_train <= 4 and n_val >= 3 * n_train  # the lopsided split of the user's files
     assert "0 with a mask" in out and "no val instance has a ground-truth mask" in out
+    assert f"learning from {n_train + n_val} instances: {n_train} of {n_train} train and {n_val} of {n_val} val" in out
+    summary = json.loads((repo / "metrics/train.json").read_text())
+    assert summary["instances_used"] == n_train + n_val
+    assert summary["instances"] == {"holdout": "auto", "train": {"used": n_train, "of": n_train},
+                                    "val": {"used": n_val, "of": n_val},
+                                    "left_out": {"grabcut_fallbacks": 0, "without_masks": 0, "val_held_out": 0}}
     ev = json.loads((repo / "metrics/eval.json").read_text())
-    assert ev["instances_with_masks"] == 0 and ev["instances_without_masks"] > 0
+    assert ev["instances_with_masks"] == 0 and ev["instances_without_masks"] == n_val
     every = (repo / "metrics/eval/instances_all.tsv").read_text().splitlines()
     assert len(every) - 1 == ev["instances_without_masks"]  # a 2-step model may agree with nothing: count, not size
     agreement = [float(line.split("\t")[-1]) for line in every[1:]]
@@ -243,6 +260,10 @@ def test_a_boxes_only_coco_dataset_runs_end_to_end(repo: Path, tmp_path: Path):
     exported = json.loads((repo / "data/export/model_val.json").read_text())
     assert len(exported["annotations"]) == ev["instances_without_masks"]
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
+
+    out = sh(repo, "dvc", "exp", "run", "-n", "split", "-S", "train.holdout=split")  # the user's split, as given
+    assert f"learning from {n_train} instances: {n_train} of {n_train} train and 0 of {n_val} val" in out
+    assert json.loads((repo / "metrics/train.json").read_text())["instances"]["val"] == {"used": 0, "of": n_val}
 
 
 def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_at_once(repo: Path, tmp_path: Path):

@@ -333,6 +333,7 @@ class TrainConfig:
     """The ``train`` params section (see ``params.yaml`` for the meaning of each key)."""
 
     labels: str
+    holdout: str  # auto = only val instances with a ground-truth mask are held out | split = the train split alone
     rounds: int  # 1 = train once; n > 1 = n - 1 rounds of self-training after it (wss.net.selftrain)
     steps: int  # optimizer updates
     batch_size: int
@@ -374,6 +375,8 @@ class TrainConfig:
                               "masks, whichever labels.method made them)")
         req(self.labels in TRAIN_LABELS, "train.labels", f"be one of {', '.join(TRAIN_LABELS)} (self-training: "
             "train.rounds)", self.labels)
+        req(self.holdout in ("auto", "split"), "train.holdout", "be auto (every box without a ground-truth mask "
+            "teaches, whatever its split) or split (the train split alone)", self.holdout)
         req(self.rounds >= 1, "train.rounds", "be >= 1 (1 = no self-training)", self.rounds)
         for name in ("steps", "batch_size", "accum_steps", "side_channels", "shuffle_buffer", "checkpoint_every",
                      "checkpoints_kept", "log_every"):  # fmt: skip

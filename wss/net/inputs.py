@@ -74,8 +74,9 @@ def box_in_crop(window: np.ndarray, box_xyxy: np.ndarray, side: int) -> np.ndarr
     return ((box_xyxy - np.tile(windows[:, :2], 2)) * scale[:, None]).astype(np.float32)
 
 
-def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: float, core: float):
-    """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file.
+def _instances(path: bytes, val: bool, source: bytes, skip_fallbacks: bool, fg: float, bg: float, core: float):
+    """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file (of the val
+    split when ``val``) that :func:`trained_on` takes.
 
     With ``skip_fallbacks``, instances whose GrabCut label is a fallback shape
     (:data:`wss.labels.grabcut.FALLBACKS`: GrabCut failed) are left out; a ``whole_image`` GrabCut is
@@ -88,15 +89,31 @@ def _instances(path: bytes, source: bytes, skip_fallbacks: bool, fg: float, bg: 
     data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
     box = box_in_crop(data["window"], data["box_xyxy"], data["image"].shape[1])
     for i in range(len(box)):
-        if trained_on(source, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i])):
+        if trained_on(source, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i]), bool(val)):
             yield data["image"][i], box[i], training_label(source, data[field][i], box[i], fg, bg, core)
 
 
-def trained_on(source: str, skip_fallbacks: bool, fallback: str, has_gt: bool) -> bool:
-    """Whether an instance takes part in training on ``source`` (see :func:`_instances`)."""
+def trained_on(source: str, skip_fallbacks: bool, fallback: str, has_gt: bool, val: bool = False) -> bool:
+    """Whether an instance takes part in training on ``source`` (see :func:`_instances`).  A val
+    instance with a ground-truth mask never does: the scores against that mask must stay honest
+    (which val shards are read at all is :func:`training_files`' choice)."""
+    if val and has_gt:
+        return False
     if skip_fallbacks and fallback in grabcut.FALLBACKS:
         return False
     return has_gt or source != "gt"
+
+
+def training_files(shard_dir: Path, holdout: str) -> tuple[list[Path], list[Path]]:
+    """The shard files training reads under the ``train.holdout`` policy, and which of them are val
+    shards: ``split`` reads the train split alone; ``auto`` adds every val shard that holds an
+    instance without a ground-truth mask, since nothing is scored against such an instance and its
+    box can teach (:func:`trained_on` still holds back the val instances that have a mask)."""
+    files = shards.files(shard_dir, "train")
+    val = []
+    if holdout == "auto":
+        val = [f for f in shards.files(shard_dir, "val") if not shards.read(f, ("has_gt",))["has_gt"].all()]
+    return files + val, val
 
 
 def skips_fallbacks(cfg: TrainConfig, labels: str) -> bool:
@@ -104,23 +121,35 @@ def skips_fallbacks(cfg: TrainConfig, labels: str) -> bool:
     return cfg.skip_fallbacks and labels.startswith("teacher")
 
 
-def count(files: list[Path], cfg: TrainConfig, labels: str | None = None) -> dict[str, int]:
-    """How many instances of ``files`` training on ``labels`` uses, and why the others are left out:
-    ``{"instances", "used", "fallbacks", "without_masks"}``."""
+def count(files: list[Path], cfg: TrainConfig, labels: str | None = None, val: list[Path] = ()) -> dict[str, int]:
+    """How many instances of ``files`` (``val`` among them the val split's) training on ``labels``
+    uses, per split, and why the others are left out: ``{"instances", "used", "train", "train_used",
+    "val", "val_used", "fallbacks", "without_masks", "held_out"}`` (``held_out``: val instances kept
+    for scoring because they have a ground-truth mask)."""
     labels = labels or cfg.labels
     skip_fb = skips_fallbacks(cfg, labels)
-    out = dict.fromkeys(("instances", "used", "fallbacks", "without_masks"), 0)
+    val = {str(f) for f in val}
+    out = dict.fromkeys(("instances", "used", "train", "train_used", "val", "val_used", "fallbacks", "without_masks",
+                         "held_out"), 0)  # fmt: skip
     for path in files:
+        in_val = str(path) in val
+        split = "val" if in_val else "train"
         data = shards.read(Path(path), ("fallback", "has_gt"))
         for fallback, has_gt in zip(data["fallback"], data["has_gt"]):
             out["instances"] += 1
-            if trained_on(labels, skip_fb, str(fallback), bool(has_gt)):
+            out[split] += 1
+            if trained_on(labels, skip_fb, str(fallback), bool(has_gt), in_val):
                 out["used"] += 1
+                out[f"{split}_used"] += 1
+            elif in_val and has_gt:
+                out["held_out"] += 1
             elif skip_fb and str(fallback) in grabcut.FALLBACKS:
                 out["fallbacks"] += 1
             else:
                 out["without_masks"] += 1
     return out
+
+
 def _box_mask(box: tf.Tensor, side: int) -> tf.Tensor:
     """Filled box ``(x1, y1, x2, y2)`` (crop pixels, x2/y2 exclusive) as a ``side x side`` float mask."""
     r = tf.range(side, dtype=tf.float32) + 0.5
@@ -158,9 +187,10 @@ def _augment(rgb, box, label, side: int, cfg: TrainConfig | None, seed=None):
 
 
 def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed: int = 0, skip: int = 0,
-            labels: str | None = None) -> tf.data.Dataset:
+            labels: str | None = None, val: list[Path] = ()) -> tf.data.Dataset:
     """``(x, y)`` from the shard ``files``, with the label source ``labels`` (default ``cfg.labels``,
-    a key of :data:`wss.labels.shards.LABEL_SOURCES`, table above).
+    a key of :data:`wss.labels.shards.LABEL_SOURCES`, table above); the ``val`` files among them are
+    val shards, of which only the instances without a ground-truth mask are read (:func:`trained_on`).
 
     Training reads shards in a seeded random order with a parallel, deterministic interleave,
     shuffles instances, augments and repeats forever, and yields one optimizer update's worth of
@@ -177,12 +207,13 @@ def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed
     skip_fb = skips_fallbacks(cfg, labels)
     sig = (tf.TensorSpec((side, side, 3), tf.uint8), tf.TensorSpec((4,), tf.float32),
            tf.TensorSpec((side, side), tf.uint8))  # fmt: skip
-    names = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
+    in_val = {str(f) for f in val}
+    names = tf.data.Dataset.from_tensor_slices(([str(f) for f in files], [str(f) in in_val for f in files]))
     if training:
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
     args = (labels, skip_fb, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core)
     ds = names.interleave(
-        lambda f: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, *args)),
+        lambda f, v: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, v, *args)),
         cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
     if not training:

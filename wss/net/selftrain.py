@@ -22,7 +22,7 @@ from wss.core import atomic
 from wss.core.masks import VOID
 from wss.core.metrics import iou
 from wss.labels import shards
-from wss.net.inputs import box_in_crop, training_label
+from wss.net.inputs import box_in_crop, training_files, training_label
 
 
 def combine(prob: np.ndarray, label: np.ndarray, box: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -42,10 +42,12 @@ def weights_digest(net) -> str:
 
 
 def relabel(net, shard_dir: Path, out: Path, source: str, fg: float, bg: float, core: float,
-            batch_size: int = 32) -> dict:
-    """Write ``out``: the train shards of ``shard_dir`` with the ``self`` label made from the model
-    ``net`` and the label source ``source`` (a ``train.labels`` value; ``fg``, ``bg``, ``core`` are
-    its ``train`` params), and a manifest whose fingerprints also name ``net``'s weights.
+            holdout: str = "split", batch_size: int = 32) -> dict:
+    """Write ``out``: the shards of ``shard_dir`` that training reads under ``holdout``
+    (:func:`wss.net.inputs.training_files`: the train split, and with ``auto`` the val shards with
+    instances that have no mask) with the ``self`` label made from the model ``net`` and the label
+    source ``source`` (a ``train.labels`` value; ``fg``, ``bg``, ``core`` are its ``train`` params),
+    and a manifest whose fingerprints also name ``net``'s weights.
 
     Returns the new labels' statistics: the share of box pixels left ``VOID``, and the mean IoU with
     the ground truth (train instances that have one) of the round's label and of the clamped
@@ -54,6 +56,7 @@ def relabel(net, shard_dir: Path, out: Path, source: str, fg: float, bg: float, 
     from wss.net.model import predict_proba
 
     manifest = shards.read_manifest(shard_dir)
+    read = {Path(f).name for f in training_files(shard_dir, holdout)[0]}
     model_fp = weights_digest(net)
     field = shards.LABEL_SOURCES[source]
     void_px = box_px = 0
@@ -61,7 +64,7 @@ def relabel(net, shard_dir: Path, out: Path, source: str, fg: float, bg: float, 
     entries = []
     with atomic.target(out, directory=True) as tmp:
         for entry in manifest["shards"]:
-            if entry["split"] != "train":
+            if entry["file"] not in read:
                 continue
             data = shards.read(Path(shard_dir) / entry["file"])
             side = data["image"].shape[1]
@@ -84,7 +87,7 @@ def relabel(net, shard_dir: Path, out: Path, source: str, fg: float, bg: float, 
             entries.append({**entry, "fingerprint": fp})
         atomic.write_json(tmp / shards.MANIFEST, {
             **manifest, "shards": entries, "params_fingerprint": shards.fingerprint(manifest["params_fingerprint"], model_fp),
-            "counts": {"train": manifest["counts"]["train"], "val": 0}, "relabelled_by": model_fp,
+            "relabelled_by": model_fp,
         })  # fmt: skip
     mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731
     return {"void_share_in_box": round(void_px / max(box_px, 1), 4), "miou_label_crops": mean(iou_label),

@@ -233,7 +233,8 @@ def train_rounds(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_
     for r in range(2, cfg.rounds + 1):
         relabelled = ckpt_dir / f"round-{r}-shards"
         net = model.load(str(ckpt_dir / f"round-{r - 1}.keras"))
-        stats = selftrain.relabel(net, shards_in, relabelled, source, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core)
+        stats = selftrain.relabel(net, shards_in, relabelled, source, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core,
+                                  cfg.holdout)  # fmt: skip
         print(f"train: round {r}: self labels from round {r - 1}'s model, {stats}")
         source, shards_in = "self", relabelled
         last = r == cfg.rounds
@@ -265,21 +266,23 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     policy = resolve_precision(cfg.precision, device.startswith("/GPU"))
     manifest = shards.read_manifest(shard_dir)
     side = int(manifest["crop_size"])
-    files = shards.files(shard_dir, "train")
+    files, val_files = inputs.training_files(shard_dir, cfg.holdout)
     if not files:
-        raise StageInputError(f"{shard_dir} has no train shards")
+        raise StageInputError(f"{shard_dir} has no train shards, and no val instance without a ground-truth mask "
+                              f"(train.holdout: {cfg.holdout})")  # fmt: skip
     if cfg.labels == "teacher_i" and not manifest.get("consensus_runs"):
         raise StageInputError("train.labels=teacher_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
                          "in params.yaml and run the labels stage")  # fmt: skip
     if cfg.labels == "gt" and not manifest["with_masks"]["train"]:
         raise StageInputError(f"train.labels=gt needs ground-truth masks, and none of the {manifest['counts']['train']} "
                          f"train instances has one (a boxes-only dataset); train on teacher or box labels")  # fmt: skip
-    counted = inputs.count(files, cfg)
+    counted = inputs.count(files, cfg, val=val_files)
     if not counted["used"]:
-        raise StageInputError(f"every one of the {counted['instances']} train instances is left out: "
-                              f"{counted['fallbacks']} are GrabCut fallbacks (train.skip_fallbacks: true) and "
-                              f"{counted['without_masks']} have no ground-truth mask; set train.skip_fallbacks: false "
-                              f"or train on other labels")  # fmt: skip
+        raise StageInputError(f"every one of the {counted['instances']} instances training may read is left out: "
+                              f"{counted['fallbacks']} are GrabCut fallbacks (train.skip_fallbacks: true), "
+                              f"{counted['without_masks']} have no ground-truth mask and {counted['held_out']} are val "
+                              f"instances held out for scoring; set train.skip_fallbacks: false or train on other "
+                              f"labels")  # fmt: skip
     fp = fingerprint(cfg, seed, manifest, init, replicas, policy)
 
     set_op_determinism(cfg.deterministic)
@@ -315,7 +318,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         train_step = make_train_step(net, opt, cfg, side_w, strategy)
         global_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * replicas)
         per_update = cfg.accum_steps * global_cfg.batch_size
-        ds = inputs.dataset(files, global_cfg, side, training=True, seed=seed, skip=start * per_update)
+        ds = inputs.dataset(files, global_cfg, side, training=True, seed=seed, skip=start * per_update, val=val_files)
         if live_dir.exists():
             shutil.rmtree(live_dir)
         live = Live(str(live_dir), dvcyaml=False, resume=False, save_dvc_exp=False, report=None)
@@ -324,10 +327,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
                          "replicas": replicas, "precision": policy})  # fmt: skip
         for row in history:  # the curve so far, from the log kept with the checkpoints
             _log(live, row)
-        left_out = {k: counted[k] for k in ("fallbacks", "without_masks") if counted[k]}
-        used = f"{counted['used']} of {counted['instances']} instances" + (f" (left out: {left_out})" if left_out else "")
+        print(f"train: {used_line(counted, manifest['counts'], cfg.holdout)}")
         on = f"{replicas} replicas ({', '.join(devices)})" if replicas > 1 else f"device {device}"
-        print(f"train: {cfg.labels} labels, {used}, crop {side}, updates "
+        print(f"train: {cfg.labels} labels, crop {side}, updates "
               f"{start}..{cfg.steps} of batch {cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, "
               f"{cfg.optimizer} lr {cfg.lr:g}, {on}, precision {policy}, XLA {cfg.jit_compile}")  # fmt: skip
 
@@ -383,8 +385,36 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         "accum_steps": cfg.accum_steps, "final_loss": round(history[-1]["loss"], 6) if history else None,
         "images_per_s": round(seen / seconds, 3) if seen else None,
         "resumed_from_step": start if resumed else None, "device": device, "replicas": replicas,
-        "precision": policy, "instances_used": counted["used"], "instances_left_out": counted["instances"] - counted["used"],
+        "precision": policy, "instances_used": counted["used"],
+        "instances_left_out": manifest["counts"]["train"] + manifest["counts"]["val"] - counted["used"],
+        "instances": instance_use(counted, manifest["counts"], cfg.holdout),
     }  # fmt: skip
+
+
+def instance_use(counted: dict, totals: dict, holdout: str) -> dict:
+    """What ``train.json`` says of the instances: how many of each split were learnt from, and why
+    the others were not (``counted`` is :func:`wss.net.inputs.count`'s, ``totals`` the shards' counts per split)."""
+    held = totals["val"] - counted["val_used"]
+    return {"holdout": holdout,
+            "train": {"used": counted["train_used"], "of": totals["train"]},
+            "val": {"used": counted["val_used"], "of": totals["val"]},
+            "left_out": {"grabcut_fallbacks": counted["fallbacks"], "without_masks": counted["without_masks"],
+                         "val_held_out": held}}  # fmt: skip
+
+
+def used_line(counted: dict, totals: dict, holdout: str) -> str:
+    """One line saying which instances the network learns from, and why the others are left out."""
+    use = instance_use(counted, totals, holdout)
+    t, v = use["train"], use["val"]
+    why = (f"{counted['held_out']} val instances with a ground-truth mask are held out to score against"
+           if holdout == "auto" else "train.holdout: split keeps every val instance out")
+    if holdout == "auto" and not v["used"] and v["of"] - counted["held_out"] == 0:
+        why += " (every val instance has one)"
+    left = [f"{counted['fallbacks']} GrabCut fallbacks (train.skip_fallbacks)"] if counted["fallbacks"] else []
+    if counted["without_masks"]:
+        left.append(f"{counted['without_masks']} without a ground-truth mask (train.labels: gt)")
+    return (f"learning from {counted['used']} instances: {t['used']} of {t['of']} train and {v['used']} of {v['of']} "
+            f"val; {why}" + (f"; left out: {', '.join(left)}" if left else ""))
 
 
 def set_op_determinism(on: bool) -> None:
