@@ -16,6 +16,7 @@ import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
 from wss.core import atomic  # noqa: E402
+from wss.evaluation import trust
 from wss.net import training
 
 
@@ -32,9 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     p = config.load(args.params)
     cfg = config.typed(config.TrainConfig, config.section(p, "train"), "train")
     seed = config.seed(p)
+    # The verdict's threshold is evaluate's, which decides how far the fused masks trust the network.
+    ecfg = config.typed(config.EvaluateConfig, config.section(p, "evaluate"), "evaluate")
     summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
     atomic.write_json(args.metrics, summary)
     print(f"train: done, {summary}")
+    weak = trust.few_instances_line(summary["instances_used"], ecfg)
+    if weak:
+        print(f"train: {weak}")
     return 0
 
 

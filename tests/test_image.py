@@ -101,7 +101,7 @@ def test_rotated_phone_photos_go_through_convert_labels_and_export_upright(tmp_p
 
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
     (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, "
+                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
                                           "n_overlays: 0, flip: true}\nexport: {masks: model, review: 20}\n")  # fmt: skip
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(out),
                 "--instances", str(tmp_path / "instances"), "--data", str(root), "--out", str(tmp_path / "export")])  # fmt: skip

@@ -75,7 +75,7 @@ def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkey
 
     monkeypatch.setattr(predict.inf, "predict", spy)
     (tmp_path / "p.yaml").write_text("evaluate: {threshold: 0.3, boundary_tolerance: 0.008, batch_size: 4, refine: false, "
-                                     "cut_pairwise: colour, cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, "
+                                     "cut_pairwise: colour, cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
                                      "n_overlays: 1, flip: false}\n")  # fmt: skip
     common = ["--model", str(tiny_model), "--image", str(image), "--box", "10,12,60,70", "--out", str(tmp_path / "o")]
     assert predict.main(["--params", str(tmp_path / "p.yaml"), *common]) == 0

@@ -428,9 +428,15 @@ class EvaluateConfig:
     cut_gamma: float  # its weight, against unaries of -log p nats
     cut_sigma: float  # hed: exp(-hed^2 / (2 sigma^2))
     cut_max_side: int  # a box larger than this is cut at this size (0 = full resolution)
+    trust_min_instances: int  # a network that learnt from fewer instances is weak (wss.evaluation.trust)
+    trust_agreement: tuple[float, ...]  # (weak below, trusted in full from): its agreement with the teacher
 
     def validate(self) -> None:
         req = require
+        req(self.trust_min_instances >= 0, "evaluate.trust_min_instances", "be >= 0", self.trust_min_instances)
+        req(len(self.trust_agreement) == 2 and 0 <= self.trust_agreement[0] <= self.trust_agreement[1] <= 1,
+            "evaluate.trust_agreement", "be two numbers [weak below, trusted from] with 0 <= weak <= trusted <= 1",
+            list(self.trust_agreement))  # fmt: skip
         req(self.cut_pairwise in CUT_PAIRWISE, "evaluate.cut_pairwise", f"be one of {', '.join(CUT_PAIRWISE)}",
             self.cut_pairwise)  # fmt: skip
         req(self.cut_gamma >= 0, "evaluate.cut_gamma", "be >= 0", self.cut_gamma)

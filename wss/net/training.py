@@ -378,8 +378,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     with atomic.target(out) as tmp:
         net.save(str(tmp))
     # What predict needs to crop a new image exactly as the training crops were made.
+    # ... and how many instances it learnt from, which says how far to trust it (wss.evaluation.trust).
     atomic.write_json(model.sidecar(out), {"crop_size": side, "context_margin": float(manifest["context_margin"]),
-                                     "labels": cfg.labels})  # fmt: skip
+                                           "labels": cfg.labels, "instances_used": counted["used"]})  # fmt: skip
     return {
         "labels": cfg.labels, "steps": last, "lr": float(cfg.lr), "batch_size": cfg.batch_size,
         "accum_steps": cfg.accum_steps, "final_loss": round(history[-1]["loss"], 6) if history else None,
