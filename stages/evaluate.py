@@ -16,6 +16,7 @@ import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
 from wss.core import atomic  # noqa: E402
+from wss.evaluation import trust  # noqa: E402
 from wss.evaluation.evaluate import EvaluateConfig, evaluate  # noqa: E402
 
 
@@ -34,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
     from wss.net.model import load
 
-    result, per_class = evaluate(load(str(args.model)), args.shards, args.instances, args.data, cfg, args.plots,
-                                 args.boundaries)
+    net = load(str(args.model))
+    verdict = trust.judge(net, args.model, args.shards, cfg)
+    if verdict["weak"]:
+        print(f"evaluate: {verdict['line']}")
+    result, per_class = evaluate(net, args.shards, args.instances, args.data, cfg, args.plots, args.boundaries, verdict)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
     a, sc = result["agreement_with_teacher"], result["score"]

@@ -14,6 +14,7 @@ import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config  # noqa: E402
 from wss.evaluation.evaluate import EvaluateConfig  # noqa: E402
+from wss.evaluation import trust  # noqa: E402
 from wss.evaluation.export import export  # noqa: E402
 
 
@@ -33,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ecfg = config.typed(config.ExportConfig, config.section(p, "export"), "export")
     from wss.net.model import load
 
-    counts = export(load(str(args.model)), args.shards, args.instances, args.data, args.out, cfg, ecfg.masks,
-                    ecfg.review, args.boundaries)
+    net = load(str(args.model))
+    verdict = trust.judge(net, args.model, args.shards, cfg)
+    if verdict["weak"]:
+        print(f"export: {verdict['line']}")
+    counts = export(net, args.shards, args.instances, args.data, args.out, cfg, ecfg.masks, ecfg.review,
+                    args.boundaries, verdict)
     for name, n in counts.items():
         if name == "review":
             print(f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "

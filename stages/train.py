@@ -16,7 +16,7 @@ import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
 from wss.core import atomic  # noqa: E402
-from wss.evaluation import trust
+from wss.core import trust
 from wss.net import training
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
     atomic.write_json(args.metrics, summary)
     print(f"train: done, {summary}")
-    weak = trust.few_instances_line(summary["instances_used"], ecfg)
+    weak = trust.few_instances_line(summary["instances_used"], ecfg.trust_min_instances)
     if weak:
         print(f"train: {weak}")
     return 0

@@ -2,47 +2,43 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from tests.conftest import ROOT
 from wss import config
-from wss.evaluation import trust
+from wss.core import trust
+from wss.evaluation import trust as measured
 
 CFG = config.typed(config.EvaluateConfig, config.section(config.load(ROOT / "params.yaml"), "evaluate"), "evaluate")
-
-
-def cfg(**kw):
-    return dataclasses.replace(CFG, **kw)
+RULE = (50, (0.5, 0.7))  # min instances, (weak below, trusted from)
 
 
 def test_the_models_weight_grows_with_its_agreement_and_is_nothing_for_few_instances():
-    c = cfg(trust_min_instances=50, trust_agreement=(0.5, 0.7))
-    assert trust.weight(500, 0.80, c) == 0.5  # trusted in full: today's fused average
-    assert trust.weight(500, 0.70, c) == 0.5
-    assert trust.weight(500, 0.60, c) == pytest.approx(0.25)  # half way: half the weight
-    assert trust.weight(500, 0.50, c) == 0.0 and trust.weight(500, 0.2, c) == 0.0
-    assert trust.weight(4, 0.95, c) == 0.0  # four boxes teach nothing, however well it copies them
-    assert trust.weight(None, 0.95, c) == 0.5  # a model without the count (older sidecar): its agreement decides
-    assert trust.weight(500, None, c) == 0.0  # no evidence, no trust
-    assert trust.weight(500, 0.6, cfg(trust_agreement=(0.6, 0.6))) == 0.5  # a step
-    assert trust.weight(500, 0.59, cfg(trust_agreement=(0.6, 0.6))) == 0.0
+    c = RULE
+    assert trust.weight(500, 0.80, *c) == 0.5  # trusted in full: today's fused average
+    assert trust.weight(500, 0.70, *c) == 0.5
+    assert trust.weight(500, 0.60, *c) == pytest.approx(0.25)  # half way: half the weight
+    assert trust.weight(500, 0.50, *c) == 0.0 and trust.weight(500, 0.2, *c) == 0.0
+    assert trust.weight(4, 0.95, *c) == 0.0  # four boxes teach nothing, however well it copies them
+    assert trust.weight(None, 0.95, *c) == 0.5  # a model without the count (older sidecar): its agreement decides
+    assert trust.weight(500, None, *c) == 0.0  # no evidence, no trust
+    assert trust.weight(500, 0.6, 50, (0.6, 0.6)) == 0.5  # a step
+    assert trust.weight(500, 0.59, 50, (0.6, 0.6)) == 0.0
 
 
 def test_a_weak_network_is_said_with_why_and_what_to_do():
-    c = cfg(trust_min_instances=50, trust_agreement=(0.5, 0.7))
-    good = trust.assess(800, 0.81, c)
+    c = RULE
+    good = trust.assess(800, 0.81, *c)
     assert good == {"instances": 800, "agreement": 0.81, "model_weight": 0.5, "weak": False, "line": ""}
-    few = trust.assess(4, 0.9, c)
+    few = trust.assess(4, 0.9, *c)
     assert few["weak"] and few["model_weight"] == 0
     assert "learnt from 4 instances" in few["line"] and "teacher's alone" in few["line"]
     assert "train.holdout: auto" in few["line"]
-    lukewarm = trust.assess(800, 0.6, c)
+    lukewarm = trust.assess(800, 0.6, *c)
     assert lukewarm["weak"] and "0.60 mIoU" in lukewarm["line"] and "model weight 0.25" in lukewarm["line"]
-    assert trust.few_instances_line(4, c).startswith("weak network: it learnt from 4 instances")
-    assert trust.few_instances_line(50, c) == ""
+    assert trust.few_instances_line(4, 50).startswith("weak network: it learnt from 4 instances")
+    assert trust.few_instances_line(50, 50) == ""
 
 
 def test_bad_trust_params_are_named():
@@ -70,5 +66,5 @@ def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
             d = shards.read(f, ("box", "teacher", "fallback"))
             want += [iou(b > 0, t == 1) for b, t, fb in zip(d["box"], d["teacher"], d["fallback"])
                      if str(fb) not in grabcut.FALLBACKS]  # fmt: skip
-    got = trust.agreement(stub, tiny_shards, 4)
+    got = measured.agreement(stub, tiny_shards, 4)
     assert got["instances"] == len(want) > 0 and got["miou"] == pytest.approx(np.mean(want), abs=1e-4)

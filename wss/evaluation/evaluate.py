@@ -87,9 +87,11 @@ def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val")
 
 
 def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: EvaluateConfig,
-             plots_dir: Path, boundaries_dir: Path | None = None) -> tuple[dict, dict]:
-    """Score ``model`` (a loaded network, :func:`wss.net.model.load`), its teacher labels and the filled
-    box on the val instances that have a mask; write the plots; return (summary, per-class).
+             plots_dir: Path, boundaries_dir: Path | None = None, verdict: dict | None = None) -> tuple[dict, dict]:
+    """Score ``model`` (a loaded network, :func:`wss.net.model.load`), its teacher labels, the fused
+    masks (the model weighted as ``verdict``, :func:`wss.evaluation.trust.judge`, says; the plain
+    average without one) and the filled box on the val instances that have a mask; write the
+    plots; return (summary, per-class), the summary carrying the ``verdict`` as ``trust``.
 
     Every val instance, with a mask or not, also gets what needs no ground truth: the model's
     agreement with its teacher (IoU of the two masks) and its score.  A boxes-only dataset gets
@@ -103,6 +105,7 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
     overlay_ids: set[str] = set()
     tol = cfg.boundary_tolerance
     refiner = Refiner(cfg, data_root, boundaries_dir)
+    weight = verdict["model_weight"] if verdict else 0.5
     for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
         r = val[inst.key]
         unrefined = inst.pred
@@ -119,7 +122,7 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
         if gt is None:
             continue
         box = fill(inst.box, *gt.shape)
-        fused = refiner.fused(r.file, inst.prob, inst.teacher, inst.box)
+        fused = refiner.fused(r.file, inst.prob, inst.teacher, inst.box, weight)
         rows.append({
             "key": inst.key, "category": r.category_name, "area": r.area,
             "iou": metrics.iou(inst.pred, gt), "boundary_f": metrics.boundary_f(inst.pred, gt, tol),
@@ -143,6 +146,8 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
               "teacher_method": shards.read_manifest(shard_dir)["method"], "threshold": cfg.threshold,
               "flip": cfg.flip, "refine": cfg.refine, "agreement_with_teacher": _agreement(free),
               "score": _scores(free), "cut_ms_per_instance": refiner.ms_per_instance()}  # fmt: skip
+    if verdict:
+        result["trust"] = verdict
     categories = read_categories(instances_dir)
     files = {r.image_id: r.file for r in val.values()}
     per_class = {}

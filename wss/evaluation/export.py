@@ -74,9 +74,10 @@ def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
 
 
 def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], refiner: Refiner,
-                      fused: bool) -> tuple[list[dict], list[dict]]:
+                      fused: bool, weight: float = 0.5) -> tuple[list[dict], list[dict]]:
     """The model's full-resolution mask of every instance of ``split`` (as ``evaluate.refine`` makes
-    it), as scored COCO annotations, and with ``fused`` the fused masks likewise (else ``[]``)."""
+    it), as scored COCO annotations, and with ``fused`` the fused masks likewise, the model counting
+    ``weight`` in them (else ``[]``)."""
     total = shards.count(shard_dir, split)
     out: list[dict] = []
     both: list[dict] = []
@@ -89,17 +90,22 @@ def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object
                                    score=round(score(inst.prob, pred), 4), **common,
                                    **review.quality(pred, inst.teacher, inst.certainty)))  # fmt: skip
         if fused:
-            mask = refiner.fused(r.file, inst.prob, inst.teacher, inst.box)
+            mask = refiner.fused(r.file, inst.prob, inst.teacher, inst.box, weight)
             both.append(coco.annotation(len(both) + 1, int(r.coco_image_id), int(r.category), inst.box, mask,
                                         score=round(score(inst.prob, mask), 4), **common))  # fmt: skip
     return out, both
 
 
 def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, cfg: EvaluateConfig,
-           masks: str, cards: int, boundaries_dir: Path | None = None) -> dict[str, object]:
+           masks: str, cards: int, boundaries_dir: Path | None = None, verdict: dict | None = None) -> dict[str, object]:
     """Write ``teacher_<split>.json`` and ``model_<split>.json`` (and ``fused_<split>.json`` when
     ``masks`` is ``fused``) under ``out`` and the user's own files with the ``masks`` (``model``,
-    ``teacher`` or ``fused``) filled in (atomically, as one directory); return what was written."""
+    ``teacher`` or ``fused``) filled in (atomically, as one directory); return what was written.
+
+    ``verdict`` (:func:`wss.evaluation.trust.judge`) sets the model's weight in the fused masks (the
+    plain average without one), and a weak network's line stands at the top of the review page."""
+    weight = verdict["model_weight"] if verdict else 0.5
+    banner = verdict["line"] if verdict else ""
     refiner = Refiner(cfg, data_root, boundaries_dir)
     table = read_table(instances_dir)
     categories = read_categories(instances_dir)
@@ -113,11 +119,12 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
             rows = by_key(part)
             teacher = f"teacher masks ({shards.read_manifest(shard_dir)['method']}), {split}"
             made = {"teacher": teacher_annotations(shard_dir, split, rows)}
-            made["model"], fused = model_annotations(model, shard_dir, split, rows, refiner, masks == "fused")
+            made["model"], fused = model_annotations(model, shard_dir, split, rows, refiner, masks == "fused", weight)
             if masks == "fused":
                 made["fused"] = fused
             what_is = {"teacher": teacher, "model": f"model masks, {split}",
-                       "fused": f"fused masks (model and teacher through the refinement cut), {split}"}
+                       "fused": f"fused masks (model weight {weight:g} and teacher through the refinement cut), {split}"
+                       if weight > 0 else f"fused masks (the network is weak: the teacher's), {split}"}  # fmt: skip
             for what, anns in made.items():
                 name = f"{what}_{split}.json"
                 atomic.write_json(tmp / name, coco_file(part, categories, anns, what_is[what]))
@@ -136,7 +143,7 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
         ranked = pd.DataFrame(rated)
         shown = {k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"])
                  for k in review.worst(ranked, cards).key}  # fmt: skip
-        counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards))
+        counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards, banner))
         if source["source"] == "coco":
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")
         elif source["source"] == "yolo":

@@ -12,7 +12,9 @@ crop, with nothing kept outside the box.
 
 The foreground map is the model's probability (``model``), or on images where the labels exist
 too, the average of the model's probability and the teacher's label (``fused``): the two disagree
-where one of them is wrong, and the cut decides those pixels by the image's edges.
+where one of them is wrong, and the cut decides those pixels by the image's edges.  The model
+counts as much in that average as it has earned (:mod:`wss.evaluation.trust`): half for a trusted
+network, nothing for a weak one, whose fused masks are the teacher's labels.
 
 :class:`Refiner` is the one place that makes the model's mask (``evaluate.refine``) and the
 ``fused`` one (``export.masks: fused``) of a dataset's instances, for ``evaluate`` and
@@ -95,12 +97,13 @@ def inside_box(prob: np.ndarray, box: Box) -> np.ndarray:
     return out
 
 
-def fuse(prob: np.ndarray, teacher: np.ndarray | None) -> np.ndarray:
-    """The average of the model's probability and the teacher's 0/1 label (the probability itself
-    where there is no label)."""
+def fuse(prob: np.ndarray, teacher: np.ndarray | None, weight: float = 0.5) -> np.ndarray:
+    """``weight * prob + (1 - weight) * teacher``: the model's probability averaged with the teacher's
+    0/1 label, the model counting ``weight`` (0.5: the plain average; the probability itself where
+    there is no label)."""
     if teacher is None:
         return prob
-    return (prob.astype(np.float32) + teacher.astype(np.float32)) / 2
+    return weight * prob.astype(np.float32) + (1 - weight) * teacher.astype(np.float32)
 
 
 def has_maps(boundaries_dir: Path | None) -> bool:
@@ -149,9 +152,12 @@ class Refiner:
         """The model's mask as ``evaluate.refine`` says: ``pred`` (``prob`` thresholded), or the cut of ``prob``."""
         return self.cut(file, prob, box) if self.cfg.refine else pred
 
-    def fused(self, file: str, prob: np.ndarray, teacher: np.ndarray, box: Box) -> np.ndarray:
-        """The ``fused`` mask: the cut of the model's probability averaged with the teacher's label."""
-        return self.cut(file, fuse(prob, teacher), box)
+    def fused(self, file: str, prob: np.ndarray, teacher: np.ndarray, box: Box, weight: float = 0.5) -> np.ndarray:
+        """The ``fused`` mask: the cut of the model's probability averaged with the teacher's label, the
+        model counting ``weight`` (:mod:`wss.evaluation.trust`); at 0, the teacher's label itself."""
+        if weight <= 0:
+            return teacher.astype(np.uint8)
+        return self.cut(file, fuse(prob, teacher, weight), box)
 
 
 def score(prob: np.ndarray, mask: np.ndarray) -> float:
