@@ -141,3 +141,49 @@ def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances,
     # Augmented batches keep the three values and nothing else.
     for _, y in _stream(files, 2, 4, labels="teacher_i", box_jitter=0.2):
         assert set(np.unique(y)) <= {0.0, 1.0, float(VOID)}
+
+
+def boxes_only_val(tiny_shards, tmp_path):
+    """A copy of the tiny shards whose first val shard holds no ground-truth mask (a boxes-only part)."""
+    import json
+    import shutil
+
+    out = tmp_path / "boxes-only-shards"
+    shutil.copytree(tiny_shards, out)
+    first = shards.files(out, "val")[0]
+    data = shards.read(first)
+    data["has_gt"] = np.zeros_like(data["has_gt"])
+    shards.write(first, data, shards.read_fingerprint(first))
+    json.loads((out / shards.MANIFEST).read_text())  # the manifest is unchanged
+    return out, first
+
+
+def test_holdout_auto_teaches_with_val_boxes_that_have_no_mask_and_holds_back_the_masked_ones(tiny_shards, tmp_path):
+    out, boxes_only = boxes_only_val(tiny_shards, tmp_path)
+    train = shards.files(out, "train")
+    files, picked = inputs.training_files(out, "auto")
+    assert files == train + [boxes_only] and picked == [boxes_only]
+    assert inputs.training_files(out, "split") == (train, [])
+    cfg = train_cfg(batch_size=1, skip_fallbacks=False, **NO_AUG)
+    counted = inputs.count(files, cfg, val=picked)
+    n_train = sum(len(shards.read(f, ("key",))["key"]) for f in train)
+    n_free = len(shards.read(boxes_only, ("key",))["key"])
+    assert counted["train_used"] == counted["train"] == n_train
+    assert counted["val_used"] == counted["val"] == n_free and counted["used"] == n_train + n_free
+    # What the pipeline yields is exactly that: the train instances, then the boxes-only val ones.
+    seen = sum(1 for _ in inputs.dataset(files, cfg, 32, training=False, val=picked))
+    assert seen == n_train + n_free
+    # A masked val shard read as val gives nothing: its instances are held out.
+    masked = shards.files(tiny_shards, "val")[0]  # the same shard, its masks kept
+    assert sum(1 for _ in inputs.dataset([masked], cfg, 32, training=False, val=[masked])) == 0
+    held = inputs.count([*files, masked], cfg, val=[*picked, masked])
+    assert held["held_out"] == len(shards.read(masked, ("key",))["key"]) and held["used"] == counted["used"]
+
+
+def test_trained_on_holds_back_val_instances_with_a_mask_for_every_source():
+    for source in ("teacher", "box", "gt"):
+        assert not inputs.trained_on(source, False, "", True, val=True)
+        assert inputs.trained_on(source, False, "", True, val=False)
+    assert inputs.trained_on("teacher", False, "", False, val=True)  # a boxes-only val instance teaches
+    assert not inputs.trained_on("gt", False, "", False, val=True)  # ... but not with the true masks
+    assert not inputs.trained_on("teacher", True, "empty_grabcut", False, val=True)  # a fallback stays out

@@ -51,3 +51,18 @@ def test_two_rounds_train_on_the_relabelled_shards_and_resume(tmp_path, tiny_sha
     one = training.train_rounds(train_cfg(steps=2, rounds=1, **TINY_TRAIN), tiny_shards, random_init,
                                 tmp_path / "one.keras", ckpt, tmp_path / "live", seed=1)  # fmt: skip
     assert one["resumed_from_step"] == 2
+
+
+def test_self_training_relabels_the_val_boxes_that_teach(tmp_path, tiny_shards, random_init):
+    """With ``train.holdout: auto`` a val shard without masks is learnt from, so round 2 relabels it too."""
+    from tests.test_inputs import boxes_only_val
+    from wss.net import inputs
+
+    out, boxes_only = boxes_only_val(tiny_shards, tmp_path)
+    cfg = train_cfg(steps=2, rounds=2, **TINY_TRAIN)
+    summary = training.train_rounds(cfg, out, random_init, tmp_path / "m.keras", tmp_path / "ckpt", tmp_path / "live", 1)
+    relabelled = tmp_path / "ckpt/round-2-shards"
+    assert [p.name for p in shards.files(relabelled, "val")] == [boxes_only.name]
+    files, val = inputs.training_files(out, "auto")
+    assert summary["per_round"][1]["self_labels"]["instances"] == sum(len(shards.read(f, ("key",))["key"]) for f in files)
+    assert summary["instances"]["val"]["used"] == len(shards.read(boxes_only, ("key",))["key"])

@@ -28,7 +28,7 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def export(tmp_path: Path, raw: Path, source: str, masks: str, review: int = 20,
-           nothing: bool = False) -> tuple[Path, Path]:
+           nothing: bool = False, trust: str = "[0.0, 0.0]") -> tuple[Path, Path]:
     """convert -> labels -> export (a stub network that answers with its box, or with ``nothing``
     an empty mask) on the dataset at ``raw``."""
     data = DATA.__class__(**{**DATA.__dict__, "source": source, "archive": str(raw)})
@@ -37,7 +37,8 @@ def export(tmp_path: Path, raw: Path, source: str, masks: str, review: int = 20,
               seed=1)  # fmt: skip
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing)
     (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
+                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, "
+                                          f"trust_agreement: {trust}, "
                                           f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}, review: {review}}}\n")  # fmt: skip
     stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(tmp_path / "shards"),
                 "--instances", str(tmp_path / "instances"), "--data", str(raw), "--out", str(tmp_path / "export")])  # fmt: skip
@@ -324,3 +325,28 @@ def test_a_network_that_learnt_nothing_still_exports(tmp_path):
     assert len(list((out / "review/thumbs").glob("*.jpg"))) == 3
     lines = [ln for f in (out / "yolo/labels").rglob("*.txt") for ln in f.read_text().splitlines()]
     assert len(lines) == len(table)
+
+
+def test_a_weak_network_hands_back_the_teachers_masks_and_says_so(tmp_path, capsys):
+    """``export.masks: fused`` with a network that learnt nothing (it agrees with its teacher on no
+    box): the masks in the user's files are the teacher's exactly, not an average pulled down by the
+    network, and the export says so on its log and at the top of the review page."""
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
+    instances, out = export(tmp_path, raw, "yolo", "fused", nothing=True, trust="[0.5, 0.65]")
+    said = capsys.readouterr().out
+    assert "export: weak network: its masks agree with the teacher's at 0.00 mIoU" in said
+    assert "the fused masks are the teacher's alone" in said
+    teacher = teacher_masks(tmp_path / "shards")
+    fused = {}
+    for split in ("train", "val"):
+        doc = json.loads((out / f"fused_{split}.json").read_text())
+        assert "the teacher's" in doc["info"]["description"]
+        hw = {im["id"]: (im["height"], im["width"]) for im in doc["images"]}
+        for a in doc["annotations"]:
+            fused[a["instance"]] = from_segmentation(a["segmentation"], *hw[a["image_id"]])
+    assert fused.keys() == teacher.keys()
+    for k, m in fused.items():
+        np.testing.assert_array_equal(m, teacher[k])
+    page = (out / "review/index.html").read_text()
+    assert page.index('class="warning"') < page.index('class="grid"') and "weak network" in page
