@@ -13,6 +13,7 @@ from wss.data.readers import sbd
 from wss.errors import StageInputError
 from wss.evaluation import evaluate as evaluate_mod
 from wss.labels import shards
+from wss.net.model import sidecar
 
 
 def box_stub(path, crop_size: int, margin: float, everywhere: bool = False, nothing: bool = False):
@@ -145,6 +146,31 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     np.testing.assert_allclose(ev["fused"]["miou"], per.iou_fused.mean(), atol=1e-4)
     assert ev["fused"]["miou"] > ev["miou"]  # the box alone is the worst of the three
     assert ev["cut_ms_per_instance"] > 0
+    # The verdict on the network rides along: the stub's sidecar has no instance count, so its
+    # agreement decides, and with trust_agreement [0, 0] it is trusted in full.
+    assert ev["trust"]["model_weight"] == 0.5 and ev["trust"]["weak"] is False and ev["trust"]["instances"] is None
+    assert ev["trust"]["agreement_instances"] > 0 and 0 < ev["trust"]["agreement"] <= 1
+
+
+def test_a_weak_network_is_said_and_its_fused_masks_are_the_teachers(tmp_path, built, capsys):
+    """A network that learnt from 3 instances (its sidecar says so): evaluate says it is weak, and the
+    fused masks it scores are the teacher's, to the last pixel."""
+    manifest = shards.read_manifest(built.shards)
+    stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
+    side = json.loads(sidecar(stub).read_text())
+    sidecar(stub).write_text(json.dumps({**side, "instances_used": 3}))
+    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
+                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 4, trust_agreement: [0.0, 0.0], "
+                                          "n_overlays: 0, flip: false}\n")  # fmt: skip
+    out = tmp_path / "m"
+    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
+                "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
+                "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
+    said = capsys.readouterr().out
+    assert "evaluate: weak network: it learnt from 3 instances (evaluate.trust_min_instances: 4)" in said
+    ev = json.loads((out / "eval.json").read_text())
+    assert ev["trust"]["weak"] and ev["trust"]["model_weight"] == 0 and ev["trust"]["instances"] == 3
+    assert ev["fused"]["miou"] == ev["teacher"]["miou"] and ev["fused"]["by_size"] == ev["teacher"]["by_size"]
 
 
 def test_no_val_instances_is_an_error(tmp_path, built):
