@@ -350,3 +350,22 @@ def test_a_weak_network_hands_back_the_teachers_masks_and_says_so(tmp_path, caps
         np.testing.assert_array_equal(m, teacher[k])
     page = (out / "review/index.html").read_text()
     assert page.index('class="warning"') < page.index('class="grid"') and "weak network" in page
+
+
+def test_a_yolo_split_given_as_an_image_list_is_read_and_exported_as_one(tmp_path):
+    """Ultralytics' other split form, a ``.txt`` list of images: read, and exported as a list of the copies."""
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
+    listed = sorted(p.relative_to(raw) for p in (raw / "images/train").glob("*.jpg"))
+    (raw / "train.txt").write_text("".join(f"./{p}\n" for p in listed))
+    spec = yaml.safe_load((raw / "data.yaml").read_text())
+    (raw / "data.yaml").write_text(yaml.safe_dump({**spec, "train": "train.txt"}))
+    assert {im["split"] for im in yolo.read(raw / "data.yaml").images.values()} == {"train", "val"}
+    instances, out = export(tmp_path, raw, "yolo", "teacher")
+    table = read_table(instances)
+    assert ultralytics_problems(out / "yolo/data.yaml") == []
+    spec = yaml.safe_load((out / "yolo/data.yaml").read_text())
+    assert spec["train"] == "train.txt" and spec["val"] == "images/val"
+    assert (out / "yolo/train.txt").read_text().splitlines() == [f"./{p}" for p in listed]
+    back = yolo.read(out / "yolo/data.yaml")
+    assert len(back.annotations) == len(table) and not back.rejects

@@ -27,10 +27,9 @@ import yaml
 
 from wss.core import atomic
 from wss.core.masks import from_rle, to_polygon
-from wss.data.dataset import IMAGE_SUFFIXES
 from wss.data.fetch import link_or_copy
 from wss.data.instances import key
-from wss.data.readers.yolo import images_root
+from wss.data.readers.yolo import images_root, split_images
 
 
 def polygon_line(category: int, mask: np.ndarray) -> str | None:
@@ -52,11 +51,17 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
     root_rel = root.resolve().relative_to(data_root.resolve())
     counts = {"images": 0, "label_files": 0, "polygons": 0, "lines_dropped": 0, "empty_masks": 0}
     splits = {s: spec[s] for s in ("train", "val", "test") if spec.get(s)}
-    for rel in splits.values():
-        src_dir = root / str(rel)
-        for img in sorted(p for p in src_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            link_or_copy(img, out / root_rel / str(rel) / img.name)
-            counts["images"] += 1
+    copies: dict[str, list[Path]] = {}  # split -> its images' copies under out
+    for split, rel in splits.items():
+        copies[split] = []
+        for img in split_images(root / str(rel)):
+            if not img.resolve().is_relative_to(root):  # outside the dataset: the reader rejected it
+                continue
+            copy_path = out / root_rel / img.resolve().relative_to(root)
+            if not copy_path.exists():
+                link_or_copy(img, copy_path)
+                counts["images"] += 1
+            copies[split].append(copy_path)
     for source_file, rows in table.groupby("source_file", sort=True):
         lines = (data_root / source_file).read_text().splitlines()
         by_line = {int(r.source_id): r for r in rows.itertuples()}
@@ -79,24 +84,32 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
         counts["label_files"] += 1
     yaml_out = out / yaml_rel
     copy = {k: v for k, v in spec.items() if k not in ("path", *splits)}
-    if "train" in splits and "val" in splits:
-        for split, rel in splits.items():
-            copy[split] = os.path.relpath(out / root_rel / str(rel), yaml_out.parent)
-    else:
-        for split, images in split_lists(table, [out / root_rel / str(rel) for rel in splits.values()], out).items():
-            listed = yaml_out.parent / f"{split}.txt"
-            atomic.write_text(listed, "".join(f"./{os.path.relpath(p, listed.parent)}\n" for p in images))
-            copy[split] = listed.name
-            counts[f"{split}_images"] = len(images)
+    both = "train" in splits and "val" in splits
+    for split, rel in splits.items():  # as they were (a test split always): a directory, or a list of the copies
+        if both or split == "test":
+            target = out / root_rel / str(rel)
+            if str(rel).endswith(".txt"):
+                write_list(target, copies[split])
+            copy[split] = os.path.relpath(target, yaml_out.parent)
+    if not both:  # train and val are the pipeline's split of the rest
+        images = sorted({p for k, ps in copies.items() if k != "test" for p in ps})
+        for split, mine in split_lists(table, images, out).items():
+            write_list(yaml_out.parent / f"{split}.txt", mine)
+            copy[split] = f"{split}.txt"
+            counts[f"{split}_images"] = len(mine)
     atomic.write_text(yaml_out, yaml.safe_dump(copy, sort_keys=False))
     return counts
 
 
-def split_lists(table: pd.DataFrame, image_dirs: list[Path], root: Path) -> dict[str, list[Path]]:
-    """``{"train": [...], "val": [...]}``: the images under ``image_dirs``, ``val`` those the instance
-    table puts in val (by ``file``, relative to ``root``, the dataset's copy) and ``train`` all the
-    others (images without a used object too), in path order."""
+def write_list(path: Path, images: list[Path]) -> None:
+    """An Ultralytics image list: one image a line, ``./`` and its path relative to the list's directory."""
+    atomic.write_text(path, "".join(f"./{os.path.relpath(p, path.parent)}\n" for p in images))
+
+
+def split_lists(table: pd.DataFrame, images: list[Path], root: Path) -> dict[str, list[Path]]:
+    """``{"train": [...], "val": [...]}`` of ``images`` (the dataset's copy under ``root``): ``val``
+    those the instance table puts in val (by ``file``, relative to ``root``), ``train`` all the
+    others (images without a used object too), in the given order."""
     val_files = set(table.loc[table.split == "val", "file"].astype(str))
-    images = sorted(p for d in image_dirs for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     val = [p for p in images if str(p.relative_to(root)) in val_files]
     return {"train": [p for p in images if str(p.relative_to(root)) not in val_files], "val": val}
