@@ -394,8 +394,9 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
 
 def instance_use(counted: dict, totals: dict, holdout: str) -> dict:
     """What ``train.json`` says of the instances: how many of each split were learnt from, and why
-    the others were not (``counted`` is :func:`wss.net.inputs.count`'s, ``totals`` the shards' counts per split)."""
-    held = totals["val"] - counted["val_used"]
+    the others were not (``counted`` is :func:`wss.net.inputs.count`'s over the files training read,
+    ``totals`` the shards' counts per split).  A val shard training did not read is held out whole."""
+    held = totals["val"] - counted["val"] + counted["held_out"]
     return {"holdout": holdout,
             "train": {"used": counted["train_used"], "of": totals["train"]},
             "val": {"used": counted["val_used"], "of": totals["val"]},
@@ -406,11 +407,9 @@ def instance_use(counted: dict, totals: dict, holdout: str) -> dict:
 def used_line(counted: dict, totals: dict, holdout: str) -> str:
     """One line saying which instances the network learns from, and why the others are left out."""
     use = instance_use(counted, totals, holdout)
-    t, v = use["train"], use["val"]
-    why = (f"{counted['held_out']} val instances with a ground-truth mask are held out to score against"
-           if holdout == "auto" else "train.holdout: split keeps every val instance out")
-    if holdout == "auto" and not v["used"] and v["of"] - counted["held_out"] == 0:
-        why += " (every val instance has one)"
+    t, v, held = use["train"], use["val"], use["left_out"]["val_held_out"]
+    why = (f"{held} val instances with a ground-truth mask are held out to score against" if holdout == "auto"
+           else f"train.holdout: split keeps all {v['of']} val instances out")  # fmt: skip
     left = [f"{counted['fallbacks']} GrabCut fallbacks (train.skip_fallbacks)"] if counted["fallbacks"] else []
     if counted["without_masks"]:
         left.append(f"{counted['without_masks']} without a ground-truth mask (train.labels: gt)")
