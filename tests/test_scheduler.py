@@ -71,10 +71,7 @@ class Cluster:
         self.procs: list[subprocess.Popen] = []
         self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
                                      "--scheduler-file", str(self.file))  # fmt: skip
-        deadline = time.time() + 60
-        while not self.file.is_file() and time.time() < deadline:
-            time.sleep(0.1)
-        self.address = json.loads(self.file.read_text())["address"]
+        self.address = self._address(time.time() + 60)
         # --no-nanny: the worker is the process, so killing it kills the worker (no restart).
         self.workers = [self._start("worker", "--scheduler-file", str(self.file), "--nthreads", "1", "--no-nanny",
                                     "--no-dashboard", "--name", f"w{i}", "--local-directory", str(tmp / f"w{i}"))
@@ -83,6 +80,17 @@ class Cluster:
 
         with Client(self.address, timeout=30) as c:
             c.wait_for_workers(n_workers, timeout=60)
+
+    def _address(self, deadline: float) -> str:
+        """The scheduler's address from its file, once the file is whole: the scheduler creates it
+        before it writes it, so a loaded machine can see it empty or half written."""
+        while True:
+            try:
+                return json.loads(self.file.read_text())["address"]
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.1)
 
     def _start(self, *args: str) -> subprocess.Popen:
         log = open(self.tmp / f"{args[0]}-{len(self.procs)}.log", "w")
