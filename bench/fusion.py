@@ -14,7 +14,6 @@ of the fused masks at the trusted weight (what ``export`` hands back).  Prints a
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +22,16 @@ from tqdm import tqdm
 from wss import config
 from wss.core.metrics import iou
 from wss.data.instances import by_key, gt_mask, read_table
-from wss.core import trust as core_trust
 from wss.evaluation import trust
 from wss.evaluation.evaluate import predict_val
 from wss.evaluation.refine import Refiner
 from wss.labels import shards
-from wss.net.model import load, sidecar
+from wss.net.model import load
 
 
 def score(model_path: Path, args, cfg, rows) -> dict:
     model = load(str(model_path))
-    used = json.loads(sidecar(model_path).read_text()).get("instances_used")
-    agree = trust.agreement(model, args.shards, cfg.batch_size)
-    verdict = core_trust.assess(used, agree["miou"], cfg.trust_min_instances, cfg.trust_agreement)
+    verdict = trust.judge(model, model_path, args.shards, cfg)
     refiner = Refiner(cfg, args.data, args.boundaries)
     weights = sorted({*args.weights, verdict["model_weight"]})
     ious = {"teacher": [], "model": [], **{w: [] for w in weights}}
@@ -50,7 +46,8 @@ def score(model_path: Path, args, cfg, rows) -> dict:
         for w in weights:
             ious[w].append(iou(refiner.fused(r.file, inst.prob, inst.teacher, inst.box, w), gt))
     mean = {k: float(np.mean(v)) for k, v in ious.items()}
-    return {"model": model_path.name, "instances_used": used, "agreement": agree["miou"], "weight": verdict["model_weight"],
+    return {"model": model_path.name, "instances_used": verdict["instances"], "agreement": verdict["agreement"],
+            "weight": verdict["model_weight"],
             "n": len(ious["teacher"]), "mean": mean, "weights": weights}  # fmt: skip
 
 

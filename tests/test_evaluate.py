@@ -104,19 +104,25 @@ def test_no_model_mask_reaches_outside_its_box(tmp_path, built):
         assert inst.prob[inst.pred == 0].max() == 0
 
 
+def run_stage(tmp_path, built, model, out, trust_min_instances: int, n_overlays: int) -> dict:
+    """The evaluate stage on ``built`` with ``model`` (no flip, the cut off, trust_agreement [0, 0]),
+    its outputs under ``out``; returns ``eval.json``."""
+    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
+                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_agreement: [0.0, 0.0], "
+                                          f"trust_min_instances: {trust_min_instances}, n_overlays: {n_overlays}, flip: false}}\n")  # fmt: skip
+    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(model), "--shards", str(built.shards),
+                "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
+                "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
+    return json.loads((out / "eval.json").read_text())
+
+
 def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     """With the box stub, the model's score is the filled box's; the full-resolution teacher is
     exactly the labels stage's GrabCut IoU; the teacher via 32-pixel crops differs."""
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
-                                          "n_overlays: 2, flip: false}\n")  # fmt: skip
     out = tmp_path / "m"
-    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
-                "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
-                "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
-    ev = json.loads((out / "eval.json").read_text())
+    ev = run_stage(tmp_path, built, stub, out, trust_min_instances=0, n_overlays=2)
     val = [shards.read(f, ("iou_teacher", "iou_box")) for f in shards.files(built.shards, "val")]
     iou_teacher = np.concatenate([v["iou_teacher"] for v in val])
     iou_box = np.concatenate([v["iou_box"] for v in val])
@@ -159,16 +165,9 @@ def test_a_weak_network_is_said_and_its_fused_masks_are_the_teachers(tmp_path, b
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
     side = json.loads(sidecar(stub).read_text())
     sidecar(stub).write_text(json.dumps({**side, "instances_used": 3}))
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 4, trust_agreement: [0.0, 0.0], "
-                                          "n_overlays: 0, flip: false}\n")  # fmt: skip
-    out = tmp_path / "m"
-    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
-                "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
-                "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
+    ev = run_stage(tmp_path, built, stub, tmp_path / "m", trust_min_instances=4, n_overlays=0)
     said = capsys.readouterr().out
     assert "evaluate: weak network: it learnt from 3 instances (evaluate.trust_min_instances: 4)" in said
-    ev = json.loads((out / "eval.json").read_text())
     assert ev["trust"]["weak"] and ev["trust"]["model_weight"] == 0 and ev["trust"]["instances"] == 3
     assert ev["fused"]["miou"] == ev["teacher"]["miou"] and ev["fused"]["by_size"] == ev["teacher"]["by_size"]
 
