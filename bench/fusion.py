@@ -23,28 +23,26 @@ from wss import config
 from wss.core.metrics import iou
 from wss.data.instances import by_key, gt_mask, read_table
 from wss.evaluation import trust
-from wss.evaluation.evaluate import predict_val
-from wss.evaluation.refine import Refiner
+from wss.evaluation.predictor import Predictor
 from wss.labels import shards
-from wss.net.model import load
 
 
 def score(model_path: Path, args, cfg, rows) -> dict:
-    model = load(str(model_path))
-    verdict = trust.judge(model, model_path, args.shards, cfg)
-    refiner = Refiner(cfg, args.data, args.boundaries)
+    predictor = Predictor.load(model_path, cfg, args.data, args.boundaries)
+    verdict = trust.judge(predictor, args.shards)
     weights = sorted({*args.weights, verdict["model_weight"]})
     ious = {"teacher": [], "model": [], **{w: [] for w in weights}}
     total = shards.count(args.shards, args.split)
-    for inst in tqdm(predict_val(model, args.shards, cfg, args.split), total=total, unit="inst", desc=model_path.stem):
-        r = rows[inst.key]
-        gt = gt_mask(r)
+    files = {key: r.file for key, r in rows.items()}
+    insts = predictor.instances(args.shards, args.split, files)
+    for inst in tqdm(insts, total=total, unit="inst", desc=model_path.stem):
+        gt = gt_mask(rows[inst.key])
         if gt is None:
             continue
         ious["teacher"].append(iou(inst.teacher, gt))
-        ious["model"].append(iou(refiner.model(r.file, inst.prob, inst.pred, inst.box), gt))
+        ious["model"].append(iou(inst.mask, gt))
         for w in weights:
-            ious[w].append(iou(refiner.fused(r.file, inst.prob, inst.teacher, inst.box, w), gt))
+            ious[w].append(iou(predictor.fused(inst, w), gt))
     mean = {k: float(np.mean(v)) for k, v in ious.items()}
     return {"model": model_path.name, "instances_used": verdict["instances"], "agreement": verdict["agreement"],
             "weight": verdict["model_weight"],

@@ -14,6 +14,7 @@ wrote maps) the HED pairwise term, for each ``--gammas``; the model's mask at ea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -26,9 +27,8 @@ from wss.core.image import read as read_image
 from wss.core.metrics import iou, size_buckets
 from wss.data.instances import by_key, gt_mask, read_table
 from wss.evaluation import refine
-from wss.evaluation.evaluate import predict_val
+from wss.evaluation.predictor import Predictor
 from wss.labels import boundaries, shards
-from wss.net.model import load
 
 
 def main() -> None:
@@ -51,10 +51,10 @@ def main() -> None:
     thresholds = [float(t) for t in args.thresholds.split(",") if t]
     rows = by_key(read_table(args.instances))
     has_maps = refine.has_maps(args.boundaries)
-    model = load(args.model)
+    predictor = Predictor.load(args.model, dataclasses.replace(cfg, refine=False))
     total = shards.count(args.shards, args.split)
     out, cost = [], {}
-    for n, inst in enumerate(tqdm(predict_val(model, args.shards, cfg, args.split), total=total, unit="inst")):
+    for n, inst in enumerate(tqdm(predictor.instances(args.shards, args.split), total=total, unit="inst")):
         if args.limit and n >= args.limit:
             break
         r = rows[inst.key]
@@ -64,9 +64,9 @@ def main() -> None:
         image = read_image(args.data / r.file) if gammas else None
         edges = boundaries.decode_map(boundaries.read_map(args.boundaries, r.file)) if has_maps and gammas else None
         fused = refine.fuse(inst.prob, inst.teacher) if gammas else None
-        row = {"area": int(gt.sum()), "model": iou(inst.pred, gt), "teacher": iou(inst.teacher, gt),
-               "model and teacher": iou(inst.pred & inst.teacher, gt),
-               "model or teacher": iou(inst.pred | inst.teacher, gt)}  # fmt: skip
+        row = {"area": int(gt.sum()), "model": iou(inst.mask, gt), "teacher": iou(inst.teacher, gt),
+               "model and teacher": iou(inst.mask & inst.teacher, gt),
+               "model or teacher": iou(inst.mask | inst.teacher, gt)}  # fmt: skip
         for t in thresholds:
             row[f"model at threshold {t:g}"] = iou((inst.prob >= t).astype(np.uint8), gt)
         for g in gammas:

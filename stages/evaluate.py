@@ -14,10 +14,12 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import config
+from wss import config  # noqa: E402
+from wss.config import EvaluateConfig  # noqa: E402
 from wss.core import atomic  # noqa: E402
 from wss.evaluation import trust  # noqa: E402
-from wss.evaluation.evaluate import EvaluateConfig, evaluate  # noqa: E402
+from wss.evaluation.evaluate import evaluate  # noqa: E402
+from wss.evaluation.predictor import Predictor  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plots", default="metrics/eval", type=Path)
     args = ap.parse_args(argv)
     cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
-    from wss.net.model import load
-
-    net = load(str(args.model))
-    verdict = trust.judge(net, args.model, args.shards, cfg)
+    predictor = Predictor.load(args.model, cfg, args.data, args.boundaries)
+    verdict = trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"evaluate: {verdict['line']}")
-    result, per_class = evaluate(net, args.shards, args.instances, args.data, cfg, args.plots, args.boundaries, verdict)
+    result, per_class = evaluate(predictor, args.shards, args.instances, args.data, args.plots, verdict)
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
     a, sc = result["agreement_with_teacher"], result["score"]

@@ -13,8 +13,9 @@ from stages import import_tensorflow_quietly, run
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config  # noqa: E402
-from wss.evaluation.evaluate import EvaluateConfig  # noqa: E402
+from wss.config import EvaluateConfig  # noqa: E402
 from wss.evaluation import trust  # noqa: E402
+from wss.evaluation.predictor import Predictor  # noqa: E402
 from wss.evaluation.export import export  # noqa: E402
 
 
@@ -32,14 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     p = config.load(args.params)
     cfg = config.typed(EvaluateConfig, config.section(p, "evaluate"), "evaluate")
     ecfg = config.typed(config.ExportConfig, config.section(p, "export"), "export")
-    from wss.net.model import load
-
-    net = load(str(args.model))
-    verdict = trust.judge(net, args.model, args.shards, cfg)
+    predictor = Predictor.load(args.model, cfg, args.data, args.boundaries)
+    verdict = trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"export: {verdict['line']}")
-    counts = export(net, args.shards, args.instances, args.data, args.out, cfg, ecfg.masks, ecfg.review,
-                    args.boundaries, verdict)
+    counts = export(predictor, args.shards, args.instances, args.data, args.out, ecfg.masks, ecfg.review, verdict)
     for name, n in counts.items():
         if name == "review":
             print(f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "

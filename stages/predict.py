@@ -6,7 +6,7 @@
 
 ``--images``: a directory in one process, boxes from a COCO JSON, YOLO labels or a CSV with an
 ``image`` column, masks written in the boxes' own format.  Boxes are pixel ``x1,y1,x2,y2`` with ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see
-:mod:`wss.evaluation.inference`).  The threshold and flip averaging are ``evaluate.threshold`` and
+:mod:`wss.data.readers.boxes`).  The threshold and flip averaging are ``evaluate.threshold`` and
 ``evaluate.flip`` of ``--params`` unless given; so is the refinement cut (``evaluate.refine``,
 ``--refine``/``--no-refine``, with ``evaluate.cut_*``; a ``hed`` cut runs HED on each image).  Writes ``<image>_mask_<k>.png`` (0/255, full
 resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a message.
@@ -24,10 +24,15 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
+from wss.config import EvaluateConfig  # noqa: E402
 from wss.core import atomic  # noqa: E402
 from wss.core.draw import overlay  # noqa: E402
-from wss.evaluation import inference as inf
-from wss.evaluation.inference import InputError
+from wss.core.image import read as read_image  # noqa: E402
+from wss.data.readers import boxes as box_files  # noqa: E402
+from wss.data.writers import predictions  # noqa: E402
+from wss.data.readers.boxes import InputError  # noqa: E402
+from wss.errors import WssError  # noqa: E402
+from wss.evaluation.predictor import Predictor, settings  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,34 +51,25 @@ def main(argv: list[str] | None = None) -> int:
                     help="the refinement cut, evaluate.cut_* (default: evaluate.refine)")
     args = ap.parse_args(argv)
     try:
-        threshold, flip, cut = inf.settings(args.params, args.threshold, args.flip, args.refine)
-        if not 0 < threshold < 1:
-            raise InputError(f"--threshold {threshold}: must lie in (0, 1)")
+        cfg = settings(args.params, threshold=args.threshold, flip=args.flip, refine=args.refine)
         if args.images:
-            if not args.boxes:
-                raise InputError("--images needs --boxes: a COCO JSON, a YOLO labels directory or a CSV")
-            kind, jobs = inf.jobs_of(args.boxes, args.images)
-            net, size, margin = inf.load_model(args.model)
-            masks = list(inf.predict_many(net, size, margin, jobs, threshold, flip, cut, inf.hed_for(cut)))
-            done = inf.write_batch(kind, args.boxes, masks, args.out)
-            print(f"predict: {done['masks']} masks for {done['images']} images ({kind} boxes) -> {args.out}")
-            return 0
+            return many(args, cfg)
         if not args.image:
             raise InputError("give --image IMG (one image) or --images DIR --boxes FILE (many)")
-        image = inf.read_image(args.image)
+        image = read_image(args.image)
         if args.box:
-            boxes = [inf.parse_box(b) for b in args.box]
+            boxes = [box_files.parse_box(b) for b in args.box]
         elif args.boxes:
-            boxes = inf.read_boxes(args.boxes)
+            boxes = box_files.read_boxes(args.boxes)
         else:
             raise InputError("give boxes with --box x1,y1,x2,y2 or --boxes FILE")
         h, w = image.shape[:2]
-        boxes = [inf.check_box(b, k, h, w) for k, b in enumerate(boxes)]
-        net, size, margin = inf.load_model(args.model)
-    except InputError as exc:  # before the model loads: a typo costs no TensorFlow start-up
+        boxes = [box_files.inside_image(b, k, h, w) for k, b in enumerate(boxes)]
+        predictor = Predictor.load(args.model, cfg)  # after the checks: a typo costs no TensorFlow start-up
+    except WssError as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
-    masks = inf.predict(net, size, margin, image, boxes, threshold, flip, cut, inf.hed_for(cut))
+    masks = predictor(image, boxes).masks
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.image.stem
     for k, m in enumerate(masks):
@@ -82,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     ok, png = cv2.imencode(".png", overlay(image, [(b, m, None) for b, m in zip(boxes, masks)]))
     atomic.write_bytes(args.out / f"{stem}_overlay.png", png.tobytes())
     print(f"predict: {len(masks)} masks for {args.image} -> {args.out}")
+    return 0
+
+
+def many(args: argparse.Namespace, cfg: EvaluateConfig) -> int:
+    """``--images DIR --boxes FILE``: one image in memory at a time, the model loaded once."""
+    if not args.boxes:
+        raise InputError("--images needs --boxes: a COCO JSON, a YOLO labels directory or a CSV")
+    kind, jobs = box_files.jobs_of(args.boxes, args.images)
+    results = list(Predictor.load(args.model, cfg).jobs(jobs))
+    done = predictions.write(kind, args.boxes, results, args.out)
+    print(f"predict: {done['masks']} masks for {done['images']} images ({kind} boxes) -> {args.out}")
     return 0
 
 

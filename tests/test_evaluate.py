@@ -12,6 +12,7 @@ from wss.core.boxes import Box, fill
 from wss.data.readers import sbd
 from wss.errors import StageInputError
 from wss.evaluation import evaluate as evaluate_mod
+from wss.evaluation.predictor import Predictor
 from wss.labels import shards
 from wss.net.model import sidecar
 
@@ -79,13 +80,11 @@ def test_recall_and_summary():
 def test_box_stub_through_evaluate_gives_the_box_at_full_resolution(tmp_path, built):
     """The crop -> predict -> paste-back geometry, end to end: a network that returns its box
     channel must give back the box, at full resolution, for every val instance."""
-    from wss.net.model import load
-
     manifest = shards.read_manifest(built.shards)
-    net = load(str(box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])))
+    stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
     n = 0
-    for inst in evaluate_mod.predict_val(net, built.shards, evaluate_cfg(flip=True)):
-        assert_is_the_box(inst.pred, inst.box, slack=1)  # 32-pixel crops: resampling moves an edge by <= 1 px
+    for inst in Predictor.load(stub, evaluate_cfg(flip=True)).instances(built.shards, "val"):
+        assert_is_the_box(inst.mask, inst.box, slack=1)  # 32-pixel crops: resampling moves an edge by <= 1 px
         n += 1
     assert n == manifest["counts"]["val"] > 0
 
@@ -93,15 +92,13 @@ def test_box_stub_through_evaluate_gives_the_box_at_full_resolution(tmp_path, bu
 def test_no_model_mask_reaches_outside_its_box(tmp_path, built):
     """A network that calls its whole crop foreground, context margin included, still gives
     exactly the box: the box encloses its object, so the model's mask stops at it."""
-    from wss.net.model import load
-
     manifest = shards.read_manifest(built.shards)
-    net = load(str(box_stub(tmp_path / "all.keras", manifest["crop_size"], manifest["context_margin"], everywhere=True)))
-    insts = list(evaluate_mod.predict_val(net, built.shards, evaluate_cfg(flip=True)))
+    stub = box_stub(tmp_path / "all.keras", manifest["crop_size"], manifest["context_margin"], everywhere=True)
+    insts = list(Predictor.load(stub, evaluate_cfg(flip=True)).instances(built.shards, "val"))
     assert insts
     for inst in insts:
-        np.testing.assert_array_equal(inst.pred, fill(inst.box, *inst.pred.shape))
-        assert inst.prob[inst.pred == 0].max() == 0
+        np.testing.assert_array_equal(inst.mask, fill(inst.box, *inst.mask.shape))
+        assert inst.prob[inst.mask == 0].max() == 0
 
 
 def run_stage(tmp_path, built, model, out, trust_min_instances: int, n_overlays: int) -> dict:
@@ -178,11 +175,9 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     manifest = json.loads((tiny_shards / "manifest.json").read_text())
     manifest["shards"] = [s for s in manifest["shards"] if s["split"] == "train"]
     (tiny_shards / "manifest.json").write_text(json.dumps(manifest))
-    from wss.net.model import load
-
+    predictor = Predictor.load(built.model, evaluate_cfg(n_overlays=1), built.data)
     with pytest.raises(StageInputError, match="no val instances"):
-        evaluate_mod.evaluate(load(str(built.model)), tiny_shards, built.instances, built.data,
-                            evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip
+        evaluate_mod.evaluate(predictor, tiny_shards, built.instances, built.data, tmp_path / "p")
 
 
 def test_a_boxes_only_val_split_gets_agreement_and_scores_and_no_error(tmp_path, built):
@@ -198,10 +193,8 @@ def test_a_boxes_only_val_split_gets_agreement_and_scores_and_no_error(tmp_path,
     table.to_parquet(instances / "instances.parquet", index=False)
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
-    from wss.net.model import load
-
-    result, per_class = evaluate_mod.evaluate(load(str(stub)), built.shards, instances, built.data,
-                                              evaluate_cfg(n_overlays=1), tmp_path / "p")  # fmt: skip
+    predictor = Predictor.load(stub, evaluate_cfg(n_overlays=1), built.data)
+    result, per_class = evaluate_mod.evaluate(predictor, built.shards, instances, built.data, tmp_path / "p")
     n = shards.count(built.shards, "val")
     assert result["instances_with_masks"] == 0 and result["instances_without_masks"] == n and per_class == {}
     assert "miou" not in result and "teacher" not in result

@@ -105,7 +105,7 @@ def test_wss_is_sub_packages_by_job_each_with_a_docstring():
         init = ROOT / "wss" / package / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and len(doc) > 200, f"wss/{package}/__init__.py needs a paragraph saying what lives there"
-    assert {p.stem for p in (ROOT / "wss/data/readers").glob("*.py")} == {"__init__", "sbd", "coco", "yolo", "voc"}
+    assert {p.stem for p in (ROOT / "wss/data/readers").glob("*.py")} == {"__init__", "sbd", "coco", "yolo", "voc", "boxes"}
     assert (ROOT / "wss/labels/graphcut.py").is_file() and (ROOT / "wss/labels/grabcut.py").is_file()
 
 

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -6,10 +7,12 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from stages import predict
-from tests.conftest import ROOT
+from tests.conftest import ROOT, from_section
 from tests.test_evaluate import assert_is_the_box, box_stub
+from wss import config
 from wss.core.boxes import Box, fill
 from wss.data.readers import sbd
 
@@ -67,16 +70,19 @@ def test_masks_stop_at_the_box_whatever_the_network_says_of_the_context(image, t
 
 
 def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkeypatch):
+    from wss.evaluation.predictor import Prediction, Predictor
+
     seen = {}
 
-    def spy(net, size, margin, image_bgr, boxes, threshold, flip, cut=None, hed=None):
-        seen.update(threshold=threshold, flip=flip, refine=cut is not None and cut.cut_gamma == 2.0)
-        return [np.zeros(image_bgr.shape[:2], np.uint8) for _ in boxes]
+    def spy(self, image_bgr, boxes):
+        c = self.cfg
+        seen.update(threshold=c.threshold, flip=c.flip, refine=c.refine and c.cut_gamma == 2.0)
+        return Prediction([], [np.zeros(image_bgr.shape[:2], np.uint8) for _ in boxes])
 
-    monkeypatch.setattr(predict.inf, "predict", spy)
-    (tmp_path / "p.yaml").write_text("evaluate: {threshold: 0.3, boundary_tolerance: 0.008, batch_size: 4, refine: false, "
-                                     "cut_pairwise: colour, cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
-                                     "n_overlays: 1, flip: false}\n")  # fmt: skip
+    monkeypatch.setattr(Predictor, "__call__", spy)
+    params = from_section(config.EvaluateConfig, "evaluate", threshold=0.3, refine=False, cut_gamma=2.0, flip=False)
+    section = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"evaluate": section}))
     common = ["--model", str(tiny_model), "--image", str(image), "--box", "10,12,60,70", "--out", str(tmp_path / "o")]
     assert predict.main(["--params", str(tmp_path / "p.yaml"), *common]) == 0
     assert seen == {"threshold": 0.3, "flip": False, "refine": False}

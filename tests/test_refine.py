@@ -80,14 +80,13 @@ def test_a_hed_cut_without_maps_says_what_to_do(tmp_path):
         refine.Refiner(evaluate_cfg(cut_pairwise="hed"), tmp_path, tmp_path / "boundaries")
 
 
-def test_the_refiner_refines_only_when_asked(tmp_path):
+def test_the_refiner_cuts_the_model_and_the_fused_masks(tmp_path):
     image, prob, truth, box = disc_scene()
     cv2.imwrite(str(tmp_path / "a.png"), image)
     plain = (prob >= 0.5).astype(np.uint8)
-    off = refine.Refiner(evaluate_cfg(refine=False), tmp_path)
-    assert off.model("a.png", prob, plain, box) is plain and off.ms_per_instance() is None
     on = refine.Refiner(evaluate_cfg(refine=True, cut_gamma=2.0), tmp_path)
-    assert iou(on.model("a.png", prob, plain, box), truth) > iou(plain, truth) + 0.05
+    assert on.ms_per_instance() is None
+    assert iou(on.cut("a.png", prob, box), truth) > iou(plain, truth) + 0.05
     teacher = truth.copy()
     teacher[30:45, 40:55] = 0  # a hole in the teacher where the model is sure, and the model unsure where the
     # teacher is right (the ring): where the two disagree, the image's edges decide

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, evaluate_cfg
 from wss import config
 from wss.core import trust
 from wss.evaluation import trust as measured
@@ -56,15 +56,15 @@ def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
     from tests.test_evaluate import box_stub
     from wss.core.metrics import iou
     from wss.labels import grabcut, shards
-    from wss.net.model import load
+    from wss.evaluation.predictor import Predictor
 
     side = shards.read_manifest(tiny_shards)["crop_size"]
-    stub = load(str(box_stub(tmp_path / "stub.keras", side, 0.1)))
+    stub = Predictor.load(box_stub(tmp_path / "stub.keras", side, 0.1), evaluate_cfg(batch_size=4))
     want = []
     for split in ("train", "val"):
         for f in shards.files(tiny_shards, split):
             d = shards.read(f, ("box", "teacher", "fallback"))
             want += [iou(b > 0, t == 1) for b, t, fb in zip(d["box"], d["teacher"], d["fallback"])
                      if str(fb) not in grabcut.FALLBACKS]  # fmt: skip
-    got = measured.agreement(stub, tiny_shards, 4)
+    got = measured.agreement(stub, tiny_shards)
     assert got["instances"] == len(want) > 0 and got["miou"] == pytest.approx(np.mean(want), abs=1e-4)

@@ -23,8 +23,6 @@ threshold), ``per_class.tsv``, ``instances.tsv`` (the scores of every instance w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -32,66 +30,27 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from wss.config import EvaluateConfig
 from wss.core import atomic, metrics
-from wss.core.boxes import Box, fill
+from wss.core.boxes import fill
 from wss.core.draw import overlay
 from wss.core.image import read as read_image
-from wss.core.masks import paste
 from wss.data.instances import by_key, gt_mask, read_categories, read_table
 from wss.data.readers import coco
 from wss.errors import StageInputError
 from wss.evaluation.mask_ap import mask_ap
-from wss.evaluation.refine import Refiner, inside_box, score
-from wss.evaluation.review import certainty
+from wss.evaluation.predictor import Predictor
+from wss.evaluation.refine import score
 from wss.labels import shards
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 
 
-@dataclass
-class Instance:
-    """One val instance at full resolution: the model's mask and the teacher's two versions."""
-
-    key: str
-    category: int
-    box: Box
-    prob: np.ndarray  # the model's foreground probability, pasted back through the crop window
-    pred: np.ndarray  # ``prob`` thresholded at ``evaluate.threshold``
-    score: float  # the model's mean foreground probability inside ``pred`` (0 for an empty mask)
-    teacher: np.ndarray  # the GrabCut label exactly as GrabCut made it
-    teacher_via_crop: np.ndarray  # the GrabCut label's crop, pasted back like ``pred``
-    certainty: float  # mean |2p - 1| of the model's probabilities inside the box (wss.evaluation.review)
-
-
-def predict_val(model, shard_dir: Path, cfg: EvaluateConfig, split: str = "val") -> Iterator[Instance]:
-    """The model's full-resolution mask for every instance of ``split`` in the shards, in shard order."""
-    from wss.net.model import predict_proba
-
-    for path in shards.files(shard_dir, split):
-        data = shards.read(path, ("image", "box", "teacher", "teacher_full", "window", "box_xyxy", "image_size",
-                                  "key", "category"))  # fmt: skip
-        probs = predict_proba(model, data["image"], data["box"], cfg.batch_size, cfg.flip)
-        for i, key in enumerate(data["key"]):
-            h, w = (int(v) for v in data["image_size"][i])
-            window = Box(*(int(v) for v in data["window"][i]))
-            box = Box(*(int(v) for v in data["box_xyxy"][i]))
-            prob = inside_box(paste(probs[i], window, h, w), box)
-            pred = (prob >= cfg.threshold).astype(np.uint8)
-            yield Instance(
-                key=str(key), category=int(data["category"][i]), box=box, certainty=certainty(prob, box),
-                prob=prob, pred=pred, score=score(prob, pred),
-                teacher=shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i]),
-                teacher_via_crop=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),
-            )  # fmt: skip
-
-
-def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: EvaluateConfig,
-             plots_dir: Path, boundaries_dir: Path | None = None, verdict: dict | None = None) -> tuple[dict, dict]:
-    """Score ``model`` (a loaded network, :func:`wss.net.model.load`), its teacher labels, the fused
-    masks (the model weighted as ``verdict``, :func:`wss.evaluation.trust.judge`, says; the plain
-    average without one) and the filled box on the val instances that have a mask; write the
-    plots; return (summary, per-class), the summary carrying the ``verdict`` as ``trust``.
+def evaluate(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_root: Path, plots_dir: Path,
+             verdict: dict | None = None) -> tuple[dict, dict]:
+    """Score the network of ``predictor`` (its masks as ``evaluate.refine`` makes them), its teacher
+    labels, the fused masks (the model weighted as ``verdict``, :func:`wss.evaluation.trust.judge`,
+    says; the plain average without one) and the filled box on the val instances that have a mask;
+    write the plots; return (summary, per-class), the summary carrying the ``verdict`` as ``trust``.
 
     Every val instance, with a mask or not, also gets what needs no ground truth: the model's
     agreement with its teacher (IoU of the two masks) and its score.  A boxes-only dataset gets
@@ -103,40 +62,39 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
     val = by_key(table[table.split == "val"])
     rows, free, keep, gts, dts, teacher, fused_dts = [], [], {}, [], [], [], []
     overlay_ids: set[str] = set()
+    cfg = predictor.cfg
     tol = cfg.boundary_tolerance
-    refiner = Refiner(cfg, data_root, boundaries_dir)
     weight = verdict["model_weight"] if verdict else 0.5
-    for inst in tqdm(predict_val(model, shard_dir, cfg), total=total, desc="evaluate", unit="inst"):
+    files = {key: r.file for key, r in val.items()}
+    for inst in tqdm(predictor.instances(shard_dir, "val", files), total=total, desc="evaluate", unit="inst"):
         r = val[inst.key]
-        unrefined = inst.pred
-        inst.pred = refiner.model(r.file, inst.prob, inst.pred, inst.box)
-        inst.score = score(inst.prob, inst.pred)
+        unrefined = inst.unrefined
         free.append({"key": inst.key, "category": r.category_name, "area": r.area, "score": inst.score,
-                     "agreement": metrics.iou(inst.pred, inst.teacher)})  # fmt: skip
+                     "agreement": metrics.iou(inst.mask, inst.teacher)})  # fmt: skip
         image_id = inst.key.rsplit("/", 1)[0]
         if len(overlay_ids) < cfg.n_overlays:
             overlay_ids.add(image_id)
         gt = gt_mask(r)
         if image_id in overlay_ids:
-            keep.setdefault(image_id, []).append((inst.box, inst.pred, gt))
+            keep.setdefault(image_id, []).append((inst.box, inst.mask, gt))
         if gt is None:
             continue
         box = fill(inst.box, *gt.shape)
-        fused = refiner.fused(r.file, inst.prob, inst.teacher, inst.box, weight)
+        fused = predictor.fused(inst, weight)
         rows.append({
             "key": inst.key, "category": r.category_name, "area": r.area,
-            "iou": metrics.iou(inst.pred, gt), "boundary_f": metrics.boundary_f(inst.pred, gt, tol),
+            "iou": metrics.iou(inst.mask, gt), "boundary_f": metrics.boundary_f(inst.mask, gt, tol),
             "iou_unrefined": metrics.iou(unrefined, gt), "boundary_f_unrefined": metrics.boundary_f(unrefined, gt, tol),
             "iou_fused": metrics.iou(fused, gt), "boundary_f_fused": metrics.boundary_f(fused, gt, tol),
             "iou_teacher": metrics.iou(inst.teacher, gt),
             "boundary_f_teacher": metrics.boundary_f(inst.teacher, gt, tol),
-            "iou_teacher_crop": metrics.iou(inst.teacher_via_crop, gt),
-            "boundary_f_teacher_crop": metrics.boundary_f(inst.teacher_via_crop, gt, tol),
+            "iou_teacher_crop": metrics.iou(inst.teacher_via_crops, gt),
+            "boundary_f_teacher_crop": metrics.boundary_f(inst.teacher_via_crops, gt, tol),
             "iou_box": metrics.iou(box, gt), "boundary_f_box": metrics.boundary_f(box, gt, tol),
         })  # fmt: skip
         gts.append(coco.annotation(len(gts) + 1, int(r.coco_image_id), int(r.category), inst.box, gt))
         det = {"image_id": int(r.coco_image_id), "category_id": int(r.category)}
-        dts.append({**det, "segmentation": coco.encode(inst.pred), "score": inst.score})
+        dts.append({**det, "segmentation": coco.encode(inst.mask), "score": inst.score})
         fused_dts.append({**det, "segmentation": coco.encode(fused), "score": score(inst.prob, fused)})
         # The teacher has no confidence: its AP ranks every mask alike (score 1).
         teacher.append({**det, "segmentation": coco.encode(inst.teacher), "score": 1.0})
@@ -145,7 +103,7 @@ def evaluate(model, shard_dir: Path, instances_dir: Path, data_root: Path, cfg: 
     result = {"instances_with_masks": len(rows), "instances_without_masks": total - len(rows),
               "teacher_method": shards.read_manifest(shard_dir)["method"], "threshold": cfg.threshold,
               "flip": cfg.flip, "refine": cfg.refine, "agreement_with_teacher": _agreement(free),
-              "score": _scores(free), "cut_ms_per_instance": refiner.ms_per_instance()}  # fmt: skip
+              "score": _scores(free), "cut_ms_per_instance": predictor.refiner.ms_per_instance()}  # fmt: skip
     if verdict:
         result["trust"] = verdict
     categories = read_categories(instances_dir)

@@ -32,7 +32,6 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from wss.config import EvaluateConfig
 from wss.core import atomic
 from wss.core.boxes import Box
 from wss.core.masks import from_rle
@@ -42,8 +41,8 @@ from wss.data.writers import coco as coco_writer
 from wss.data.writers import voc as voc_writer
 from wss.data.writers import yolo as yolo_writer
 from wss.evaluation import review
-from wss.evaluation.evaluate import predict_val
-from wss.evaluation.refine import Refiner, score
+from wss.evaluation.predictor import Predictor
+from wss.evaluation.refine import score
 from wss.labels import shards
 
 
@@ -73,31 +72,30 @@ def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
     return out
 
 
-def model_annotations(model, shard_dir: Path, split: str, rows: dict[str, object], refiner: Refiner,
-                      fused: bool, weight: float = 0.5) -> tuple[list[dict], list[dict]]:
+def model_annotations(predictor: Predictor, shard_dir: Path, split: str, rows: dict[str, object], fused: bool,
+                      weight: float = 0.5) -> tuple[list[dict], list[dict]]:
     """The model's full-resolution mask of every instance of ``split`` (as ``evaluate.refine`` makes
     it), as scored COCO annotations, and with ``fused`` the fused masks likewise, the model counting
     ``weight`` in them (else ``[]``)."""
     total = shards.count(shard_dir, split)
     out: list[dict] = []
     both: list[dict] = []
-    cfg = refiner.cfg
-    for inst in tqdm(predict_val(model, shard_dir, cfg, split), total=total, desc=f"export {split}", unit="inst"):
+    files = {key: r.file for key, r in rows.items()}
+    for inst in tqdm(predictor.instances(shard_dir, split, files), total=total, desc=f"export {split}", unit="inst"):
         r = rows[inst.key]
-        pred = refiner.model(r.file, inst.prob, inst.pred, inst.box)
         common = {"instance": inst.key, "source_file": r.source_file, "source_id": r.source_id}
-        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, pred,
-                                   score=round(score(inst.prob, pred), 4), **common,
-                                   **review.quality(pred, inst.teacher, inst.certainty)))  # fmt: skip
+        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.mask,
+                                   score=round(inst.score, 4), **common,
+                                   **review.quality(inst.mask, inst.teacher, inst.certainty)))  # fmt: skip
         if fused:
-            mask = refiner.fused(r.file, inst.prob, inst.teacher, inst.box, weight)
+            mask = predictor.fused(inst, weight)
             both.append(coco.annotation(len(both) + 1, int(r.coco_image_id), int(r.category), inst.box, mask,
                                         score=round(score(inst.prob, mask), 4), **common))  # fmt: skip
     return out, both
 
 
-def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, cfg: EvaluateConfig,
-           masks: str, cards: int, boundaries_dir: Path | None = None, verdict: dict | None = None) -> dict[str, object]:
+def export(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, masks: str,
+           cards: int, verdict: dict | None = None) -> dict[str, object]:
     """Write ``teacher_<split>.json`` and ``model_<split>.json`` (and ``fused_<split>.json`` when
     ``masks`` is ``fused``) under ``out`` and the user's own files with the ``masks`` (``model``,
     ``teacher`` or ``fused``) filled in (atomically, as one directory); return what was written.
@@ -106,7 +104,6 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
     plain average without one), and a weak network's line stands at the top of the review page."""
     weight = verdict["model_weight"] if verdict else 0.5
     banner = verdict["line"] if verdict else ""
-    refiner = Refiner(cfg, data_root, boundaries_dir)
     table = read_table(instances_dir)
     categories = read_categories(instances_dir)
     source = read_source(instances_dir)
@@ -119,7 +116,7 @@ def export(model, shard_dir: Path, instances_dir: Path, data_root: Path, out: Pa
             rows = by_key(part)
             teacher = f"teacher masks ({shards.read_manifest(shard_dir)['method']}), {split}"
             made = {"teacher": teacher_annotations(shard_dir, split, rows)}
-            made["model"], fused = model_annotations(model, shard_dir, split, rows, refiner, masks == "fused", weight)
+            made["model"], fused = model_annotations(predictor, shard_dir, split, rows, masks == "fused", weight)
             if masks == "fused":
                 made["fused"] = fused
             what_is = {"teacher": teacher, "model": f"model masks, {split}",

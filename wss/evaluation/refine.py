@@ -16,9 +16,10 @@ where one of them is wrong, and the cut decides those pixels by the image's edge
 counts as much in that average as it has earned (:mod:`wss.evaluation.trust`): half for a trusted
 network, nothing for a weak one, whose fused masks are the teacher's labels.
 
-:class:`Refiner` is the one place that makes the model's mask (``evaluate.refine``) and the
-``fused`` one (``export.masks: fused``) of a dataset's instances, for ``evaluate`` and
-``export``; ``predict``, on new images without labels, calls :func:`refine` with the same settings.
+:class:`Refiner` cuts a dataset's instances, reading each image and its boundary map once; the
+:class:`~wss.evaluation.predictor.Predictor` holds it and makes with it the model's masks
+(``evaluate.refine``) and the ``fused`` ones (``export.masks: fused``) for ``evaluate`` and
+``export``; on new images without labels (``predict``) it calls :func:`refine` with the same settings.
 """
 
 from __future__ import annotations
@@ -147,10 +148,6 @@ class Refiner:
 
     def ms_per_instance(self) -> float | None:
         return round(1000 * self.seconds / self.count, 1) if self.count else None
-
-    def model(self, file: str, prob: np.ndarray, pred: np.ndarray, box: Box) -> np.ndarray:
-        """The model's mask as ``evaluate.refine`` says: ``pred`` (``prob`` thresholded), or the cut of ``prob``."""
-        return self.cut(file, prob, box) if self.cfg.refine else pred
 
     def fused(self, file: str, prob: np.ndarray, teacher: np.ndarray, box: Box, weight: float = 0.5) -> np.ndarray:
         """The ``fused`` mask: the cut of the model's probability averaged with the teacher's label, the

@@ -1,0 +1,48 @@
+"""The masks ``predict`` made for a batch of images, written in the boxes' own format
+(:func:`wss.data.readers.boxes.jobs_of`), as ``export`` writes a dataset's.
+
+COCO: ``out/<file>.json``, the user's file with ``segmentation`` and ``area`` filled in; YOLO:
+``out/labels/<stem>.txt``, one polygon line per box line, in order; CSV: ``out/masks.json``, a
+COCO file of the masks with ``row``, the CSV row each came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from wss.core import atomic
+from wss.data.readers import coco
+from wss.data.readers.boxes import Job
+from wss.data.writers import coco as coco_writer
+from wss.data.writers import yolo as yolo_writer
+
+
+def write(kind: str, boxes: Path, results: list[tuple[Job, list[np.ndarray]]], out: Path) -> dict[str, int]:
+    """Write the masks of ``results`` (each job with one mask per box) for the boxes source ``boxes``
+    of ``kind`` (``coco``, ``yolo`` or ``csv``) under ``out``; return the counts of images and masks."""
+    if kind == "coco":
+        rows, masks = [], {}
+        for n, (job, ms) in enumerate(results):
+            for k, (aid, m) in enumerate(zip(job.ids, ms), start=1):
+                rows.append({"image_id": str(n), "instance_id": k, "source_file": boxes.name, "source_id": aid})
+                masks[f"{n}/{k}"] = {"segmentation": coco.encode(m), "area": int(m.sum()), "score": None,
+                                     "quality": None, "source": "model"}  # fmt: skip
+        coco_writer.write(pd.DataFrame(rows), masks, boxes.parent, out)
+    elif kind == "yolo":
+        for job, ms in results:
+            lines = [yolo_writer.polygon_line(c, m) for c, m in zip(job.categories, ms)]
+            atomic.write_text(out / "labels" / f"{job.image.stem}.txt", "".join(f"{line}\n" for line in lines if line))
+    else:
+        images, anns = [], []
+        for n, (job, ms) in enumerate(results, start=1):
+            h, w = ms[0].shape if ms else (0, 0)
+            images.append({"id": n, "file_name": job.image.name, "height": int(h), "width": int(w)})
+            for b, c, row, m in zip(job.boxes, job.categories, job.ids, ms):
+                anns.append(coco.annotation(len(anns) + 1, n, c, b, m, row=int(row)))
+        cats = sorted({a["category_id"] for a in anns})
+        atomic.write_json(out / "masks.json", {"images": images, "annotations": anns,
+                                               "categories": [{"id": c, "name": str(c)} for c in cats]})  # fmt: skip
+    return {"images": len(results), "masks": sum(len(m) for _, m in results)}
