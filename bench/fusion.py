@@ -44,9 +44,15 @@ def score(model_path: Path, args, cfg, rows) -> dict:
         for w in weights:
             ious[w].append(iou(predictor.fused(inst, w), gt))
     mean = {k: float(np.mean(v)) for k, v in ious.items()}
-    return {"model": model_path.name, "instances_used": verdict["instances"], "agreement": verdict["agreement"],
-            "weight": verdict["model_weight"],
-            "n": len(ious["teacher"]), "mean": mean, "weights": weights}  # fmt: skip
+    return {
+        "model": model_path.name,
+        "instances_used": verdict["instances"],
+        "agreement": verdict["agreement"],
+        "weight": verdict["model_weight"],
+        "n": len(ious["teacher"]),
+        "mean": mean,
+        "weights": weights,
+    }
 
 
 def main() -> None:
@@ -65,18 +71,39 @@ def main() -> None:
     rows = by_key(read_table(args.instances))
     results = [score(m, args, cfg, rows) for m in args.model]
     weights = sorted({w for r in results for w in r["weights"]})
-    head = ["model", "learnt from", "agreement (crops)", "weight", "n", "teacher", "model mIoU",
-            *[f"fused w={w:g}" for w in weights], "handed back", "vs best of teacher/model"]  # fmt: skip
-    print(f"\n{args.split} instances with a ground-truth mask; evaluate.trust_min_instances "
-          f"{cfg.trust_min_instances}, trust_agreement {list(cfg.trust_agreement)}\n")
+    head = [
+        "model",
+        "learnt from",
+        "agreement (crops)",
+        "weight",
+        "n",
+        "teacher",
+        "model mIoU",
+        *[f"fused w={w:g}" for w in weights],
+        "handed back",
+        "vs best of teacher/model",
+    ]
+    print(
+        f"\n{args.split} instances with a ground-truth mask; evaluate.trust_min_instances "
+        f"{cfg.trust_min_instances}, trust_agreement {list(cfg.trust_agreement)}\n"
+    )
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in results:
         m = r["mean"]
         back = m[r["weight"]]
-        cells = [r["model"], r["instances_used"], r["agreement"], r["weight"], r["n"], f"{m['teacher']:.4f}",
-                 f"{m['model']:.4f}", *[f"{m[w]:.4f}" if w in m else "" for w in weights], f"**{back:.4f}**",
-                 f"{back - max(m['teacher'], m['model']):+.4f}"]  # fmt: skip
+        cells = [
+            r["model"],
+            r["instances_used"],
+            r["agreement"],
+            r["weight"],
+            r["n"],
+            f"{m['teacher']:.4f}",
+            f"{m['model']:.4f}",
+            *[f"{m[w]:.4f}" if w in m else "" for w in weights],
+            f"**{back:.4f}**",
+            f"{back - max(m['teacher'], m['model']):+.4f}",
+        ]
         print("| " + " | ".join(str(c) for c in cells) + " |")
 
 

@@ -73,12 +73,17 @@ def main() -> None:
             m = labels.run(args.data, inst, out, cfg, seed)
             dt = time.perf_counter() - t0
             scored = m["train"]["with_masks"] + m["val"]["with_masks"]
-            miou = (m["train"]["miou_teacher"] * m["train"]["with_masks"]
-                    + (m["val"]["miou_teacher"] or 0) * m["val"]["with_masks"]) / scored  # fmt: skip
+            miou = (
+                m["train"]["miou_teacher"] * m["train"]["with_masks"]
+                + (m["val"]["miou_teacher"] or 0) * m["val"]["with_masks"]
+            ) / scored
             rows.append((name, m["instances"] / dt, miou, m["fallbacks"]["empty_grabcut"]))
     finally:
         shutil.rmtree(work)
-    print(f"\n{len(table)} instances, {os.cpu_count()} cores, crop {base.crop_size}, {base.grabcut.iterations} iterations\n")
+    print(
+        f"\n{len(table)} instances, {os.cpu_count()} cores, crop {base.crop_size}, "
+        f"{base.grabcut.iterations} iterations\n"
+    )
     print("| variant | instances/s | speed-up vs ROI serial | GrabCut mIoU | empty_grabcut fallbacks |")
     print("|---|---:|---:|---:|---:|")
     for name, rate, miou, empty in rows:
@@ -86,7 +91,10 @@ def main() -> None:
     eff_roi = rows[1][1] / rows[0][1] / args.jobs
     eff_whole = rows[3][1] / rows[2][1] / args.jobs
     print(f"\nparallel efficiency (speed-up / {args.jobs} workers): ROI {eff_roi:.2f}, whole image {eff_whole:.2f}")
-    print(f"ROI vs whole image: {rows[0][1] / rows[2][1]:.2f}x faster, mIoU change {100 * (rows[0][2] - rows[2][2]):+.2f} points")
+    print(
+        f"ROI vs whole image: {rows[0][1] / rows[2][1]:.2f}x faster, "
+        f"mIoU change {100 * (rows[0][2] - rows[2][2]):+.2f} points"
+    )
 
 
 def pooled(m: dict, key: str, bucket: str | None = None) -> float:
@@ -128,24 +136,36 @@ def methods(args) -> None:
             rows.append((name, m, fb, dt / m["instances"], g.method))
     finally:
         shutil.rmtree(work)
-    print(f"\n{len(table)} instances in {n_images} images, {args.jobs} workers, label mIoU against the ground "
-          f"truth (both splits)\n")  # fmt: skip
+    print(
+        f"\n{len(table)} instances in {n_images} images, {args.jobs} workers, label mIoU against the ground "
+        f"truth (both splits)\n"
+    )
     print("| labels | mIoU | small | medium | large | fallbacks | ms/instance (x GrabCut) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     first = rows[0][1]
-    print(f"| filled box | {pooled(first, 'miou_box'):.4f} | " + " | ".join(
-        f"{pooled(first, 'miou_box', b):.4f}" for b in ("small", "medium", "large")) + " | | |")  # fmt: skip
+    print(
+        f"| filled box | {pooled(first, 'miou_box'):.4f} | "
+        + " | ".join(f"{pooled(first, 'miou_box', b):.4f}" for b in ("small", "medium", "large"))
+        + " | | |"
+    )
     ref = rows[0][3]
     hed_per_inst = hed_s / len(table)
     for name, m, fb, per, method in rows:
         extra = hed_per_inst if method == "grabcut_plus" else 0.0
         cost = f"{1000 * (per + extra):.1f} ({(per + extra) / ref:.2f}x)"
-        print(f"| {name} | {pooled(m, 'miou_teacher'):.4f} | " + " | ".join(
-            f"{pooled(m, 'miou_teacher', b):.4f}" for b in ("small", "medium", "large")) + f" | {fb} | {cost} |")  # fmt: skip
-    sizes = {b: int(sum(rows[0][1][s][b]["with_masks"] for s in ("train", "val"))) for b in ("small", "medium", "large")}
+        print(
+            f"| {name} | {pooled(m, 'miou_teacher'):.4f} | "
+            + " | ".join(f"{pooled(m, 'miou_teacher', b):.4f}" for b in ("small", "medium", "large"))
+            + f" | {fb} | {cost} |"
+        )
+    sizes = {
+        b: int(sum(rows[0][1][s][b]["with_masks"] for s in ("train", "val"))) for b in ("small", "medium", "large")
+    }
     print(f"\ninstances with masks per size: {sizes}")
-    print(f"HED: {hed_s / n_images:.2f} s per image ({1000 * hed_per_inst:.1f} ms per instance, "
-          f"included in GrabCut+'s cost)")
+    print(
+        f"HED: {hed_s / n_images:.2f} s per image ({1000 * hed_per_inst:.1f} ms per instance, "
+        f"included in GrabCut+'s cost)"
+    )
 
 
 if __name__ == "__main__":

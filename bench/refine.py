@@ -64,9 +64,13 @@ def main() -> None:
         image = read_image(args.data / r.file) if gammas else None
         edges = boundaries.decode_map(boundaries.read_map(args.boundaries, r.file)) if has_maps and gammas else None
         fused = refine.fuse(inst.prob, inst.teacher) if gammas else None
-        row = {"area": int(gt.sum()), "model": iou(inst.mask, gt), "teacher": iou(inst.teacher, gt),
-               "model and teacher": iou(inst.mask & inst.teacher, gt),
-               "model or teacher": iou(inst.mask | inst.teacher, gt)}  # fmt: skip
+        row = {
+            "area": int(gt.sum()),
+            "model": iou(inst.mask, gt),
+            "teacher": iou(inst.teacher, gt),
+            "model and teacher": iou(inst.mask & inst.teacher, gt),
+            "model or teacher": iou(inst.mask | inst.teacher, gt),
+        }
         for t in thresholds:
             row[f"model at threshold {t:g}"] = iou((inst.prob >= t).astype(np.uint8), gt)
         for g in gammas:

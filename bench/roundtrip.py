@@ -46,8 +46,13 @@ def coco_pairs(export: Path, truth: Path) -> pd.DataFrame:
         h, w = im["height"], im["width"]
         mine = ours[a.annotation_id]
         true = from_segmentation(a.segmentation, h, w)
-        rows.append({"iou": iou(from_segmentation(mine["segmentation"], h, w), true), "area": int(true.sum()),
-                     "quality": mine["wss_quality"]})  # fmt: skip
+        rows.append(
+            {
+                "iou": iou(from_segmentation(mine["segmentation"], h, w), true),
+                "area": int(true.sum()),
+                "quality": mine["wss_quality"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -62,7 +67,7 @@ def yolo_pairs(export: Path, truth: Path) -> pd.DataFrame:
     for a in back.annotations:
         ours.setdefault(Path(a.source_file).name, []).append(a)
     used: dict[str, list[str]] = {}
-    for (name, line) in sorted(quality, key=lambda t: (t[0], int(t[1]))):
+    for name, line in sorted(quality, key=lambda t: (t[0], int(t[1]))):
         used.setdefault(name, []).append(line)
     rows = []
     by_line = {(Path(a.source_file).name, a.source_id): a for a in gt.annotations}
@@ -74,8 +79,13 @@ def yolo_pairs(export: Path, truth: Path) -> pd.DataFrame:
             im = gt.images[true_a.image_id]
             h, w = im["height"], im["width"]
             true = from_segmentation(true_a.segmentation, h, w)
-            rows.append({"iou": iou(from_segmentation(mine.segmentation, h, w), true), "area": int(true.sum()),
-                         "quality": quality[(name, line)]})  # fmt: skip
+            rows.append(
+                {
+                    "iou": iou(from_segmentation(mine.segmentation, h, w), true),
+                    "area": int(true.sum()),
+                    "quality": quality[(name, line)],
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -115,17 +125,27 @@ def main() -> None:
     fixed = ious.copy()
     fixed[worst] = 1.0
     rng = np.random.default_rng(args.seed)
-    random_gain = np.mean([np.where(np.isin(np.arange(len(ious)), rng.choice(len(ious), k, replace=False)), 1.0, ious)
-                           .mean() - ious.mean() for _ in range(200)])  # fmt: skip
+    random_gain = np.mean(
+        [
+            np.where(np.isin(np.arange(len(ious)), rng.choice(len(ious), k, replace=False)), 1.0, ious).mean()
+            - ious.mean()
+            for _ in range(200)
+        ]
+    )
     print(f"{len(pairs)} exported masks (the model's) joined to the truth ({name})\n")
-    print("| masks | mIoU | small | medium | large | IoU < 0.5 | AUROC of quality for IoU < 0.5 |"
-          " fix lowest 10% | fix random 10% |")
+    print(
+        "| masks | mIoU | small | medium | large | IoU < 0.5 | AUROC of quality for IoU < 0.5 |"
+        " fix lowest 10% | fix random 10% |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     sizes = {s: f"{ious[sel].mean():.4f} (n={sel.sum()})" for s, sel in size_buckets(pairs.area.to_numpy()).items()}
     a = auroc(q, bad)
-    print(f"| {len(pairs)} | {ious.mean():.4f} | {sizes['small']} | {sizes['medium']} | {sizes['large']} | "
-          f"{bad.sum()} | {a:.3f} | +{fixed.mean() - ious.mean():.4f} | +{random_gain:.4f} |"
-          if a is not None else "no bad or no good masks: AUROC undefined")  # fmt: skip
+    print(
+        f"| {len(pairs)} | {ious.mean():.4f} | {sizes['small']} | {sizes['medium']} | {sizes['large']} | "
+        f"{bad.sum()} | {a:.3f} | +{fixed.mean() - ious.mean():.4f} | +{random_gain:.4f} |"
+        if a is not None
+        else "no bad or no good masks: AUROC undefined"
+    )
 
 
 if __name__ == "__main__":

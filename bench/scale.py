@@ -33,11 +33,37 @@ STAGES = {
     "convert": ["--data", "raw", "--out", "instances"],
     "labels": ["--data", "raw", "--instances", "instances", "--out", "shards", "--metrics", "labels.json"],
     "surgery": ["--out", "init.weights.h5"],
-    "train": ["--shards", "shards", "--init", "init.weights.h5", "--out", "model/model.keras", "--checkpoints", "ckpt",
-              "--live", "live", "--metrics", "train.json"],
-    "evaluate": ["--model", "model/model.keras", "--shards", "shards", "--instances", "instances", "--data", "raw",
-                 "--metrics", "eval.json", "--per-class", "per_class.json", "--plots", "plots"],
-}  # fmt: skip
+    "train": [
+        "--shards",
+        "shards",
+        "--init",
+        "init.weights.h5",
+        "--out",
+        "model/model.keras",
+        "--checkpoints",
+        "ckpt",
+        "--live",
+        "live",
+        "--metrics",
+        "train.json",
+    ],
+    "evaluate": [
+        "--model",
+        "model/model.keras",
+        "--shards",
+        "shards",
+        "--instances",
+        "instances",
+        "--data",
+        "raw",
+        "--metrics",
+        "eval.json",
+        "--per-class",
+        "per_class.json",
+        "--plots",
+        "plots",
+    ],
+}
 MEASURED = ("convert", "labels", "train", "evaluate")
 SBD, COCO = 26_843, 860_000  # instances (SBD: 11,355 images; COCO train2017: 118k images)
 
@@ -95,40 +121,57 @@ def main() -> None:
 
 def report(rows: list[dict], args, cores: int) -> None:
     one = rows[0]
-    print(f"\nsample x{args.base:g} = 1x, factors {args.factors}, {cores} cores, train {args.train_steps} steps per size\n")
-    print("| size | instances | convert s | labels s | labels ms/inst | train s/step | evaluate s | "
-          "evaluate ms/val inst | peak RSS MiB convert / labels / train / evaluate |")
+    print(
+        f"\nsample x{args.base:g} = 1x, factors {args.factors}, {cores} cores, "
+        f"train {args.train_steps} steps per size\n"
+    )
+    print(
+        "| size | instances | convert s | labels s | labels ms/inst | train s/step | evaluate s | "
+        "evaluate ms/val inst | peak RSS MiB convert / labels / train / evaluate |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in rows:
         n, nv = r["instances"], r["val_instances"]
-        print(f"| {r['factor']}x | {n} | {r['convert'][0]:.1f} | {r['labels'][0]:.1f} | {1000 * r['labels'][0] / n:.1f} "
-              f"| {r['batch'] / r['images_per_s']:.3f} | {r['evaluate'][0]:.1f} | {1000 * r['evaluate'][0] / nv:.1f} | "
-              + " / ".join(f"{r[s][1]:.0f}" for s in MEASURED) + " |")  # fmt: skip
+        print(
+            f"| {r['factor']}x | {n} | {r['convert'][0]:.1f} | {r['labels'][0]:.1f} | {1000 * r['labels'][0] / n:.1f} "
+            f"| {r['batch'] / r['images_per_s']:.3f} | {r['evaluate'][0]:.1f} | {1000 * r['evaluate'][0] / nv:.1f} | "
+            + " / ".join(f"{r[s][1]:.0f}" for s in MEASURED)
+            + " |"
+        )
     last = rows[-1]
     grow = last["instances"] / one["instances"]
     print(f"\nfrom {one['factor']}x to {last['factor']}x ({grow:.1f}x the instances):")
     for s in MEASURED:
         t = last[s][0] / one[s][0]
-        print(f"  {s:9s} time x{t:.2f} (linear: x{grow:.1f}{'' if s != 'train' else '; fixed steps: x1'}), "
-              f"peak RSS x{last[s][1] / one[s][1]:.2f}")
+        print(
+            f"  {s:9s} time x{t:.2f} (linear: x{grow:.1f}{'' if s != 'train' else '; fixed steps: x1'}), "
+            f"peak RSS x{last[s][1] / one[s][1]:.2f}"
+        )
     # Marginal costs between the two largest runs: what one more instance costs, start-up excluded
     # (with a single size, the plain average).
     zero = {"factor": 0, "instances": 0, "val_instances": 0, "labels": (0.0, 0.0), "evaluate": (0.0, 0.0)}
     a = rows[-2] if len(rows) > 1 else zero
     per_inst = (last["labels"][0] - a["labels"][0]) / (last["instances"] - a["instances"])
     per_val = (last["evaluate"][0] - a["evaluate"][0]) / (last["val_instances"] - a["val_instances"])
-    print(f"\nmarginal cost ({a['factor']}x -> {last['factor']}x): labels {1000 * per_inst:.1f} ms per instance "
-          f"on {cores} cores, evaluate {1000 * per_val:.1f} ms per val instance; train "
-          f"{last['images_per_s']:.1f} images/s whatever the data size")  # fmt: skip
+    print(
+        f"\nmarginal cost ({a['factor']}x -> {last['factor']}x): labels {1000 * per_inst:.1f} ms per instance "
+        f"on {cores} cores, evaluate {1000 * per_val:.1f} ms per val instance; train "
+        f"{last['images_per_s']:.1f} images/s whatever the data size"
+    )
     print("\nextrapolated (labels scale with Dask workers, linearly as measured above; 1 worker = 1 core):")
-    print("| dataset | instances | labels, " + " | labels, ".join(f"{n} cores" for n in (cores, 32, 256))
-          + " | evaluate, 20% val, 1 process | one epoch of train on this CPU |")  # fmt: skip
+    print(
+        "| dataset | instances | labels, "
+        + " | labels, ".join(f"{n} cores" for n in (cores, 32, 256))
+        + " | evaluate, 20% val, 1 process | one epoch of train on this CPU |"
+    )
     print("|---|---:|" + "---:|" * 5)
     for name, n in (("SBD", SBD), ("COCO", COCO)):
         total = per_inst * n * cores  # core-seconds
         cells = [_duration(total / c) for c in (cores, 32, 256)]
-        print(f"| {name} | {n:,} | " + " | ".join(cells) + f" | {_duration(per_val * n * 0.2)} | "
-              f"{_duration(n * 0.8 / last['images_per_s'])} |")
+        print(
+            f"| {name} | {n:,} | " + " | ".join(cells) + f" | {_duration(per_val * n * 0.2)} | "
+            f"{_duration(n * 0.8 / last['images_per_s'])} |"
+        )
 
 
 def _duration(seconds: float) -> str:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
 from wss import config
 from wss.labels import shards
 from wss.net import (
-    inputs,  # noqa: E402
+    inputs,
     training,
 )
 
@@ -134,21 +134,29 @@ def main() -> None:
     for name, over in VARIANTS.items():
         v = config.typed(config.TrainConfig, {**section, **over}, "train")
         rates[name] = (step_rate(v, files, side, args.init, args.steps, gpu), v)
-    print(f"\ncrop {side}, accum {cfg.accum_steps}, {args.steps} timed steps per variant, "
-          f"{os.cpu_count()} cores, device {'GPU' if gpu else 'CPU'}, forward {fwd / 1e9:.2f} GFLOP per image, "
-          f"fp32 matmul 2048^3 {peak:.1f} GFLOP/s (same run)\n")
-    print("| variant | batch | precision | deterministic | XLA | images/s | achieved GFLOP/s (3x fwd) | vs before | "
-          "train.steps take |")
+    print(
+        f"\ncrop {side}, accum {cfg.accum_steps}, {args.steps} timed steps per variant, "
+        f"{os.cpu_count()} cores, device {'GPU' if gpu else 'CPU'}, forward {fwd / 1e9:.2f} GFLOP per image, "
+        f"fp32 matmul 2048^3 {peak:.1f} GFLOP/s (same run)\n"
+    )
+    print(
+        "| variant | batch | precision | deterministic | XLA | images/s | achieved GFLOP/s (3x fwd) | vs before | "
+        "train.steps take |"
+    )
     print("|---|---:|---|---|---|---:|---:|---:|---:|")
     base = next(iter(rates.values()))[0]
     for name, (rate, v) in rates.items():
         minutes = v.steps * v.batch_size * v.accum_steps / rate / 60
-        print(f"| {name} | {v.batch_size} | {training.resolve_precision(v.precision, gpu)} | {v.deterministic} | "
-              f"{v.jit_compile} | {rate:.2f} | {3 * fwd * rate / 1e9:.1f} | {rate / base:.2f}x | "
-              f"{v.steps} steps: {minutes:.1f} min |")
+        print(
+            f"| {name} | {v.batch_size} | {training.resolve_precision(v.precision, gpu)} | {v.deterministic} | "
+            f"{v.jit_compile} | {rate:.2f} | {3 * fwd * rate / 1e9:.1f} | {rate / base:.2f}x | "
+            f"{v.steps} steps: {minutes:.1f} min |"
+        )
     after = rates["after: params.yaml"][0]
-    print(f"\ninput pipeline {pipeline:.1f} samples/s = {pipeline / after:.1f}x what the params.yaml step consumes "
-          f"(target >= 10x)")
+    print(
+        f"\ninput pipeline {pipeline:.1f} samples/s = {pipeline / after:.1f}x what the params.yaml step consumes "
+        f"(target >= 10x)"
+    )
     print("(minutes of compiled steps only: the stage adds start-up, the input pipeline and checkpoints)")
 
 

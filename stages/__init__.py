@@ -28,7 +28,8 @@ def import_tensorflow_quietly() -> None:
     (tensorflow#100442).  A failing import still raises, with its traceback, after stderr is back.
     """
     if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") in ("", "0"):
-        import tensorflow  # noqa: F401  the user asked to see TensorFlow's logs
+        import tensorflow
+
         return
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     try:

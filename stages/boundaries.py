@@ -1,4 +1,5 @@
-"""Stage ``boundaries``: HED boundary maps of every image, for ``labels.method: grabcut_plus`` (see :mod:`wss.labels.boundaries`)."""
+"""Stage ``boundaries``: HED boundary maps of every image, for ``labels.method: grabcut_plus``
+(see :mod:`wss.labels.boundaries`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from wss.labels import boundaries
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--params", default="params.yaml")
-    ap.add_argument("--data", default="data/raw", type=Path, help="the dataset (image paths in the table are relative to it)")
+    ap.add_argument(
+        "--data", default="data/raw", type=Path, help="the dataset (image paths in the table are relative to it)"
+    )
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--out", default="data/boundaries", type=Path)
     args = ap.parse_args(argv)

@@ -40,16 +40,20 @@ def main(argv: list[str] | None = None) -> int:
         if data.source == "sbd" and not url:
             url, md5 = sbd.RELEASE_URL, md5 or sbd.RELEASE_MD5
         if not data.archive:
-            raise fetch.FetchError("data.archive is empty; DVC depends on it, so it names an existing path: the "
-                                   "dataset, or datasets/ (the default) to download from data.url")  # fmt: skip
+            raise fetch.FetchError(
+                "data.archive is empty; DVC depends on it, so it names an existing path: the "
+                "dataset, or datasets/ (the default) to download from data.url"
+            )
         archive = Path(data.archive)
         if not archive.exists():
             raise fetch.FetchError(f"data.archive is {archive}, but there is no such file or directory")
         if not fetch.holds_dataset(archive):
             if not url:
-                raise fetch.FetchError(f"data.archive is {archive}, which holds no dataset: put the {data.source} "
-                                       "dataset there, or point data.archive at it (a .zip, .tar, .tar.gz or a "
-                                       "directory), or set data.url to download it")  # fmt: skip
+                raise fetch.FetchError(
+                    f"data.archive is {archive}, which holds no dataset: put the {data.source} "
+                    "dataset there, or point data.archive at it (a .zip, .tar, .tar.gz or a "
+                    "directory), or set data.url to download it"
+                )
             archive = args.cache / Path(url).name
             if not archive.is_file():
                 fetch.download(url, archive)

@@ -14,12 +14,12 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import config  # noqa: E402
-from wss.config import EvaluateConfig  # noqa: E402
-from wss.core import atomic  # noqa: E402
-from wss.evaluation import trust  # noqa: E402
-from wss.evaluation.evaluate import evaluate  # noqa: E402
-from wss.evaluation.predictor import Predictor  # noqa: E402
+from wss import config
+from wss.config import EvaluateConfig
+from wss.core import atomic
+from wss.evaluation import trust
+from wss.evaluation.evaluate import evaluate
+from wss.evaluation.predictor import Predictor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset (for the overlays' images)")
-    ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed")
+    ap.add_argument(
+        "--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed"
+    )
     ap.add_argument("--metrics", default="metrics/eval.json", type=Path)
     ap.add_argument("--per-class", default="metrics/eval_per_class.json", type=Path)
     ap.add_argument("--plots", default="metrics/eval", type=Path)
@@ -43,17 +45,21 @@ def main(argv: list[str] | None = None) -> int:
     atomic.write_json(args.metrics, result)
     atomic.write_json(args.per_class, per_class)
     a, sc = result["agreement_with_teacher"], result["score"]
-    free = (f"agreement with the teacher ({result['teacher_method']}) mIoU {a['miou']:.4f}, score median "
-            f"{sc['median']:.4f} ({result['instances_with_masks']} instances with masks, "
-            f"{result['instances_without_masks']} without)")  # fmt: skip
+    free = (
+        f"agreement with the teacher ({result['teacher_method']}) mIoU {a['miou']:.4f}, score median "
+        f"{sc['median']:.4f} ({result['instances_with_masks']} instances with masks, "
+        f"{result['instances_without_masks']} without)"
+    )
     if not result["instances_with_masks"]:
         print(f"evaluate: no val instance has a ground-truth mask (a boxes-only dataset): {free}")
         return 0
     g, c, b = result["teacher"], result["teacher_via_crops"], result["filled_box"]
-    print(f"evaluate: model mIoU {result['miou']:.4f} mask AP {result['AP']} recall@0.5 {result['recall@0.5']:.4f} "
-          f"boundary F {result['boundary_f']:.4f} | teacher ({result['teacher_method']}) mIoU {g['miou']:.4f} (via the "
-          f"crops {c['miou']:.4f}) mask AP {g['AP']} | fused mIoU {result['fused']['miou']:.4f} | filled box mIoU "
-          f"{b['miou']:.4f} | {free}")  # fmt: skip
+    print(
+        f"evaluate: model mIoU {result['miou']:.4f} mask AP {result['AP']} recall@0.5 {result['recall@0.5']:.4f} "
+        f"boundary F {result['boundary_f']:.4f} | teacher ({result['teacher_method']}) mIoU {g['miou']:.4f} (via the "
+        f"crops {c['miou']:.4f}) mask AP {g['AP']} | fused mIoU {result['fused']['miou']:.4f} | filled box mIoU "
+        f"{b['miou']:.4f} | {free}"
+    )
     return 0
 
 

@@ -12,11 +12,11 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import config  # noqa: E402
-from wss.config import EvaluateConfig  # noqa: E402
-from wss.evaluation import trust  # noqa: E402
-from wss.evaluation.predictor import Predictor  # noqa: E402
-from wss.evaluation.export import export  # noqa: E402
+from wss import config
+from wss.config import EvaluateConfig
+from wss.evaluation import trust
+from wss.evaluation.predictor import Predictor
+from wss.evaluation.export import export
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset, whose own files are written back")
-    ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed")
+    ap.add_argument(
+        "--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed"
+    )
     ap.add_argument("--out", default="data/export", type=Path)
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
@@ -40,8 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     counts = export(predictor, args.shards, args.instances, args.data, args.out, ecfg.masks, ecfg.review, verdict)
     for name, n in counts.items():
         if name == "review":
-            print(f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "
-                  f"first, of {n['masks']} in review.csv; {n}")
+            print(
+                f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "
+                f"first, of {n['masks']} in review.csv; {n}"
+            )
         elif isinstance(n, dict):
             print(f"export: {args.out / name}/: {ecfg.masks} masks in the dataset's own format, {n}")
         else:

@@ -5,11 +5,13 @@
     python -m stages.predict --model models/model.keras --images DIR --boxes FILE --out DIR
 
 ``--images``: a directory in one process, boxes from a COCO JSON, YOLO labels or a CSV with an
-``image`` column, masks written in the boxes' own format.  Boxes are pixel ``x1,y1,x2,y2`` with ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see
-:mod:`wss.data.readers.boxes`).  The threshold and flip averaging are ``evaluate.threshold`` and
-``evaluate.flip`` of ``--params`` unless given; so is the refinement cut (``evaluate.refine``,
-``--refine``/``--no-refine``, with ``evaluate.cut_*``; a ``hed`` cut runs HED on each image).  Writes ``<image>_mask_<k>.png`` (0/255, full
-resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a message.
+``image`` column, masks written in the boxes' own format.  Boxes are pixel ``x1,y1,x2,y2`` with
+``x2``/``y2`` exclusive, or a CSV/JSON file of them (see :mod:`wss.data.readers.boxes`).  The
+threshold and flip averaging are ``evaluate.threshold`` and ``evaluate.flip`` of ``--params``
+unless given; so is the refinement cut (``evaluate.refine``, ``--refine``/``--no-refine``, with
+``evaluate.cut_*``; a ``hed`` cut runs HED on each image).  Writes ``<image>_mask_<k>.png``
+(0/255, full resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a
+message.
 """
 
 from __future__ import annotations
@@ -18,21 +20,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
-
 from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss.config import EvaluateConfig  # noqa: E402
-from wss.core import atomic  # noqa: E402
-from wss.core.draw import overlay  # noqa: E402
-from wss.core.image import read as read_image  # noqa: E402
-from wss.data.readers import boxes as box_files  # noqa: E402
-from wss.data.writers import predictions  # noqa: E402
-from wss.data.readers.boxes import InputError  # noqa: E402
-from wss.errors import WssError  # noqa: E402
-from wss.evaluation.predictor import Predictor, settings  # noqa: E402
+from wss.config import EvaluateConfig
+from wss.core.image import read as read_image
+from wss.data.readers import boxes as box_files
+from wss.data.writers import predictions
+from wss.data.readers.boxes import InputError
+from wss.errors import WssError
+from wss.evaluation.predictor import Predictor, settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,10 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--params", default="params.yaml", help="where evaluate.threshold and evaluate.flip are read")
     ap.add_argument("--threshold", type=float, help="probability threshold (default: evaluate.threshold)")
-    ap.add_argument("--flip", action=argparse.BooleanOptionalAction,
-                    help="average with the mirrored crop's prediction (default: evaluate.flip)")
-    ap.add_argument("--refine", action=argparse.BooleanOptionalAction,
-                    help="the refinement cut, evaluate.cut_* (default: evaluate.refine)")
+    ap.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help="average with the mirrored crop's prediction (default: evaluate.flip)",
+    )
+    ap.add_argument(
+        "--refine",
+        action=argparse.BooleanOptionalAction,
+        help="the refinement cut, evaluate.cut_* (default: evaluate.refine)",
+    )
     args = ap.parse_args(argv)
     try:
         cfg = settings(args.params, threshold=args.threshold, flip=args.flip, refine=args.refine)
@@ -70,13 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
     masks = predictor(image, boxes).masks
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.image.stem
-    for k, m in enumerate(masks):
-        ok, png = cv2.imencode(".png", m * 255)
-        atomic.write_bytes(args.out / f"{stem}_mask_{k}.png", png.tobytes())
-    ok, png = cv2.imencode(".png", overlay(image, [(b, m, None) for b, m in zip(boxes, masks)]))
-    atomic.write_bytes(args.out / f"{stem}_overlay.png", png.tobytes())
+    predictions.write_pngs(args.out, args.image.stem, image, boxes, masks)
     print(f"predict: {len(masks)} masks for {args.image} -> {args.out}")
     return 0
 

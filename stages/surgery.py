@@ -13,7 +13,7 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss import config  # noqa: E402
+from wss import config
 from wss.net import surgery
 
 

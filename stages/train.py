@@ -15,7 +15,7 @@ from stages import import_tensorflow_quietly, run
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
-from wss.core import atomic  # noqa: E402
+from wss.core import atomic
 from wss.core import trust
 from wss.net import training
 

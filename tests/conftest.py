@@ -15,11 +15,28 @@ import pytest
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from wss import config  # noqa: E402
+from wss import config
 from wss.data import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = config.load(ROOT / "params.yaml")
+
+
+def write_params(path: Path, **sections: dict) -> Path:
+    """The repository's params.yaml written to ``path`` with each named section's keys replaced:
+    ``write_params(p, evaluate={"flip": False})``.  Tests that run a stage's ``main`` build its
+    params this way, so a new parameter needs no edit here."""
+    import copy
+
+    import yaml
+
+    params = copy.deepcopy(PARAMS)
+    for name, over in sections.items():
+        unknown = set(over) - set(params[name])
+        assert not unknown, f"params.yaml has no {name}.{sorted(unknown)}"
+        params[name].update(over)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
 
 
 def from_section(cls: type, where: str, **over):
@@ -87,7 +104,7 @@ def random_init(tmp_path_factory) -> Path:
     from stages import surgery
 
     d = tmp_path_factory.mktemp("init")
-    (d / "params.yaml").write_text("base: {seed: 3}\nsurgery: {init: random, box_std: 0.01}\n")
+    write_params(d / "params.yaml", base={"seed": 3}, surgery={"init": "random"})
     surgery.main(["--params", str(d / "params.yaml"), "--out", str(d / "vgg16_4ch.weights.h5")])
     return d / "vgg16_4ch.weights.h5"
 

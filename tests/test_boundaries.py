@@ -34,8 +34,9 @@ def test_detect_finds_a_square_and_ignores_padding(hed):
     assert np.abs(alone - batched).mean() < 0.01 and batched[20, 40:52].mean() > 0.5
 
 
-def test_stage_writes_one_map_per_image_and_resumes_batch_by_batch(tiny_sbd, tiny_instances, tmp_path, hed,
-                                                                   monkeypatch):
+def test_stage_writes_one_map_per_image_and_resumes_batch_by_batch(
+    tiny_sbd, tiny_instances, tmp_path, hed, monkeypatch
+):
     monkeypatch.setattr(boundaries, "load_model", lambda: hed)
     out = tmp_path / "boundaries"
     manifest = boundaries.run(tiny_sbd, tiny_instances, out, CFG, "grabcut_plus")

@@ -28,8 +28,9 @@ def test_square_window_is_square_and_centred():
     assert (w.x1 + w.x2) == (10 + 30) and (w.y1 + w.y2) == (20 + 60)
 
 
-@pytest.mark.parametrize("box,bad", [(Box(0, 0, 3, 3), False), (Box(0, 0, 2, 4), True), (Box(0, 0, 1, 50), True),
-                                     (Box(5, 5, 5, 9), True)])
+@pytest.mark.parametrize(
+    "box,bad", [(Box(0, 0, 3, 3), False), (Box(0, 0, 2, 4), True), (Box(0, 0, 1, 50), True), (Box(5, 5, 5, 9), True)]
+)
 def test_is_degenerate(box, bad):
     assert boxes.is_degenerate(box) is bad
 

@@ -55,9 +55,11 @@ def test_every_bad_entry_is_a_reject_with_the_reason(tmp_path):
     poly = [[4, 2, 17, 2, 17, 9, 4, 9]]
     good = {"id": 1, "image_id": 1, "category_id": 7, "bbox": [4, 2, 13, 7], "segmentation": poly, "iscrowd": 0}
     data = {
-        "images": [{"id": 1, "file_name": "a.jpg", "height": 20, "width": 30},
-                   {"id": 1, "file_name": "b.jpg", "height": 20, "width": 30},
-                   {"id": 2, "file_name": "c.jpg", "height": 0, "width": 30}],
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "height": 20, "width": 30},
+            {"id": 1, "file_name": "b.jpg", "height": 20, "width": 30},
+            {"id": 2, "file_name": "c.jpg", "height": 0, "width": 30},
+        ],
         "categories": [{"id": 7, "name": "kite"}, {"id": 7, "name": "again"}],
         "annotations": [
             good,
@@ -70,14 +72,21 @@ def test_every_bad_entry_is_a_reject_with_the_reason(tmp_path):
             {**good, "id": 7, "segmentation": {"size": [10, 10], "counts": "0"}},
             {**good, "id": 8, "segmentation": None},
         ],
-    }  # fmt: skip
+    }
     ds = coco.read(write(tmp_path, data))
     reasons = [r["reason"] for r in ds.rejects]
-    for expected in ("image 1: duplicate id", "image 2: needs file_name and a positive height", "category 7: duplicate",
-                     "annotation 1: duplicate id", "annotation 2: unknown image id 9",
-                     "annotation 3: unknown category id 99", "annotation 4: zero-area box",
-                     "annotation 5: box [40, 2, 3, 3] outside the 30x20 image", "annotation 6: polygon outside",
-                     "annotation 7: RLE size [10, 10] is not the image's [20, 30]"):  # fmt: skip
+    for expected in (
+        "image 1: duplicate id",
+        "image 2: needs file_name and a positive height",
+        "category 7: duplicate",
+        "annotation 1: duplicate id",
+        "annotation 2: unknown image id 9",
+        "annotation 3: unknown category id 99",
+        "annotation 4: zero-area box",
+        "annotation 5: box [40, 2, 3, 3] outside the 30x20 image",
+        "annotation 6: polygon outside",
+        "annotation 7: RLE size [10, 10] is not the image's [20, 30]",
+    ):
         assert any(r.startswith(expected) for r in reasons), (expected, reasons)
     assert all(r["file"] == str(tmp_path / "instances.json") for r in ds.rejects)
     assert [a.annotation_id for a in ds.annotations] == [1, 8]  # 8 has no mask: a boxes-only annotation
@@ -138,8 +147,9 @@ def test_exported_rle_scores_perfectly_in_cocoeval(coco128):
             continue
         im = ds.images[a.image_id]
         m = from_segmentation(a.segmentation, im["height"], im["width"])
-        results.append({"image_id": a.image_id, "category_id": a.category_id, "segmentation": coco.encode(m),
-                        "score": 1.0})  # fmt: skip
+        results.append(
+            {"image_id": a.image_id, "category_id": a.category_id, "segmentation": coco.encode(m), "score": 1.0}
+        )
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(json.loads(json.dumps(results)))
         ev = COCOeval(gt, dt, iouType="segm")

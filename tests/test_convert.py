@@ -88,9 +88,20 @@ def _break_bad_category(root, i):
     return "category 25 outside 1..20"
 
 
-@pytest.mark.parametrize("breaker", [_break_missing_jpg, _break_missing_mat, _break_unreadable_mat,
-                                     _break_no_gtinst, _break_corrupt_jpg, _break_jpeg_cut_in_half, _break_empty_instance,
-                                     _break_size_mismatch, _break_bad_category])  # fmt: skip
+@pytest.mark.parametrize(
+    "breaker",
+    [
+        _break_missing_jpg,
+        _break_missing_mat,
+        _break_unreadable_mat,
+        _break_no_gtinst,
+        _break_corrupt_jpg,
+        _break_jpeg_cut_in_half,
+        _break_empty_instance,
+        _break_size_mismatch,
+        _break_bad_category,
+    ],
+)
 def test_bad_input_becomes_a_reject(tiny_sbd, tmp_path, breaker):
     victim = _ids(tiny_sbd)[1]
     reason = breaker(tiny_sbd, victim)
@@ -127,8 +138,16 @@ def test_duplicate_id_in_lists(tiny_sbd, tmp_path):
 
 def test_cli_on_missing_dir(tmp_path):
     with pytest.raises(StageInputError, match="run the download stage first"):
-        stage.main(["--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o"),
-                      "--params", str(__import__("tests.conftest").conftest.ROOT / "params.yaml")])
+        stage.main(
+            [
+                "--data",
+                str(tmp_path / "nope"),
+                "--out",
+                str(tmp_path / "o"),
+                "--params",
+                str(__import__("tests.conftest").conftest.ROOT / "params.yaml"),
+            ]
+        )
     assert not (tmp_path / "o").exists()
     shutil.rmtree(tmp_path, ignore_errors=True)
 
@@ -149,8 +168,9 @@ def test_an_empty_split_stops_convert_with_the_reason_and_the_rejects(tmp_path):
         cv2.imwrite(str(raw / f"{n}.png"), np.zeros((20, 30, 3), np.uint8))
         images.append({"id": n, "file_name": f"{n}.png", "height": 20, "width": 30})
         anns.append({"id": n, "image_id": n, "category_id": 1, "bbox": [2, 2, 10, 10], "iscrowd": 0})
-    (raw / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                     "categories": [{"id": 1, "name": "x"}]}))  # fmt: skip
+    (raw / "instances.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "x"}]})
+    )
     out = tmp_path / "instances"
     with pytest.raises(DataError, match=r"the val split is empty \(data.val_fraction is 0.1\)"):
         convert.convert(raw, out, data_cfg(source="coco", archive=str(raw), val_fraction=0.1), 0.5)

@@ -11,9 +11,12 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.conftest import ROOT, TINY_TRAIN
+
+pytestmark = pytest.mark.slow
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -48,8 +51,13 @@ print(json.dumps(out))
 
 
 def test_one_step_on_two_replicas_is_one_step_on_the_global_batch(tmp_path, random_init):
-    res = subprocess.run([sys.executable, "-c", ONE_STEP, str(random_init), str(tmp_path)], env=ENV, cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [sys.executable, "-c", ONE_STEP, str(random_init), str(tmp_path)],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     got = json.loads(res.stdout.strip().splitlines()[-1])
     assert got["two"]["replicas"] == 2 and got["one"]["replicas"] == 1
@@ -69,10 +77,31 @@ def _stage(tmp_path, tiny_shards, init, tag: str, steps: int, ckpt: str = "ckpt"
     params = tmp_path / f"params-{tag}.yaml"
     params.write_text(yaml.safe_dump(p))
     d = tmp_path / tag
-    res = subprocess.run([sys.executable, "-m", "stages.train", "--params", str(params), "--shards", str(tiny_shards),
-                          "--init", str(init), "--out", str(d / "model.keras"), "--checkpoints", str(tmp_path / ckpt),
-                          "--live", str(d / "live"), "--metrics", str(d / "train.json")],
-                         env=ENV, cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--params",
+            str(params),
+            "--shards",
+            str(tiny_shards),
+            "--init",
+            str(init),
+            "--out",
+            str(d / "model.keras"),
+            "--checkpoints",
+            str(tmp_path / ckpt),
+            "--live",
+            str(d / "live"),
+            "--metrics",
+            str(d / "train.json"),
+        ],
+        env=ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "2 replicas (/CPU:0, /CPU:1)" in res.stdout
     return json.loads((d / "train.json").read_text())

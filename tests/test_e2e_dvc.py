@@ -15,6 +15,8 @@ import yaml
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow
+
 TINY = {
     "data": {"sample": {"n_train": 8, "n_val": 4, "min_side": 96, "max_side": 128, "max_instances": 2}},
     "labels": {"crop_size": 32, "n_jobs": 1, "shard_size": 4},
@@ -25,9 +27,16 @@ TINY = {
 
 
 def env(cwd: Path) -> dict:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "PYTHONPATH": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2",
-            "GIT_AUTHOR_NAME": "wss test", "GIT_AUTHOR_EMAIL": "test@example.com",
-            "GIT_COMMITTER_NAME": "wss test", "GIT_COMMITTER_EMAIL": "test@example.com"}  # fmt: skip
+    return {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PYTHONPATH": str(cwd),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "GIT_AUTHOR_NAME": "wss test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "wss test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+    }
 
 
 def sh(cwd: Path, *cmd: str) -> str:
@@ -43,7 +52,9 @@ def repo(tmp_path: Path) -> Path:
     for name in ("stages", "wss", "datasets", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
-            shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local"))
+            shutil.copytree(
+                src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "cache", "tmp", "config.local")
+            )
         else:
             shutil.copy(src, repo / name)
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -81,14 +92,28 @@ def train_params(entry: dict) -> dict:
 
 def test_repro_then_experiments_then_metrics_diff(repo: Path):
     sh(repo, "dvc", "repro")
-    for f in ("metrics/labels.json", "metrics/train.json", "metrics/eval.json", "metrics/eval_per_class.json",
-              "metrics/eval/recall.tsv", "metrics/eval/per_class.tsv", "models/model.keras",
-              "metrics/train/plots/metrics/loss.tsv"):  # fmt: skip
+    for f in (
+        "metrics/labels.json",
+        "metrics/train.json",
+        "metrics/eval.json",
+        "metrics/eval_per_class.json",
+        "metrics/eval/recall.tsv",
+        "metrics/eval/per_class.tsv",
+        "models/model.keras",
+        "metrics/train/plots/metrics/loss.tsv",
+    ):
         assert (repo / f).is_file(), f
     assert len(list((repo / "metrics/eval/overlays").glob("*.png"))) == 2
     exported = {p.name for p in (repo / "data/export").iterdir()}
-    assert exported == {"teacher_train.json", "teacher_val.json", "model_train.json", "model_val.json",
-                        "fused_train.json", "fused_val.json", "review"}  # export.masks: fused
+    assert exported == {
+        "teacher_train.json",
+        "teacher_val.json",
+        "model_train.json",
+        "model_val.json",
+        "fused_train.json",
+        "fused_val.json",
+        "review",
+    }  # export.masks: fused
     labels = json.loads((repo / "metrics/labels.json").read_text())
     ev = json.loads((repo / "metrics/eval.json").read_text())
     assert ev["instances"] == labels["val"]["instances"] > 0 and ev["AP"] is not None
@@ -132,11 +157,15 @@ def test_a_comment_reuses_every_shard_and_checkpoint_and_a_number_rebuilds_them(
     graphcut = repo / "wss/labels/graphcut.py"
     text = graphcut.read_text()
     assert "GAMMA = 50.0" in text
-    graphcut.write_text(text.replace("GAMMA = 50.0", "# Rother et al.'s value, as OpenCV's.\nGAMMA = 50.0  # see above"))
+    graphcut.write_text(
+        text.replace("GAMMA = 50.0", "# Rother et al.'s value, as OpenCV's.\nGAMMA = 50.0  # see above")
+    )
     out = sh(repo, "dvc", "repro")
     n = len(list((repo / "data/shards").glob("shard-*.h5")))
     assert f"labels: {n} shards, {n} reused from an earlier run, 0 built" in out
-    assert "resuming from" in out and "at step 2" in out  # train's code changed as text only: the finished run is reused
+    assert (
+        "resuming from" in out and "at step 2" in out
+    )  # train's code changed as text only: the finished run is reused
     assert json.loads((repo / "metrics/train.json").read_text())["final_loss"] == first["final_loss"]
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
 
@@ -159,8 +188,20 @@ def test_a_coco_dataset_is_one_switch(repo: Path, tmp_path: Path):
 
     sample.generate(tmp_path / "sbd", seed=7, cfg=TINY)
     src = tiny_coco(tmp_path / "sbd", tmp_path / "mycoco")
-    out = sh(repo, "dvc", "exp", "run", "-n", "coco", "-S", "data.source=coco", "-S", f"data.archive={src}",
-             "-S", "convert.max_reject_fraction=0.5")  # the tiny COCO carries one bad image per reason
+    out = sh(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "coco",
+        "-S",
+        "data.source=coco",
+        "-S",
+        f"data.archive={src}",
+        "-S",
+        "convert.max_reject_fraction=0.5",
+    )  # the tiny COCO carries one bad image per reason
     assert "convert: coco:" in out and "1 crowd annotations left out" in out
     assert json.loads((repo / "metrics/train.json").read_text())["rounds"] == 2  # train.rounds: auto, real data
     per_class = json.loads((repo / "metrics/eval_per_class.json").read_text())
@@ -234,11 +275,28 @@ def test_a_boxes_only_coco_dataset_split_one_train_image_to_many_val_teaches_wit
         a.pop("segmentation", None)
     first = data["images"][0]["id"]
     for name, keep in (("train", lambda i: i == first), ("val", lambda i: i != first)):
-        part = {**data, "images": [im for im in data["images"] if keep(im["id"])],
-                "annotations": [a for a in data["annotations"] if keep(a["image_id"])]}  # fmt: skip
+        part = {
+            **data,
+            "images": [im for im in data["images"] if keep(im["id"])],
+            "annotations": [a for a in data["annotations"] if keep(a["image_id"])],
+        }
         (src / f"annotations/instances_{name}.json").write_text(json.dumps(part))
-    out = sh(repo, "dvc", "exp", "run", "-n", "boxes", "-S", "data.source=coco", "-S", f"data.archive={src}",
-             "-S", "convert.max_reject_fraction=0.5", "-S", "train.skip_fallbacks=false")  # fmt: skip
+    out = sh(
+        repo,
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "boxes",
+        "-S",
+        "data.source=coco",
+        "-S",
+        f"data.archive={src}",
+        "-S",
+        "convert.max_reject_fraction=0.5",
+        "-S",
+        "train.skip_fallbacks=false",
+    )
     table = pd.read_parquet(repo / "data/instances/instances.parquet")
     n_train, n_val = int((table.split == "train").sum()), int((table.split == "val").sum())
     assert n_train <= 4 and n_val >= 3 * n_train  # the lopsided split of the user's files
@@ -246,9 +304,12 @@ def test_a_boxes_only_coco_dataset_split_one_train_image_to_many_val_teaches_wit
     assert f"learning from {n_train + n_val} instances: {n_train} of {n_train} train and {n_val} of {n_val} val" in out
     summary = json.loads((repo / "metrics/train.json").read_text())
     assert summary["instances_used"] == n_train + n_val
-    assert summary["instances"] == {"holdout": "auto", "train": {"used": n_train, "of": n_train},
-                                    "val": {"used": n_val, "of": n_val},
-                                    "left_out": {"grabcut_fallbacks": 0, "without_masks": 0, "val_held_out": 0}}
+    assert summary["instances"] == {
+        "holdout": "auto",
+        "train": {"used": n_train, "of": n_train},
+        "val": {"used": n_val, "of": n_val},
+        "left_out": {"grabcut_fallbacks": 0, "without_masks": 0, "val_held_out": 0},
+    }
     ev = json.loads((repo / "metrics/eval.json").read_text())
     assert ev["instances_with_masks"] == 0 and ev["instances_without_masks"] == n_val
     every = (repo / "metrics/eval/instances_all.tsv").read_text().splitlines()
@@ -294,8 +355,15 @@ def test_a_dask_cluster_gives_the_default_shards_and_queued_experiments_run_two_
     # The workers `dvc queue start` leaves running inherit its stdout: with a pipe (as sh() reads),
     # waiting for the command would wait for the workers to exit, which an idle one may not do.
     with open(tmp_path / "queue-start.log", "w") as log:
-        subprocess.run(["dvc", "queue", "start", "-j", "2"], cwd=repo, env=env(repo), stdout=log,
-                       stderr=subprocess.STDOUT, check=True, timeout=300)  # fmt: skip
+        subprocess.run(
+            ["dvc", "queue", "start", "-j", "2"],
+            cwd=repo,
+            env=env(repo),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=True,
+            timeout=300,
+        )
     deadline = time.time() + 900
     while True:
         status = sh(repo, "dvc", "queue", "status")

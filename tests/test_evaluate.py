@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from stages import evaluate as stage
-from tests.conftest import evaluate_cfg
+from tests.conftest import evaluate_cfg, write_params
 from wss.core import metrics
 from wss.core.boxes import Box, fill
 from wss.data.readers import sbd
@@ -104,12 +104,36 @@ def test_no_model_mask_reaches_outside_its_box(tmp_path, built):
 def run_stage(tmp_path, built, model, out, trust_min_instances: int, n_overlays: int) -> dict:
     """The evaluate stage on ``built`` with ``model`` (no flip, the cut off, trust_agreement [0, 0]),
     its outputs under ``out``; returns ``eval.json``."""
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_agreement: [0.0, 0.0], "
-                                          f"trust_min_instances: {trust_min_instances}, n_overlays: {n_overlays}, flip: false}}\n")  # fmt: skip
-    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(model), "--shards", str(built.shards),
-                "--instances", str(built.instances), "--data", str(built.data), "--metrics", str(out / "eval.json"),
-                "--per-class", str(out / "pc.json"), "--plots", str(out / "eval")])  # fmt: skip
+    write_params(
+        tmp_path / "params.yaml",
+        evaluate={
+            "batch_size": 4,
+            "trust_agreement": [0.0, 0.0],
+            "flip": False,
+            "trust_min_instances": trust_min_instances,
+            "n_overlays": n_overlays,
+        },
+    )
+    stage.main(
+        [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--model",
+            str(model),
+            "--shards",
+            str(built.shards),
+            "--instances",
+            str(built.instances),
+            "--data",
+            str(built.data),
+            "--metrics",
+            str(out / "eval.json"),
+            "--per-class",
+            str(out / "pc.json"),
+            "--plots",
+            str(out / "eval"),
+        ]
+    )
     return json.loads((out / "eval.json").read_text())
 
 

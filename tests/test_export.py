@@ -10,6 +10,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from stages import export as stage
+from tests.conftest import write_params
 from tests.test_evaluate import assert_is_the_box, box_stub
 from wss.core.boxes import Box
 from wss.data.instances import read_table
@@ -19,14 +20,35 @@ from wss.labels import shards
 def test_export_round_trips_through_pycocotools(tmp_path, built):
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
-                                          "n_overlays: 0, flip: true}\nexport: {masks: model, review: 20}\n")  # fmt: skip
+    write_params(
+        tmp_path / "params.yaml",
+        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": [0.0, 0.0], "n_overlays": 0},
+        export={"masks": "model", "review": 20},
+    )
     out = tmp_path / "export"
-    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(built.shards),
-                "--instances", str(built.instances), "--data", str(built.data), "--out", str(out)])  # fmt: skip
-    assert sorted(p.name for p in out.iterdir()) == ["model_train.json", "model_val.json", "review", "teacher_train.json",
-                                                     "teacher_val.json"]  # fmt: skip
+    stage.main(
+        [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--model",
+            str(stub),
+            "--shards",
+            str(built.shards),
+            "--instances",
+            str(built.instances),
+            "--data",
+            str(built.data),
+            "--out",
+            str(out),
+        ]
+    )
+    assert sorted(p.name for p in out.iterdir()) == [
+        "model_train.json",
+        "model_val.json",
+        "review",
+        "teacher_train.json",
+        "teacher_val.json",
+    ]
     table = read_table(built.instances)
     rows = {f"{r.image_id}/{r.instance_id}": r for r in table.itertuples()}
     # Teacher labels: exactly the full-resolution labels the shards hold.
@@ -53,7 +75,8 @@ def test_export_round_trips_through_pycocotools(tmp_path, built):
             r = rows[ann["instance"]]
             assert_is_the_box(model.annToMask(ann), Box(r.x1, r.y1, r.x2, r.y2), slack=3)
             assert 0.5 < ann["score"] <= 1
-    assert json.loads((out / "teacher_val.json").read_text())["info"]["description"] == \
-        "wss teacher masks (grabcut), val"  # the method that made them, beside the role
+    assert (
+        json.loads((out / "teacher_val.json").read_text())["info"]["description"] == "wss teacher masks (grabcut), val"
+    )  # the method that made them, beside the role
     cats = json.loads((out / "model_val.json").read_text())["categories"]
     assert len(cats) == 20 and cats[0] == {"id": 1, "name": "aeroplane"}

@@ -88,8 +88,18 @@ def write_params(tmp_path, **data):
     holder = tmp_path / "datasets"  # as the project's datasets/: only a README
     holder.mkdir(exist_ok=True)
     (holder / "README.md").write_text("put a dataset here")
-    p = {"base": {"seed": 1}, "data": {"source": "sbd", "url": "", "md5": "", "archive": str(holder), "annotations": "",
-                                     "val_fraction": 0.2, **data}}
+    p = {
+        "base": {"seed": 1},
+        "data": {
+            "source": "sbd",
+            "url": "",
+            "md5": "",
+            "archive": str(holder),
+            "annotations": "",
+            "val_fraction": 0.2,
+            **data,
+        },
+    }
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(p))
     return str(path)

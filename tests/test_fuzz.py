@@ -22,10 +22,30 @@ from tests.conftest import data_cfg
 from wss.data import convert
 from wss.errors import WssError
 
+pytestmark = pytest.mark.slow
+
 CASES = 700  # per format: 2,100 in all
 
-ODD_VALUES = [None, "x", "", [], {}, -1, 0, 1e12, -1e12, float("nan"), float("inf"), -float("inf"), True, [1, 2],
-              {"a": 1}, 3.5, "12", 2**63]  # fmt: skip
+ODD_VALUES = [
+    None,
+    "x",
+    "",
+    [],
+    {},
+    -1,
+    0,
+    1e12,
+    -1e12,
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    True,
+    [1, 2],
+    {"a": 1},
+    3.5,
+    "12",
+    2**63,
+]
 
 
 def images(root: Path, names: list[str]) -> None:
@@ -38,12 +58,33 @@ def coco_base() -> dict:
     names = ["a.png", "b.png", "c.png", "d.png"]
     anns = []
     for n in range(1, 5):
-        anns.append({"id": 2 * n, "image_id": n, "category_id": 1, "bbox": [2, 2, 10, 8], "iscrowd": 0,
-                     "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]], "area": 80})
-        anns.append({"id": 2 * n + 1, "image_id": n, "category_id": 2, "bbox": [4, 3, 6, 6], "iscrowd": 0,
-                     "segmentation": {"size": [16, 24], "counts": "PX23000"}, "area": 36})
-    return {"images": [{"id": n, "file_name": f, "height": 16, "width": 24} for n, f in enumerate(names, start=1)],
-            "annotations": anns, "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}  # fmt: skip
+        anns.append(
+            {
+                "id": 2 * n,
+                "image_id": n,
+                "category_id": 1,
+                "bbox": [2, 2, 10, 8],
+                "iscrowd": 0,
+                "segmentation": [[2, 2, 12, 2, 12, 10, 2, 10]],
+                "area": 80,
+            }
+        )
+        anns.append(
+            {
+                "id": 2 * n + 1,
+                "image_id": n,
+                "category_id": 2,
+                "bbox": [4, 3, 6, 6],
+                "iscrowd": 0,
+                "segmentation": {"size": [16, 24], "counts": "PX23000"},
+                "area": 36,
+            }
+        )
+    return {
+        "images": [{"id": n, "file_name": f, "height": 16, "width": 24} for n, f in enumerate(names, start=1)],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
 
 
 def mutate_json(rng: random.Random, data: dict) -> dict:
@@ -89,8 +130,9 @@ def to_bytes(rng: random.Random, text: str) -> bytes:
 
 def yolo_line(rng: random.Random) -> str:
     values = [rng.choice([0, 1, 7, -1, "x", "nan"])] + [
-        rng.choice([0.5, 0.2, 0.0, 1.0, 1.5, -0.2, "nan", "inf", "1e9", "", "0.3"]) for _ in range(rng.choice([4, 4, 6, 3, 7, 0]))
-    ]  # fmt: skip
+        rng.choice([0.5, 0.2, 0.0, 1.0, 1.5, -0.2, "nan", "inf", "1e9", "", "0.3"])
+        for _ in range(rng.choice([4, 4, 6, 3, 7, 0]))
+    ]
     return " ".join(str(v) for v in values)
 
 
@@ -98,14 +140,19 @@ def voc_xml(rng: random.Random) -> str:
     def field(v: str) -> str:
         return v if rng.random() < 0.85 else rng.choice(["", "nan", "-5", "1e9", "x", "<b>", "3.5", "inf"])
 
-    good = "<object><name>cat</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>12</xmax><ymax>10</ymax></bndbox></object>"
+    good = (
+        "<object><name>cat</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>12</xmax><ymax>10</ymax></bndbox></object>"
+    )
     objects = good + "".join(
         f"<object><name>{rng.choice(['cat', 'dog', ''])}</name><difficult>{field('0')}</difficult><bndbox>"
         f"<xmin>{field('2')}</xmin><ymin>{field('3')}</ymin><xmax>{field('12')}</xmax><ymax>{field('10')}</ymax>"
-        f"</bndbox></object>" for _ in range(rng.randint(0, 3))
-    )  # fmt: skip
-    return (f"<annotation><filename>a.png</filename><size><width>{field('24')}</width><height>{field('16')}</height>"
-            f"</size>{objects}</annotation>")  # fmt: skip
+        f"</bndbox></object>"
+        for _ in range(rng.randint(0, 3))
+    )
+    return (
+        f"<annotation><filename>a.png</filename><size><width>{field('24')}</width><height>{field('16')}</height>"
+        f"</size>{objects}</annotation>"
+    )
 
 
 def check(root: Path, out: Path, source: str, name: str) -> str:
@@ -126,7 +173,7 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
     rng = random.Random(f"fuzz-{source}")
     root = tmp_path / "ds"
     outcomes = {"table": 0, "error": 0}
-    for case in range(CASES):
+    for _ in range(CASES):
         if root.exists():
             shutil.rmtree(root)
         root.mkdir()
@@ -145,9 +192,15 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
                     rng.shuffle(lines)
                     (root / "labels" / split / f"{n}.txt").write_bytes(to_bytes(rng, "\n".join(lines)))
             name = "data.yaml"
-            spec = rng.choice(["train: images/train\nval: images/val\nnames: [cat, dog]\n",
-                               "path: .\ntrain: images/train\nval: images/val\nnames: {0: cat, 1: dog}\n",
-                               "train: images/train\nnames: 5\n", "names: [cat]\ntrain: nowhere\n", "names: [cat\n"])  # fmt: skip
+            spec = rng.choice(
+                [
+                    "train: images/train\nval: images/val\nnames: [cat, dog]\n",
+                    "path: .\ntrain: images/train\nval: images/val\nnames: {0: cat, 1: dog}\n",
+                    "train: images/train\nnames: 5\n",
+                    "names: [cat]\ntrain: nowhere\n",
+                    "names: [cat\n",
+                ]
+            )
             (root / name).write_bytes(to_bytes(rng, spec))
         else:
             kit = root / "VOC2012"

@@ -130,5 +130,7 @@ def test_votes_leave_out_failed_runs(monkeypatch):
     v = grabcut.votes(img, Box(26, 16, 75, 65), CFG, seed=1, runs=4, box_jitter=0.1)
     assert len(calls) == 4 and len(set(calls)) > 1  # each run sees its own jittered box
     assert set(np.unique(v)) <= {0.0, 0.5, 1.0}  # two counted runs
-    monkeypatch.setattr(grabcut, "segment", lambda image, box, cfg, seed, edges=None: (fill(box, 80, 100), "opencv_error"))
+    monkeypatch.setattr(
+        grabcut, "segment", lambda image, box, cfg, seed, edges=None: (fill(box, 80, 100), "opencv_error")
+    )
     assert grabcut.votes(img, Box(26, 16, 75, 65), CFG, seed=1, runs=3, box_jitter=0.1) is None

@@ -29,8 +29,10 @@ def test_min_cut_reaches_the_brute_force_minimum(seed):
     h, w = 3, 4
     source, sink = rng.uniform(0, 5, (h, w)), rng.uniform(0, 5, (h, w))
     weights = graphcut.Weights(*rng.uniform(0, 3, (4, h, w)))
-    best = min(energy(np.array(bits, bool).reshape(h, w), source, sink, weights)
-               for bits in itertools.product((0, 1), repeat=h * w))  # fmt: skip
+    best = min(
+        energy(np.array(bits, bool).reshape(h, w), source, sink, weights)
+        for bits in itertools.product((0, 1), repeat=h * w)
+    )
     cut = graphcut.min_cut(source, sink, graphcut.grid(weights))
     assert energy(cut, source, sink, weights) == pytest.approx(best, abs=1e-2)  # weights are rounded to 1/1000
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from tests.conftest import DATA, labels_cfg
+from tests.conftest import DATA, labels_cfg, write_params
 from wss.core import image
 from wss.core.boxes import Box
 from wss.core.metrics import iou
@@ -80,10 +80,19 @@ def test_rotated_phone_photos_go_through_convert_labels_and_export_upright(tmp_p
     for n, orientation in enumerate((1, 3, 6), start=1):
         save_with_orientation(upright_scene(40, 56, box), orientation, root / "images" / f"p{orientation}.jpg")
         images.append({"id": n, "file_name": f"images/p{orientation}.jpg", "height": 40, "width": 56})
-        anns.append({"id": 100 + n, "image_id": n, "category_id": 1, "iscrowd": 0, "area": box.area,
-                     "bbox": [box.x1, box.y1, box.width, box.height]})  # boxes only
-    (root / "instances.json").write_text(json.dumps({"images": images, "annotations": anns,
-                                                      "categories": [{"id": 1, "name": "thing"}]}))  # fmt: skip
+        anns.append(
+            {
+                "id": 100 + n,
+                "image_id": n,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": box.area,
+                "bbox": [box.x1, box.y1, box.width, box.height],
+            }
+        )  # boxes only
+    (root / "instances.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": [{"id": 1, "name": "thing"}]})
+    )
     data = DATA.__class__(**{**DATA.__dict__, "source": "coco", "archive": str(root), "val_fraction": 0.34})
     table = convert.convert(root, tmp_path / "instances", data, 0.0)
     assert len(table) == 3 and set(table.source_id) == {"101", "102", "103"} and (table.split == "val").sum() == 1
@@ -100,11 +109,27 @@ def test_rotated_phone_photos_go_through_convert_labels_and_export_upright(tmp_p
     from tests.test_evaluate import box_stub
 
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, trust_agreement: [0.0, 0.0], "
-                                          "n_overlays: 0, flip: true}\nexport: {masks: model, review: 20}\n")  # fmt: skip
-    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(out),
-                "--instances", str(tmp_path / "instances"), "--data", str(root), "--out", str(tmp_path / "export")])  # fmt: skip
+    write_params(
+        tmp_path / "params.yaml",
+        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": [0.0, 0.0], "n_overlays": 0},
+        export={"masks": "model", "review": 20},
+    )
+    stage.main(
+        [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--model",
+            str(stub),
+            "--shards",
+            str(out),
+            "--instances",
+            str(tmp_path / "instances"),
+            "--data",
+            str(root),
+            "--out",
+            str(tmp_path / "export"),
+        ]
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         files = [COCO(str(tmp_path / f"export/teacher_{split}.json")) for split in ("train", "val")]
     assert sum(len(f.getAnnIds()) for f in files) == 3

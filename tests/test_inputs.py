@@ -17,8 +17,9 @@ def test_eval_pipeline_reproduces_shard_content(tiny_shards):
     files = shards.files(tiny_shards, "train")
     data = [shards.read(f) for f in files]
     for source in ("teacher", "box", "gt"):
-        ds = inputs.dataset(files, train_cfg(batch_size=3, skip_fallbacks=False, **NO_AUG), 32, training=False,
-                            labels=source)  # fmt: skip
+        ds = inputs.dataset(
+            files, train_cfg(batch_size=3, skip_fallbacks=False, **NO_AUG), 32, training=False, labels=source
+        )
         xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
         x, y = np.concatenate(xs), np.concatenate(ys)
         n = sum(len(d["key"]) for d in data)
@@ -123,14 +124,18 @@ def test_box_core_label_is_the_central_share(core):
 
 def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
-    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=32, shard_size=4, n_jobs=1, consensus_runs=4,
-                                                         consensus_jitter=0.15), seed=1)  # fmt: skip
+    labels.run(
+        tiny_sbd,
+        tiny_instances,
+        out,
+        labels_cfg(crop_size=32, shard_size=4, n_jobs=1, consensus_runs=4, consensus_jitter=0.15),
+        seed=1,
+    )
     files = shards.files(out, "train")
     votes = np.concatenate([shards.read(f, ("teacher_votes",))["teacher_votes"] for f in files])
     boxes = np.concatenate([shards.read(f, ("box",))["box"] for f in files])
     cfg = train_cfg(batch_size=4, consensus_fg=0.6, consensus_bg=0.3, skip_fallbacks=False, **NO_AUG)
-    for source, expect in (("teacher_i", [inputs.consensus_label(v, 0.6, 0.3) for v in votes]),
-                           ("box_i", None)):  # fmt: skip
+    for source, expect in (("teacher_i", [inputs.consensus_label(v, 0.6, 0.3) for v in votes]), ("box_i", None)):
         ds = inputs.dataset(files, cfg, 32, training=False, labels=source)
         y = np.concatenate([y.numpy() for _, y in ds])
         assert set(np.unique(y)) == {0, 1, VOID}

@@ -85,8 +85,7 @@ def test_round_trip_paste_back_reproduces_full_mask(tiny_sbd, tiny_instances, tm
 
 def test_same_output_for_any_n_jobs(tiny_sbd, tiny_instances, tmp_path):
     labels.run(tiny_sbd, tiny_instances, tmp_path / "one", CFG, seed=3)
-    labels.run(tiny_sbd, tiny_instances, tmp_path / "two", labels_cfg(crop_size=48, shard_size=4, n_jobs=2),
-               seed=3)  # fmt: skip
+    labels.run(tiny_sbd, tiny_instances, tmp_path / "two", labels_cfg(crop_size=48, shard_size=4, n_jobs=2), seed=3)
     assert_same(shard_contents(tmp_path / "one"), shard_contents(tmp_path / "two"))
 
 
@@ -99,7 +98,7 @@ def test_unchanged_shards_are_reused_and_stale_ones_rebuilt(tiny_sbd, tiny_insta
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.h5")} == first
 
     # Other params: every shard is stale.
-    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, iterations=2), seed=3)  # fmt: skip
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, iterations=2), seed=3)
     assert f"0 reused from an earlier run, {len(first)} built" in capsys.readouterr().out
 
     # Other input bytes: only the shard holding that image is rebuilt.
@@ -113,8 +112,9 @@ def test_unchanged_shards_are_reused_and_stale_ones_rebuilt(tiny_sbd, tiny_insta
     assert f"{len(first) - 1} reused from an earlier run, 1 built" in capsys.readouterr().out
 
 
-def test_comments_reuse_every_shard_code_and_library_versions_rebuild_them(tiny_sbd, tiny_instances, tmp_path, capsys,
-                                                                          project_copy, monkeypatch):  # fmt: skip
+def test_comments_reuse_every_shard_code_and_library_versions_rebuild_them(
+    tiny_sbd, tiny_instances, tmp_path, capsys, project_copy, monkeypatch
+):
     out = tmp_path / "shards"
     labels.run(tiny_sbd, tiny_instances, out, CFG, seed=3)
     n = len(list(out.glob("shard-*.h5")))
@@ -165,8 +165,21 @@ def _cli(tmp_path, sbd_dir, inst_dir, out, shard_size):
     p["labels"].update(crop_size=48, shard_size=shard_size, n_jobs=1)
     params = tmp_path / f"params-{out.name}.yaml"
     params.write_text(yaml.safe_dump(p))
-    return [sys.executable, "-m", "stages.labels", "--params", str(params), "--data", str(sbd_dir),
-            "--instances", str(inst_dir), "--out", str(out), "--metrics", str(tmp_path / f"{out.name}.json")]
+    return [
+        sys.executable,
+        "-m",
+        "stages.labels",
+        "--params",
+        str(params),
+        "--data",
+        str(sbd_dir),
+        "--instances",
+        str(inst_dir),
+        "--out",
+        str(out),
+        "--metrics",
+        str(tmp_path / f"{out.name}.json"),
+    ]
 
 
 def test_kill_and_resume_matches_uninterrupted_run(tiny_sbd, tiny_instances, tmp_path):
@@ -176,8 +189,14 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_sbd, tiny_instances, tmp
     total = len(list(ref.glob("shard-*.h5")))
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_cli(tmp_path, tiny_sbd, tiny_instances, out, 1), env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _cli(tmp_path, tiny_sbd, tiny_instances, out, 1),
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and len(list(out.glob("shard-*.h5"))) < 3:
         time.sleep(0.02)
@@ -187,8 +206,9 @@ def test_kill_and_resume_matches_uninterrupted_run(tiny_sbd, tiny_instances, tmp
     assert 3 <= len(done) < total, "the run should have been killed halfway"
     assert not (out / shards.MANIFEST).exists()
 
-    res = subprocess.run(_cli(tmp_path, tiny_sbd, tiny_instances, out, 1), env=env, capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    res = subprocess.run(
+        _cli(tmp_path, tiny_sbd, tiny_instances, out, 1), env=env, capture_output=True, text=True, check=True
+    )
     assert f"{len(done)} reused from an earlier run" in res.stdout
     for name, mtime in done.items():
         assert (out / name).stat().st_mtime_ns == mtime, f"{name} was recomputed"
@@ -215,17 +235,20 @@ def test_unknown_and_missing_params_are_named():
         config.LabelsConfig.from_params(section)
 
 
-@pytest.mark.parametrize("key,value,match", [
-    ("crop_size", 50, "labels.crop_size must be a positive multiple of 16"),
-    ("crop_size", 0, "labels.crop_size"),
-    ("shard_size", 0, "labels.shard_size must be >= 1"),
-    ("iterations", 0, "labels.iterations must be >= 1"),
-    ("fallback_shape", "star", "labels.fallback_shape must be ellipse or box"),
-    ("min_fg_fraction", 1.5, "labels.min_fg_fraction"),
-    ("consensus_runs", -1, "labels.consensus_runs"),
-    ("n_jobs", 0, "labels.n_jobs"),
-    ("iterations", 2.5, "labels.iterations must be int"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("crop_size", 50, "labels.crop_size must be a positive multiple of 16"),
+        ("crop_size", 0, "labels.crop_size"),
+        ("shard_size", 0, "labels.shard_size must be >= 1"),
+        ("iterations", 0, "labels.iterations must be >= 1"),
+        ("fallback_shape", "star", "labels.fallback_shape must be ellipse or box"),
+        ("min_fg_fraction", 1.5, "labels.min_fg_fraction"),
+        ("consensus_runs", -1, "labels.consensus_runs"),
+        ("n_jobs", 0, "labels.n_jobs"),
+        ("iterations", 2.5, "labels.iterations must be int"),
+    ],
+)
 def test_out_of_range_params_stop_before_any_work(key, value, match):
     with pytest.raises(ConfigError, match=match):
         labels_cfg(**{key: value})
@@ -236,8 +259,20 @@ def test_bad_crop_size_stops_the_stage_before_it_labels_anything(tiny_sbd, tiny_
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
     out = tmp_path / "shards"
     with pytest.raises(ConfigError, match="multiple of 16"):
-        stage.main(["--params", str(tmp_path / "params.yaml"), "--data", str(tiny_sbd), "--instances",
-                    str(tiny_instances), "--out", str(out), "--metrics", str(tmp_path / "m.json")])  # fmt: skip
+        stage.main(
+            [
+                "--params",
+                str(tmp_path / "params.yaml"),
+                "--data",
+                str(tiny_sbd),
+                "--instances",
+                str(tiny_instances),
+                "--out",
+                str(out),
+                "--metrics",
+                str(tmp_path / "m.json"),
+            ]
+        )
     assert not out.exists()
 
 
@@ -249,7 +284,9 @@ def test_params_types_from_yaml():
 
 def test_consensus_votes_for_train_instances_only(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
-    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, consensus_runs=5), seed=3)
+    labels.run(
+        tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, consensus_runs=5), seed=3
+    )
     assert shards.read_manifest(out)["consensus_runs"] == 5
     for split in sbd.SPLITS:
         data = [shards.read(f, ("teacher", "teacher_votes", "box")) for f in shards.files(out, split)]

@@ -73,8 +73,9 @@ def test_void_pixels_take_no_part_in_the_loss():
         grad = tape.gradient(loss, logits).numpy()
         assert np.all(grad[:, :2] == 0) and np.any(grad[:, 2:] != 0)
         # Equal to the loss on the labelled half alone.
-        np.testing.assert_allclose(float(loss), float(model.balanced_bce(labels[:, 2:], logits[:, 2:], "mean", balance)),
-                                   rtol=1e-5)  # fmt: skip
+        np.testing.assert_allclose(
+            float(loss), float(model.balanced_bce(labels[:, 2:], logits[:, 2:], "mean", balance)), rtol=1e-5
+        )
     # An image with no labelled pixel contributes zero, not NaN.
     assert float(model.balanced_bce(np.full((1, 4, 4), VOID, np.float32), logits[:1])) == 0.0
 
@@ -116,5 +117,8 @@ def test_soft_iou_loss_matches_formula_and_ignores_void():
         loss = tf.reduce_sum(model.per_image_soft_iou(void, t))
     grad = tape.gradient(loss, t).numpy()
     assert np.all(grad[:, :2] == 0) and np.any(grad[:, 2:] != 0)
-    np.testing.assert_allclose(model.per_image_soft_iou(void, logits).numpy(),
-                               model.per_image_soft_iou(labels[:, 2:], logits[:, 2:]).numpy(), rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        model.per_image_soft_iou(void, logits).numpy(),
+        model.per_image_soft_iou(labels[:, 2:], logits[:, 2:]).numpy(),
+        rtol=1e-5,
+    )

@@ -39,15 +39,18 @@ def test_typed_casts_every_value():
     assert isinstance(s.lr, float) and isinstance(s.steps, int) and isinstance(s.bounds[1], int)
 
 
-@pytest.mark.parametrize("values,match", [
-    ({**FULL, "stpes": 3}, r"unknown keys under train: \['stpes'\]"),
-    ({k: v for k, v in FULL.items() if k != "lr"}, r"missing keys under train: \['train.lr'\]"),
-    ({**FULL, "steps": "many"}, "train.steps must be int, not 'many'"),
-    ({**FULL, "steps": 2.5}, "train.steps must be int, not 2.5"),
-    ({**FULL, "steps": True}, "train.steps must be int"),
-    ({**FULL, "on": "yes"}, "train.on must be true or false"),
-    ({**FULL, "bounds": "1,2"}, "train.bounds must be tuple"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "values,match",
+    [
+        ({**FULL, "stpes": 3}, r"unknown keys under train: \['stpes'\]"),
+        ({k: v for k, v in FULL.items() if k != "lr"}, r"missing keys under train: \['train.lr'\]"),
+        ({**FULL, "steps": "many"}, "train.steps must be int, not 'many'"),
+        ({**FULL, "steps": 2.5}, "train.steps must be int, not 2.5"),
+        ({**FULL, "steps": True}, "train.steps must be int"),
+        ({**FULL, "on": "yes"}, "train.on must be true or false"),
+        ({**FULL, "bounds": "1,2"}, "train.bounds must be tuple"),
+    ],
+)
 def test_typed_names_the_bad_key(values, match):
     with pytest.raises(ConfigError, match=match):
         config.typed(Section, values, "train")
@@ -76,17 +79,25 @@ def test_seed_and_sections():
 
 def _configs():
 
-    return [(config.DataConfig, "data"), (config.SampleConfig, "data.sample"), (config.ConvertConfig, "convert"),
-            (config.LabelsConfig, "labels"), (config.SurgeryConfig, "surgery"),
-            (config.TrainConfig, "train"), (config.EvaluateConfig, "evaluate")]  # fmt: skip
+    return [
+        (config.DataConfig, "data"),
+        (config.SampleConfig, "data.sample"),
+        (config.ConvertConfig, "convert"),
+        (config.LabelsConfig, "labels"),
+        (config.SurgeryConfig, "surgery"),
+        (config.TrainConfig, "train"),
+        (config.EvaluateConfig, "evaluate"),
+    ]
 
 
 def test_params_yaml_is_the_one_source_of_defaults():
     """Every stage config has no defaults of its own and reads its whole section of params.yaml."""
 
-    for cls, where in _configs() + [(config.GrabCutConfig, "labels")]:
+    for cls, _where in _configs() + [(config.GrabCutConfig, "labels")]:
         for f in dataclasses.fields(cls):
-            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f"{cls.__name__}.{f.name}"
+            assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (
+                f"{cls.__name__}.{f.name}"
+            )
     for cls, where in _configs():
         section = config.section(PARAMS, where)
         cfg = cls.from_params(section) if hasattr(cls, "from_params") else config.typed(cls, section, where)
@@ -108,9 +119,13 @@ def test_auto_label_method_follows_the_source(tmp_path):
     """A user who switches data.source to real photos gets GrabCut+; the sample keeps GrabCut; an
     explicit method is left alone."""
     path = tmp_path / "params.yaml"
-    for source, given, made in (("sample", "auto", "grabcut"), ("coco", "auto", "grabcut_plus"),
-                                ("yolo", "auto", "grabcut_plus"), ("coco", "grabcut", "grabcut"),
-                                ("sample", "grabcut_plus", "grabcut_plus")):  # fmt: skip
+    for source, given, made in (
+        ("sample", "auto", "grabcut"),
+        ("coco", "auto", "grabcut_plus"),
+        ("yolo", "auto", "grabcut_plus"),
+        ("coco", "grabcut", "grabcut"),
+        ("sample", "grabcut_plus", "grabcut_plus"),
+    ):
         path.write_text(f"data:\n  source: {source}\nlabels:\n  method: {given}\n")
         assert config.load(path)["labels"]["method"] == made
     path.write_text("labels:\n  method: auto\n")
@@ -121,8 +136,13 @@ def test_auto_label_method_follows_the_source(tmp_path):
 def test_auto_rounds_follow_the_source(tmp_path):
     """Real photos get one round of self-training, the sample none; a number is left alone."""
     path = tmp_path / "params.yaml"
-    for source, given, made in (("sample", "auto", 1), ("coco", "auto", 2), ("voc", "auto", 2),
-                                ("coco", "1", 1), ("sample", "3", 3)):  # fmt: skip
+    for source, given, made in (
+        ("sample", "auto", 1),
+        ("coco", "auto", 2),
+        ("voc", "auto", 2),
+        ("coco", "1", 1),
+        ("sample", "3", 3),
+    ):
         path.write_text(f"data:\n  source: {source}\ntrain:\n  rounds: {given}\n")
         assert config.load(path)["train"]["rounds"] == made
     path.write_text("train:\n  rounds: auto\n")

@@ -95,9 +95,25 @@ def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkey
 def test_cli_output_is_clean(image, tmp_path, tiny_model):
     """No TensorFlow, oneDNN or CUDA start-up noise in what a user sees."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
-    res = subprocess.run([sys.executable, "-m", "stages.predict", "--model", str(tiny_model), "--image", str(image),
-                          "--box", "10,12,60,70", "--out", str(tmp_path / "o")], cwd=ROOT, env=env,
-                         capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stages.predict",
+            "--model",
+            str(tiny_model),
+            "--image",
+            str(image),
+            "--box",
+            "10,12,60,70",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().startswith("predict: 1 masks for")
     for noise in ("oneDNN", "cuda", "CUDA", "cpu_feature_guard", "absl", "I0000", "W0000", "E0000", "tensorflow/"):
@@ -138,22 +154,30 @@ def _bad_image(tmp_path):
     return p
 
 
-@pytest.mark.parametrize("case,match", [
-    ("missing image", "no such image"),
-    ("corrupt image", "corrupt or unreadable image"),
-    ("box outside", "outside the"),
-    ("zero-area box", "zero area"),
-    ("bad box text", "expected four numbers"),
-    ("missing model", "no such model file"),
-    ("wrong model", "not a wss model"),
-    ("no boxes", "give boxes"),
-    ("bad boxes file", "cannot read boxes"),
-    ("no params file", "no such params file"),
-    ("bad threshold", "--threshold 1.5: must lie in (0, 1)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "case,match",
+    [
+        ("missing image", "no such image"),
+        ("corrupt image", "corrupt or unreadable image"),
+        ("box outside", "outside the"),
+        ("zero-area box", "zero area"),
+        ("bad box text", "expected four numbers"),
+        ("missing model", "no such model file"),
+        ("wrong model", "not a wss model"),
+        ("no boxes", "give boxes"),
+        ("bad boxes file", "cannot read boxes"),
+        ("no params file", "no such params file"),
+        ("bad threshold", "--threshold 1.5: must lie in (0, 1)"),
+    ],
+)
 def test_bad_input_exits_2_with_a_message(tiny_model, image, tmp_path, capsys, case, match):
-    args = {"--params": ROOT / "params.yaml", "--model": tiny_model, "--image": image, "--box": "10,12,60,70",
-            "--out": tmp_path / "o"}
+    args = {
+        "--params": ROOT / "params.yaml",
+        "--model": tiny_model,
+        "--image": image,
+        "--box": "10,12,60,70",
+        "--out": tmp_path / "o",
+    }
     if case == "missing image":
         args["--image"] = tmp_path / "nope.jpg"
     elif case == "corrupt image":
@@ -203,13 +227,39 @@ def test_many_images_in_one_process_from_coco_yolo_and_csv_boxes(tiny_model, ima
         cv2.imwrite(str(imgs / f"{n}.png"), cv2.imread(str(image)))
     box = [10, 8, 40, 30]
     coco_file = tmp_path / "boxes.json"
-    coco_file.write_text(json.dumps({
-        "images": [{"id": 5, "file_name": "p.png", "height": h, "width": w}, {"id": 6, "file_name": "q.png", "height": h, "width": w}],
-        "annotations": [{"id": 70, "image_id": 5, "category_id": 1, "bbox": [10, 8, 30, 22], "iscrowd": 0, "note": "mine"},
-                        {"id": 71, "image_id": 6, "category_id": 1, "bbox": [12, 9, 20, 20], "iscrowd": 0}],
-        "categories": [{"id": 1, "name": "thing"}]}))  # fmt: skip
-    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(coco_file),
-                       "--out", str(tmp_path / "c"), "--threshold", "0.5", "--no-flip"]) == 0  # fmt: skip
+    coco_file.write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": 5, "file_name": "p.png", "height": h, "width": w},
+                    {"id": 6, "file_name": "q.png", "height": h, "width": w},
+                ],
+                "annotations": [
+                    {"id": 70, "image_id": 5, "category_id": 1, "bbox": [10, 8, 30, 22], "iscrowd": 0, "note": "mine"},
+                    {"id": 71, "image_id": 6, "category_id": 1, "bbox": [12, 9, 20, 20], "iscrowd": 0},
+                ],
+                "categories": [{"id": 1, "name": "thing"}],
+            }
+        )
+    )
+    assert (
+        stage.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--images",
+                str(imgs),
+                "--boxes",
+                str(coco_file),
+                "--out",
+                str(tmp_path / "c"),
+                "--threshold",
+                "0.5",
+                "--no-flip",
+            ]
+        )
+        == 0
+    )
     back = json.loads((tmp_path / "c/boxes.json").read_text())
     assert [a["id"] for a in back["annotations"]] == [70, 71] and back["annotations"][0]["note"] == "mine"
     for a in back["annotations"]:
@@ -218,19 +268,67 @@ def test_many_images_in_one_process_from_coco_yolo_and_csv_boxes(tiny_model, ima
     labels.mkdir()
     for n in ("p", "q"):
         (labels / f"{n}.txt").write_text(f"3 {25 / w:.6f} {19 / h:.6f} {30 / w:.6f} {22 / h:.6f}\n")
-    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(labels),
-                       "--out", str(tmp_path / "y"), "--threshold", "0.5", "--no-flip"]) == 0  # fmt: skip
+    assert (
+        stage.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--images",
+                str(imgs),
+                "--boxes",
+                str(labels),
+                "--out",
+                str(tmp_path / "y"),
+                "--threshold",
+                "0.5",
+                "--no-flip",
+            ]
+        )
+        == 0
+    )
     for n in ("p", "q"):
         lines = (tmp_path / f"y/labels/{n}.txt").read_text().splitlines()
         assert len(lines) <= 1 and all(line.startswith("3 ") and len(line.split()) >= 7 for line in lines)
     table = tmp_path / "boxes.csv"
     table.write_text("image,x1,y1,x2,y2\np.png,10,8,40,30\nq.png,12,9,32,29\nq.png,1,1,20,20\n")
-    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(table),
-                       "--out", str(tmp_path / "v"), "--threshold", "0.5", "--no-flip"]) == 0  # fmt: skip
+    assert (
+        stage.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--images",
+                str(imgs),
+                "--boxes",
+                str(table),
+                "--out",
+                str(tmp_path / "v"),
+                "--threshold",
+                "0.5",
+                "--no-flip",
+            ]
+        )
+        == 0
+    )
     masks = json.loads((tmp_path / "v/masks.json").read_text())
     assert [a["row"] for a in masks["annotations"]] == [2, 3, 4] and len(masks["images"]) == 2
     assert masks["annotations"][0]["bbox"] == [float(v) for v in (box[0], box[1], box[2] - box[0], box[3] - box[1])]
     missing = tmp_path / "none.csv"
     missing.write_text("image,x1,y1,x2,y2\nnope.png,1,1,5,5\n")
-    assert stage.main(["--model", str(tiny_model), "--images", str(imgs), "--boxes", str(missing),
-                       "--out", str(tmp_path / "n"), "--threshold", "0.5", "--no-flip"]) == 2  # fmt: skip
+    assert (
+        stage.main(
+            [
+                "--model",
+                str(tiny_model),
+                "--images",
+                str(imgs),
+                "--boxes",
+                str(missing),
+                "--out",
+                str(tmp_path / "n"),
+                "--threshold",
+                "0.5",
+                "--no-flip",
+            ]
+        )
+        == 2
+    )

@@ -13,15 +13,21 @@ def write(tmp_path, text):
 
 
 def test_comments_docstrings_and_layout_do_not_count(tmp_path):
-    base = write(tmp_path, 'X = 1\n\n\ndef f(a):\n    return a + X\n')
-    assert write(tmp_path, '"""Module doc."""\n# why X is 1\nX = 1  # one\n\ndef f(a):\n    """Doc."""\n'
-                           '    return (a +\n            X)\n') == base  # fmt: skip
+    base = write(tmp_path, "X = 1\n\n\ndef f(a):\n    return a + X\n")
+    assert (
+        write(
+            tmp_path,
+            '"""Module doc."""\n# why X is 1\nX = 1  # one\n\ndef f(a):\n    """Doc."""\n'
+            "    return (a +\n            X)\n",
+        )
+        == base
+    )
 
 
 def test_constants_expressions_and_strings_that_run_do_count(tmp_path):
-    base = write(tmp_path, 'X = 1\n\ndef f(a):\n    return a + X\n')
-    assert write(tmp_path, 'X = 2\n\ndef f(a):\n    return a + X\n') != base
-    assert write(tmp_path, 'X = 1\n\ndef f(a):\n    return a - X\n') != base
+    base = write(tmp_path, "X = 1\n\ndef f(a):\n    return a + X\n")
+    assert write(tmp_path, "X = 2\n\ndef f(a):\n    return a + X\n") != base
+    assert write(tmp_path, "X = 1\n\ndef f(a):\n    return a - X\n") != base
     # A string that is not the first statement is code, not a docstring.
     assert write(tmp_path, 'X = 1\n\ndef f(a):\n    print("hi")\n    return a + X\n') != base
 

@@ -42,10 +42,23 @@ def gallery(tmp_path):
         m[box.y1 + 3 : box.y2 - 3, box.x1 + 3 : box.x2 - 3] = 1
         key = f"a/{k + 1}"
         masks[key] = m
-        rows.append({"key": key, "file": "a.jpg", "category_name": "dog" if k % 2 else "cat", "source_file": "x.json",
-                     "source_id": str(100 + k), "x1": box.x1, "y1": box.y1, "x2": box.x2, "y2": box.y2,
-                     "quality": [0.9, 0.2, 0.5, 0.05, 0.7, 0.3, 0.6][k], "agreement": 0.5, "certainty": 0.5,
-                     "score": 0.8})  # fmt: skip
+        rows.append(
+            {
+                "key": key,
+                "file": "a.jpg",
+                "category_name": "dog" if k % 2 else "cat",
+                "source_file": "x.json",
+                "source_id": str(100 + k),
+                "x1": box.x1,
+                "y1": box.y1,
+                "x2": box.x2,
+                "y2": box.y2,
+                "quality": [0.9, 0.2, 0.5, 0.05, 0.7, 0.3, 0.6][k],
+                "agreement": 0.5,
+                "certainty": 0.5,
+                "score": 0.8,
+            }
+        )
     out = tmp_path / "review"
     ranked = review.write(pd.DataFrame(rows), masks, tmp_path, out, cards=5)
     return out, ranked
@@ -63,8 +76,12 @@ def test_review_list_is_worst_first_and_the_page_holds_the_worst_cards(gallery):
 
 
 def dom(url: str) -> str:
-    res = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000",
-                          "--dump-dom", url], capture_output=True, text=True, timeout=120)  # fmt: skip
+    res = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
 
@@ -81,8 +98,19 @@ def test_the_gallery_renders_in_chromium_worst_first_and_filters_by_class(galler
     visible = [c for c in re.findall(r'<figure class="card"([^>]*)>', dogs) if "hidden" not in c]
     assert len(visible) == 3 and all('data-class="dog"' in c for c in visible) and "3 shown" in dogs
     shot = tmp_path / "gallery.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1100,700",
-                    f"--screenshot={shot}", (out / "index.html").as_uri()], capture_output=True, timeout=120)  # fmt: skip
+    subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1100,700",
+            f"--screenshot={shot}",
+            (out / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     picture = cv2.imread(str(shot))
     assert picture is not None and picture.shape[:2] == (700, 1100) and picture.std() > 10  # drawn, not blank
 
@@ -92,9 +120,24 @@ def test_the_worst_n_are_one_choice_even_when_every_quality_ties(tmp_path):
     (``review.worst``) must be exactly the cards it draws, whatever the row order.  Empty and full
     masks draw."""
     cv2.imwrite(str(tmp_path / "a.jpg"), np.full((40, 50, 3), 120, np.uint8))
-    rows = [{"key": f"a/{k}", "file": "a.jpg", "category_name": "cat", "source_file": "x.txt", "source_id": str(k),
-             "x1": 2, "y1": 3, "x2": 30, "y2": 35, "quality": 0.0, "agreement": 0.0, "certainty": 0.0, "score": 0.0}
-            for k in (7, 3, 12, 1, 9)]  # fmt: skip
+    rows = [
+        {
+            "key": f"a/{k}",
+            "file": "a.jpg",
+            "category_name": "cat",
+            "source_file": "x.txt",
+            "source_id": str(k),
+            "x1": 2,
+            "y1": 3,
+            "x2": 30,
+            "y2": 35,
+            "quality": 0.0,
+            "agreement": 0.0,
+            "certainty": 0.0,
+            "score": 0.0,
+        }
+        for k in (7, 3, 12, 1, 9)
+    ]
     frame = pd.DataFrame(rows)
     picked = review.worst(frame.sample(frac=1, random_state=4), 3)
     assert picked.key.tolist() == review.worst(frame, 3).key.tolist() == ["a/1", "a/12", "a/3"]

@@ -50,16 +50,20 @@ def test_double_segmentation_is_accepted(tmp_path):
     seg[4, :] = 1
     path = tmp_path / "double.mat"
     empty = sbd._cell([scipy.sparse.csc_matrix((5, 6)), scipy.sparse.csc_matrix((5, 6))])
-    scipy.io.savemat(path, {"GTinst": {"Segmentation": seg, "Boundaries": empty,
-                                       "Categories": np.array([[3.0], [7.0]])}})  # fmt: skip
+    scipy.io.savemat(
+        path, {"GTinst": {"Segmentation": seg, "Boundaries": empty, "Categories": np.array([[3.0], [7.0]])}}
+    )
     got, cats = sbd.read_inst(path)
     assert got.dtype == np.uint8 and got.max() == 2 and cats.tolist() == [3, 7]
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"not a mat file at all", "unreadable"),
-    (None, "no GTinst"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"not a mat file at all", "unreadable"),
+        (None, "no GTinst"),
+    ],
+)
 def test_bad_mat_files(tmp_path, content, match):
     path = tmp_path / "bad.mat"
     if content is None:

@@ -25,8 +25,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SLOW = {"crop_size": 32, "shard_size": 1, "n_jobs": 2, "consensus_runs": 12}
 
 
-@pytest.mark.parametrize("value", ["", "local:1", "local:8", "tcp://127.0.0.1:8786", "tls://sched.example:8786",
-                                   "node17:8786"])  # fmt: skip
+@pytest.mark.parametrize(
+    "value", ["", "local:1", "local:8", "tcp://127.0.0.1:8786", "tls://sched.example:8786", "node17:8786"]
+)
 def test_scheduler_values_accepted(value):
     assert config.check_scheduler(value) is None
 
@@ -55,8 +56,21 @@ def _cli(tmp_path: Path, data: Path, inst: Path, out: Path, **labels) -> list[st
     p["labels"].update(labels)
     params = tmp_path / f"params-{out.name}.yaml"
     params.write_text(yaml.safe_dump(p))
-    return [sys.executable, "-m", "stages.labels", "--params", str(params), "--data", str(data),
-            "--instances", str(inst), "--out", str(out), "--metrics", str(tmp_path / f"{out.name}.json")]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "stages.labels",
+        "--params",
+        str(params),
+        "--data",
+        str(data),
+        "--instances",
+        str(inst),
+        "--out",
+        str(out),
+        "--metrics",
+        str(tmp_path / f"{out.name}.json"),
+    ]
 
 
 def _manifest_hash(out: Path) -> str:
@@ -69,13 +83,27 @@ class Cluster:
     def __init__(self, tmp: Path, n_workers: int):
         self.tmp, self.file = tmp, tmp / "scheduler.json"
         self.procs: list[subprocess.Popen] = []
-        self.scheduler = self._start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                                     "--scheduler-file", str(self.file))  # fmt: skip
+        self.scheduler = self._start(
+            "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", str(self.file)
+        )
         self.address = self._address(time.time() + 60)
         # --no-nanny: the worker is the process, so killing it kills the worker (no restart).
-        self.workers = [self._start("worker", "--scheduler-file", str(self.file), "--nthreads", "1", "--no-nanny",
-                                    "--no-dashboard", "--name", f"w{i}", "--local-directory", str(tmp / f"w{i}"))
-                        for i in range(n_workers)]  # fmt: skip
+        self.workers = [
+            self._start(
+                "worker",
+                "--scheduler-file",
+                str(self.file),
+                "--nthreads",
+                "1",
+                "--no-nanny",
+                "--no-dashboard",
+                "--name",
+                f"w{i}",
+                "--local-directory",
+                str(tmp / f"w{i}"),
+            )
+            for i in range(n_workers)
+        ]
         from dask.distributed import Client
 
         with Client(self.address, timeout=30) as c:
@@ -94,8 +122,14 @@ class Cluster:
 
     def _start(self, *args: str) -> subprocess.Popen:
         log = open(self.tmp / f"{args[0]}-{len(self.procs)}.log", "w")
-        proc = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]], cwd=ROOT, env=ENV,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_" + args[0], *args[1:]],
+            cwd=ROOT,
+            env=ENV,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -113,13 +147,20 @@ def cluster(tmp_path):
     c.stop()
 
 
-def test_same_shards_on_local_processes_a_local_cluster_and_a_dask_cluster(tiny_sbd, tiny_instances, tmp_path,
-                                                                            cluster):  # fmt: skip
+@pytest.mark.slow
+def test_same_shards_on_local_processes_a_local_cluster_and_a_dask_cluster(tiny_sbd, tiny_instances, tmp_path, cluster):
     runs = {"processes": "", "localcluster": "local:2", "cluster": cluster.address}
     for name, value in runs.items():
         # Paths relative to the stage's directory, as dvc gives them; the workers run elsewhere (in ROOT).
-        cmd = _cli(tmp_path, tiny_sbd.relative_to(tmp_path), tiny_instances.relative_to(tmp_path), Path(name),
-                   crop_size=32, shard_size=4, scheduler=value)  # fmt: skip
+        cmd = _cli(
+            tmp_path,
+            tiny_sbd.relative_to(tmp_path),
+            tiny_instances.relative_to(tmp_path),
+            Path(name),
+            crop_size=32,
+            shard_size=4,
+            scheduler=value,
+        )
         res = subprocess.run(cmd, env=ENV, cwd=tmp_path, capture_output=True, text=True)
         assert res.returncode == 0, res.stderr[-3000:]
         if value:
@@ -140,6 +181,7 @@ def _wait_for_shards(out: Path, n: int, proc: subprocess.Popen, timeout: float =
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_loses_nothing(tiny_sbd, tiny_instances, tmp_path, cluster):
     ref = tmp_path / "ref"
     subprocess.run(_cli(tmp_path, tiny_sbd, tiny_instances, ref, **SLOW), env=ENV, check=True, capture_output=True)
@@ -147,8 +189,13 @@ def test_a_killed_worker_loses_nothing(tiny_sbd, tiny_instances, tmp_path, clust
 
     # One of the two workers dies mid-run: Dask hands its task to the other, the run completes.
     out = tmp_path / "out"
-    proc = subprocess.Popen(_cli(tmp_path, tiny_sbd, tiny_instances, out, **SLOW, scheduler=cluster.address),
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _cli(tmp_path, tiny_sbd, tiny_instances, out, **SLOW, scheduler=cluster.address),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for_shards(out, 2, proc)
     os.killpg(cluster.workers[0].pid, signal.SIGKILL)
     stdout, stderr = proc.communicate(timeout=300)
@@ -158,17 +205,25 @@ def test_a_killed_worker_loses_nothing(tiny_sbd, tiny_instances, tmp_path, clust
 
     # The stage itself is killed mid-run: the shards finished so far are kept, the rerun builds the rest.
     again = tmp_path / "again"
-    proc = subprocess.Popen(_cli(tmp_path, tiny_sbd, tiny_instances, again, **SLOW, scheduler=cluster.address),
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        _cli(tmp_path, tiny_sbd, tiny_instances, again, **SLOW, scheduler=cluster.address),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     _wait_for_shards(again, 3, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = {p.name: p.stat().st_mtime_ns for p in again.glob("shard-*.h5")}
     assert 3 <= len(done) < total and not (again / shards.MANIFEST).exists()
     time.sleep(1)  # tasks of the killed run may still be finishing on the worker; they write whole files only
-    res = subprocess.run(_cli(tmp_path, tiny_sbd, tiny_instances, again, **SLOW, scheduler=cluster.address),
-                         env=ENV, capture_output=True, text=True)  # fmt: skip
+    res = subprocess.run(
+        _cli(tmp_path, tiny_sbd, tiny_instances, again, **SLOW, scheduler=cluster.address),
+        env=ENV,
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     reused = int(res.stdout.split(" reused from an earlier run")[0].rsplit(", ", 1)[1])
     assert len(done) <= reused < total

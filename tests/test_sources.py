@@ -40,12 +40,30 @@ def tiny_coco(tiny_sbd: Path, root: Path) -> Path:
     for a in ds.annotations:
         m = from_seg(a)
         seg = a.segmentation if a.annotation_id % 2 else polygons(m)
-        anns.append({"id": a.annotation_id, "image_id": ids[a.image_id], "category_id": 1000 + a.category_id,
-                     "bbox": coco.bbox_from_box(a.box), "segmentation": seg, "iscrowd": 0, "area": int(m.sum())})
+        anns.append(
+            {
+                "id": a.annotation_id,
+                "image_id": ids[a.image_id],
+                "category_id": 1000 + a.category_id,
+                "bbox": coco.bbox_from_box(a.box),
+                "segmentation": seg,
+                "iscrowd": 0,
+                "area": int(m.sum()),
+            }
+        )
     first = images[0]
     h, w = first["height"], first["width"]
-    anns.append({"id": 9001, "image_id": first["id"], "category_id": 1001, "bbox": [0, 0, 10, 10], "iscrowd": 1,
-                 "segmentation": coco.encode(np.ones((h, w), np.uint8)), "area": 100})
+    anns.append(
+        {
+            "id": 9001,
+            "image_id": first["id"],
+            "category_id": 1001,
+            "bbox": [0, 0, 10, 10],
+            "iscrowd": 1,
+            "segmentation": coco.encode(np.ones((h, w), np.uint8)),
+            "area": 100,
+        }
+    )
     anns.append({"id": 9002, "image_id": first["id"], "category_id": 77, "bbox": [0, 0, 10, 10], "iscrowd": 0})
     anns.append({"id": 9003, "image_id": first["id"], "category_id": 1001, "bbox": [3, 4, 20, 10], "iscrowd": 0})
     extra = {"gray": cv2.cvtColor(np.full((30, 40, 3), 120, np.uint8), cv2.COLOR_BGR2GRAY)}
@@ -55,12 +73,21 @@ def tiny_coco(tiny_sbd: Path, root: Path) -> Path:
     cv2.imwrite(str(root / "images/small.jpg"), np.full((20, 40, 3), 90, np.uint8))  # JSON says 30 high
     for k, name in enumerate(("gray.jpg", "cmyk.jpg", "deep.png", "small.jpg", "missing.jpg"), start=1):
         images.append({"id": k, "file_name": name, "height": 30, "width": 40})
-        anns.append({"id": 9100 + k, "image_id": k, "category_id": 1001, "bbox": [5, 5, 20, 15], "iscrowd": 0,
-                     "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]]})
+        anns.append(
+            {
+                "id": 9100 + k,
+                "image_id": k,
+                "category_id": 1001,
+                "bbox": [5, 5, 20, 15],
+                "iscrowd": 0,
+                "segmentation": [[5, 5, 25, 5, 25, 20, 5, 20]],
+            }
+        )
     cats = [{"id": 1000 + c, "name": f"class {name}"} for c, name in ds.categories.items()]
     (root / "annotations").mkdir()
-    (root / "annotations/instances_default.json").write_text(json.dumps(
-        {"images": images, "annotations": anns, "categories": cats}))
+    (root / "annotations/instances_default.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
     return root
 
 
@@ -96,7 +123,10 @@ def test_coco_source_from_a_zip(tiny_sbd, tmp_path):
     rejects = pd.read_csv(tmp_path / "inst" / "rejects.csv")
     why = dict(zip(rejects.file.map(lambda f: Path(f).name), rejects.reason))
     assert "CMYK" in why["cmyk.jpg"] and "more than 8 bits" in why["deep.png"]
-    assert "image is 40x20 (upright, EXIF orientation applied), the annotations say 40x30" in why["small.jpg"] and why["missing.jpg"] == "file is missing"
+    assert (
+        "image is 40x20 (upright, EXIF orientation applied), the annotations say 40x30" in why["small.jpg"]
+        and why["missing.jpg"] == "file is missing"
+    )
     assert "unknown category id 77" in why["instances_default.json"]
     assert "gray" in set(table.image_id)  # grayscale is read as RGB, not rejected
     # Crowd left out; categories and image ids the file's own; the boxes-only annotation kept without a mask.
@@ -107,8 +137,9 @@ def test_coco_source_from_a_zip(tiny_sbd, tmp_path):
     boxed = first[first["mask"] == ""].iloc[0]
     assert (boxed.x1, boxed.y1, boxed.x2, boxed.y2, boxed.area) == (3, 4, 23, 14, 200)
     # Masks match the sample's ground truth, whether they came as polygons or as RLE.
-    ref = {f"{r.image_id}/{r.instance_id}": r for r in convert.convert(
-        tiny_sbd, tmp_path / "ref", DATA, 0.0).itertuples()}  # fmt: skip
+    ref = {
+        f"{r.image_id}/{r.instance_id}": r for r in convert.convert(tiny_sbd, tmp_path / "ref", DATA, 0.0).itertuples()
+    }
     ious = []
     for r in table[table["mask"] != ""].itertuples():
         want = ref.get(f"{r.image_id}/{r.instance_id}")

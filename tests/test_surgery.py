@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from stages import surgery as stage
+from tests.conftest import write_params
 from wss.net import surgery
 from wss.net.model import CONV_LAYERS, vgg16_trunk
 
@@ -80,7 +81,7 @@ def test_bad_local_file(tmp_path):
 
 def test_stage_writes_loadable_weights(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("base: {seed: 3}\nsurgery: {init: random, box_std: 0.01}\n")
+    write_params(params, base={"seed": 3}, surgery={"init": "random"})
     out = tmp_path / "models" / "vgg16_4ch.weights.h5"
     stage.main(["--params", str(params), "--out", str(out)])
     trunk = vgg16_trunk(4)

@@ -31,28 +31,31 @@ def test_lr_set_by_dvc_exp_reaches_code_as_float():
     assert cfg.lr_factors == (1.0, 0.1) and cfg.lr_boundaries == (2,)
 
 
-@pytest.mark.parametrize("over,match", [
-    ({"labels": "scribbles"}, "train.labels"),
-    ({"steps": -5}, "train.steps must be >= 1, not -5"),
-    ({"steps": 0}, "train.steps must be >= 1"),
-    ({"batch_size": 0}, "train.batch_size"),
-    ({"accum_steps": 0}, "train.accum_steps"),
-    ({"lr": 0.0}, "train.lr must be > 0"),
-    ({"lr_boundaries": [10], "lr_factors": [1.0]}, "lr_factors"),
-    ({"lr_boundaries": [20, 10], "lr_factors": [1.0, 0.1, 1.0]}, "train.lr_boundaries must be increasing"),
-    ({"side_boundaries": [10], "side_weights": [1.0]}, "side_weights"),
-    ({"optimizer": "rmsprop"}, "optimizer"),
-    ({"ema": 1.0}, "train.ema"),
-    ({"precision": "float64"}, "train.precision must be one of auto, float32"),
-    ({"devices": 0}, "train.devices must be auto or a number"),
-    ({"devices": "all"}, "train.devices must be auto or a number"),
-    ({"learning_rate": 1.0}, "unknown keys"),
-    ({"consensus_fg": 0.2, "consensus_bg": 0.7}, "consensus_bg"),
-    ({"box_i_core": 0.0}, "train.box_i_core"),
-    ({"iou_weight": -1.0}, "train.iou_weight must be >= 0"),
-    ({"checkpoints_kept": 0}, "train.checkpoints_kept"),
-    ({"jit_compile": True, "deterministic": True}, "deterministic: false with XLA"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        ({"labels": "scribbles"}, "train.labels"),
+        ({"steps": -5}, "train.steps must be >= 1, not -5"),
+        ({"steps": 0}, "train.steps must be >= 1"),
+        ({"batch_size": 0}, "train.batch_size"),
+        ({"accum_steps": 0}, "train.accum_steps"),
+        ({"lr": 0.0}, "train.lr must be > 0"),
+        ({"lr_boundaries": [10], "lr_factors": [1.0]}, "lr_factors"),
+        ({"lr_boundaries": [20, 10], "lr_factors": [1.0, 0.1, 1.0]}, "train.lr_boundaries must be increasing"),
+        ({"side_boundaries": [10], "side_weights": [1.0]}, "side_weights"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"ema": 1.0}, "train.ema"),
+        ({"precision": "float64"}, "train.precision must be one of auto, float32"),
+        ({"devices": 0}, "train.devices must be auto or a number"),
+        ({"devices": "all"}, "train.devices must be auto or a number"),
+        ({"learning_rate": 1.0}, "unknown keys"),
+        ({"consensus_fg": 0.2, "consensus_bg": 0.7}, "consensus_bg"),
+        ({"box_i_core": 0.0}, "train.box_i_core"),
+        ({"iou_weight": -1.0}, "train.iou_weight must be >= 0"),
+        ({"checkpoints_kept": 0}, "train.checkpoints_kept"),
+        ({"jit_compile": True, "deterministic": True}, "deterministic: false with XLA"),
+    ],
+)
 def test_bad_params_are_named(over, match):
     with pytest.raises(ConfigError, match=match):
         tiny(**over)
@@ -107,14 +110,17 @@ def test_nan_loss_stops_with_the_step(tmp_path, tiny_shards, random_init):
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
+@pytest.mark.slow
 def test_other_params_start_afresh(tmp_path, tiny_shards, random_init):
     run(tmp_path, tiny_shards, random_init, tiny(steps=2))
     _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=3, lr=2e-4))
     assert summary["resumed_from_step"] is None
 
 
-def test_a_comment_resumes_and_a_code_or_library_change_starts_over(tmp_path, tiny_shards, random_init, project_copy,
-                                                                   monkeypatch):  # fmt: skip
+@pytest.mark.slow
+def test_a_comment_resumes_and_a_code_or_library_change_starts_over(
+    tmp_path, tiny_shards, random_init, project_copy, monkeypatch
+):
     """Checkpoints follow the code as parsed (a comment keeps them) and the TensorFlow/Keras versions."""
     assert "wss/net/model.py" in {str(p) for p in provenance.closure(training.STAGE)}
     d, first = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
@@ -135,6 +141,7 @@ def test_a_comment_resumes_and_a_code_or_library_change_starts_over(tmp_path, ti
     assert summary["resumed_from_step"] is None
 
 
+@pytest.mark.slow
 def test_resume_with_no_steps_left_gives_the_same_model_and_finite_metrics(tmp_path, tiny_shards, random_init):
     d, first = run(tmp_path, tiny_shards, random_init, tiny())
     w1 = weights(d)
@@ -147,6 +154,7 @@ def test_resume_with_no_steps_left_gives_the_same_model_and_finite_metrics(tmp_p
     assert steps == ["1", "2", "3"]  # the curve is rebuilt from the log kept with the checkpoints
 
 
+@pytest.mark.slow
 def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, tiny_shards, random_init):
     straight, s1 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, checkpoint_every=10), tag="straight")
     run(tmp_path, tiny_shards, random_init, tiny(steps=2, checkpoint_every=10), tag="resumed")
@@ -156,6 +164,7 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, tin
     assert s2["final_loss"] == s1["final_loss"]
 
 
+@pytest.mark.slow
 def test_lowering_steps_resumes_from_a_kept_checkpoint_or_starts_over(tmp_path, tiny_shards, random_init):
     run(tmp_path, tiny_shards, random_init, tiny(steps=4))
     # The newest checkpoint that is not beyond the new total (ckpt-2) ...
@@ -166,6 +175,7 @@ def test_lowering_steps_resumes_from_a_kept_checkpoint_or_starts_over(tmp_path, 
     assert summary["resumed_from_step"] is None and summary["steps"] == 1
 
 
+@pytest.mark.slow
 def test_ema_saves_the_weight_average(tmp_path, tiny_shards, random_init):
     # The average starts at the weights after the first update; with a momentum this close to 1 it
     # stays there, so the saved model is the one-step model although three steps were taken.
@@ -219,8 +229,10 @@ def test_iou_weight_adds_the_soft_iou_of_the_fused_output_to_the_loss(random_ini
         keras.utils.set_random_seed(0)
         net, opt = training.build(cfg, random_init)
         out = net(x[0], training=True)  # no dropout or batch norm: the step's forward pass is this one
-        bce = {k: float(tf.reduce_mean(per_image_bce(y[0], out[k], cfg.loss_reduction, cfg.class_balance)))
-               for k in ("fused", *SIDES)}  # fmt: skip
+        bce = {
+            k: float(tf.reduce_mean(per_image_bce(y[0], out[k], cfg.loss_reduction, cfg.class_balance)))
+            for k in ("fused", *SIDES)
+        }
         iou = float(tf.reduce_mean(per_image_soft_iou(y[0], out["fused"])))
         loss, fused = training.make_train_step(net, opt, cfg, tf.Variable(1.0, trainable=False))(x, y)
         losses[w] = (float(loss), float(fused))
@@ -243,25 +255,45 @@ def test_mixed_precision_saves_a_float32_model(tmp_path, tiny_shards, random_ini
         assert all(w.dtype == "float32" for w in layer.weights), layer.name
 
 
+@pytest.mark.slow
 def test_xla_trains_on_cpu(tmp_path, tiny_shards, random_init):
     cfg = tiny(steps=2, jit_compile=True, deterministic=False, accum_steps=2)
     _, summary = run(tmp_path, tiny_shards, random_init, cfg)
     assert summary["steps"] == 2 and np.isfinite(summary["final_loss"])
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_shards, random_init):
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["train"].update(TINY, steps=30, checkpoint_every=3)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
 
     def cmd(d):
-        return [sys.executable, "-m", "stages.train", "--params", str(tmp_path / "params.yaml"), "--shards",
-                str(tiny_shards), "--init", str(random_init), "--out", str(d / "model.keras"), "--checkpoints",
-                str(d / "ckpt"), "--live", str(d / "live"), "--metrics", str(d / "train.json")]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "stages.train",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--shards",
+            str(tiny_shards),
+            "--init",
+            str(random_init),
+            "--out",
+            str(d / "model.keras"),
+            "--checkpoints",
+            str(d / "ckpt"),
+            "--live",
+            str(d / "live"),
+            "--metrics",
+            str(d / "train.json"),
+        ]
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     d = tmp_path / "out"
-    proc = subprocess.Popen(cmd(d), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd(d), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((d / "ckpt").glob("ckpt-*.index")):
         time.sleep(0.05)

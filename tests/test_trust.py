@@ -64,7 +64,10 @@ def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
     for split in ("train", "val"):
         for f in shards.files(tiny_shards, split):
             d = shards.read(f, ("box", "teacher", "fallback"))
-            want += [iou(b > 0, t == 1) for b, t, fb in zip(d["box"], d["teacher"], d["fallback"])
-                     if str(fb) not in grabcut.FALLBACKS]  # fmt: skip
+            want += [
+                iou(b > 0, t == 1)
+                for b, t, fb in zip(d["box"], d["teacher"], d["fallback"])
+                if str(fb) not in grabcut.FALLBACKS
+            ]
     got = measured.agreement(stub, tiny_shards)
     assert got["instances"] == len(want) > 0 and got["miou"] == pytest.approx(np.mean(want), abs=1e-4)

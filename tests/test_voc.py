@@ -16,10 +16,15 @@ from wss.errors import DataError
 
 
 def xml(name: str, w: int, h: int, objects: list[tuple[str, tuple[int, int, int, int], int]]) -> str:
-    objs = "".join(f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}"
-                   f"</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for n, b, d in objects)
-    return f"<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height>" \
-           f"<depth>3</depth></size>{objs}</annotation>"  # fmt: skip
+    objs = "".join(
+        f"<object><name>{n}</name><difficult>{d}</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}"
+        f"</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+        for n, b, d in objects
+    )
+    return (
+        f"<annotation><filename>{name}.jpg</filename><size><width>{w}</width><height>{h}</height>"
+        f"<depth>3</depth></size>{objs}</annotation>"
+    )
 
 
 def palette_png(path: Path, index: np.ndarray) -> None:
@@ -44,8 +49,9 @@ def devkit(tmp_path: Path) -> Path:
     (root / "Annotations/b.xml").write_text(xml("b", 40, 20, [("person", (2, 2, 10, 10), 0)]))  # boxes only
     (root / "Annotations/c.xml").write_text("<annotation><size>")  # malformed
     # d: a box partly outside (clipped, as COCO's and YOLO's are) and one without numbers (that object alone is out).
-    (root / "Annotations/d.xml").write_text(xml("d", 40, 20, [("cat", (30, 5, 60, 10), 0), ("dog", ("x", 1, 3, 3), 0),
-                                                              ("dog", (2, 2, 6, 6), 0)]))  # fmt: skip
+    (root / "Annotations/d.xml").write_text(
+        xml("d", 40, 20, [("cat", (30, 5, 60, 10), 0), ("dog", ("x", 1, 3, 3), 0), ("dog", (2, 2, 6, 6), 0)])
+    )
     (root / "Annotations/e.xml").write_text(xml("e", 40, 20, [("cat", (2, 2, 10, 10), 0)]))
     palette_png(root / "SegmentationObject/e.png", np.full((20, 40), 3, np.uint8))  # names object 3 of 1
     (root / "ImageSets/Segmentation/train.txt").write_text("a\nb\nc\n")
@@ -65,8 +71,10 @@ def test_voc_conventions_and_rejects(tmp_path):
     assert m.sum() == 13 * 18 and m[6:19, 11:29].all()  # the void band is in no instance
     assert from_segmentation(dog.segmentation, 20, 40).sum() == 25
     assert person.segmentation is None  # no SegmentationObject png: boxes only
-    got = {(Path(r["file"]).name, r["reason"] if r["reason"].startswith("object") else r["reason"].split(" (")[0])
-           for r in ds.rejects}
+    got = {
+        (Path(r["file"]).name, r["reason"] if r["reason"].startswith("object") else r["reason"].split(" (")[0])
+        for r in ds.rejects
+    }
     assert ("c.xml", "unreadable annotation XML") in got
     assert ("d.xml", "object 2: no numeric bndbox xmin/ymin/xmax/ymax") in got
     d = [a for a in ds.annotations if a.image_id == "d"]

@@ -15,7 +15,7 @@ import yaml
 from pycocotools.coco import COCO
 
 from stages import export as stage
-from tests.conftest import DATA, ROOT, TINY, labels_cfg
+from tests.conftest import DATA, ROOT, TINY, labels_cfg, write_params
 from tests.test_evaluate import box_stub
 from wss.core.masks import from_segmentation, to_polygon
 from wss.core.metrics import iou
@@ -27,21 +27,44 @@ from wss.labels import build, shards
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def export(tmp_path: Path, raw: Path, source: str, masks: str, review: int = 20,
-           nothing: bool = False, trust: str = "[0.0, 0.0]") -> tuple[Path, Path]:
+def export(
+    tmp_path: Path,
+    raw: Path,
+    source: str,
+    masks: str,
+    review: int = 20,
+    nothing: bool = False,
+    trust: tuple = (0.0, 0.0),
+) -> tuple[Path, Path]:
     """convert -> labels -> export (a stub network that answers with its box, or with ``nothing``
     an empty mask) on the dataset at ``raw``."""
     data = DATA.__class__(**{**DATA.__dict__, "source": source, "archive": str(raw)})
     convert.convert(raw, tmp_path / "instances", data, 0.5)
-    build.run(raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1),
-              seed=1)  # fmt: skip
+    build.run(
+        raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1), seed=1
+    )
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing)
-    (tmp_path / "params.yaml").write_text("evaluate: {threshold: 0.5, boundary_tolerance: 0.008, batch_size: 4, refine: false, cut_pairwise: colour, "
-                                          "cut_gamma: 2.0, cut_sigma: 0.3, cut_max_side: 0, trust_min_instances: 0, "
-                                          f"trust_agreement: {trust}, "
-                                          f"n_overlays: 0, flip: true}}\nexport: {{masks: {masks}, review: {review}}}\n")  # fmt: skip
-    stage.main(["--params", str(tmp_path / "params.yaml"), "--model", str(stub), "--shards", str(tmp_path / "shards"),
-                "--instances", str(tmp_path / "instances"), "--data", str(raw), "--out", str(tmp_path / "export")])  # fmt: skip
+    write_params(
+        tmp_path / "params.yaml",
+        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": list(trust), "n_overlays": 0},
+        export={"masks": masks, "review": review},
+    )
+    stage.main(
+        [
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--model",
+            str(stub),
+            "--shards",
+            str(tmp_path / "shards"),
+            "--instances",
+            str(tmp_path / "instances"),
+            "--data",
+            str(raw),
+            "--out",
+            str(tmp_path / "export"),
+        ]
+    )
     return tmp_path / "instances", tmp_path / "export"
 
 
@@ -75,8 +98,11 @@ def test_coco_export_is_the_users_file_with_masks_filled_in(tmp_path):
         if str(after["id"]) not in used:
             assert after == before  # crowd, unknown category, rejected image: untouched
             continue
-        assert {k: v for k, v in after.items() if k not in ("segmentation", "area", "wss_score", "wss_quality", "wss_source")} == \
-            {k: v for k, v in before.items() if k not in ("segmentation", "area")}
+        assert {
+            k: v
+            for k, v in after.items()
+            if k not in ("segmentation", "area", "wss_score", "wss_quality", "wss_source")
+        } == {k: v for k, v in before.items() if k not in ("segmentation", "area")}
         mask = from_segmentation(after["segmentation"], *heights[after["image_id"]])
         np.testing.assert_array_equal(mask, teacher[keys[str(after["id"])]])
         assert after["area"] == int(mask.sum()) and after["wss_source"] == "teacher" and after["wss_score"] == 1.0
@@ -99,14 +125,19 @@ def tiny_yolo(tiny_sbd: Path, root: Path) -> Path:
     for n, (iid, im) in enumerate(ds.images.items()):
         shutil.copy(tiny_sbd / im["file_name"], root / "images" / im["split"] / f"{iid}.jpg")
         h, w = im["height"], im["width"]
-        lines = [f"{a.category_id - 1} {(a.box.x1 + a.box.x2) / 2 / w:.6f} {(a.box.y1 + a.box.y2) / 2 / h:.6f} "
-                 f"{a.box.width / w:.6f} {a.box.height / h:.6f}" for a in ds.annotations if a.image_id == iid]
+        lines = [
+            f"{a.category_id - 1} {(a.box.x1 + a.box.x2) / 2 / w:.6f} {(a.box.y1 + a.box.y2) / 2 / h:.6f} "
+            f"{a.box.width / w:.6f} {a.box.height / h:.6f}"
+            for a in ds.annotations
+            if a.image_id == iid
+        ]
         if n == 0:
             lines.insert(1, "3 not numbers")
         (root / "labels" / im["split"] / f"{iid}.txt").write_text("\n".join(lines) + "\n")
     names = [n for _, n in sorted(ds.categories.items())]
-    (root / "data.yaml").write_text(yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
-                                                    "names": names}))  # fmt: skip
+    (root / "data.yaml").write_text(
+        yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val", "names": names})
+    )
     return root
 
 
@@ -181,12 +212,16 @@ def tiny_voc(tiny_sbd: Path, root: Path) -> Path:
     lists = {"train": [], "val": []}
     for iid, im in ds.images.items():
         shutil.copy(tiny_sbd / im["file_name"], kit / "JPEGImages" / f"{iid}.jpg")
-        objs = "".join(f"<object><name>{sbd.VOC_CLASSES[a.category_id - 1]}</name><bndbox><xmin>{a.box.x1 + 1}</xmin>"
-                       f"<ymin>{a.box.y1 + 1}</ymin><xmax>{a.box.x2}</xmax><ymax>{a.box.y2}</ymax></bndbox></object>"
-                       for a in ds.annotations if a.image_id == iid)  # fmt: skip
+        objs = "".join(
+            f"<object><name>{sbd.VOC_CLASSES[a.category_id - 1]}</name><bndbox><xmin>{a.box.x1 + 1}</xmin>"
+            f"<ymin>{a.box.y1 + 1}</ymin><xmax>{a.box.x2}</xmax><ymax>{a.box.y2}</ymax></bndbox></object>"
+            for a in ds.annotations
+            if a.image_id == iid
+        )
         (kit / "Annotations" / f"{iid}.xml").write_text(
             f"<annotation><filename>{iid}.jpg</filename><size><width>{im['width']}</width><height>{im['height']}"
-            f"</height></size>{objs}</annotation>")  # fmt: skip
+            f"</height></size>{objs}</annotation>"
+        )
         lists[im["split"]].append(iid)
     for split, ids in lists.items():
         (kit / "ImageSets/Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
@@ -307,9 +342,13 @@ def test_a_yolo_yaml_without_val_is_exported_with_the_pipelines_split_for_ultral
     listed = {k: [ln[2:] for ln in (out / "yolo" / f"{k}.txt").read_text().splitlines()] for k in ("train", "val")}
     assert sorted(listed["val"]) == sorted(set(table.loc[table.split == "val", "file"]))
     assert not set(listed["train"]) & set(listed["val"])
-    assert sorted(listed["train"] + listed["val"]) == sorted(str(p.relative_to(raw)) for p in raw.glob("images/*/*.jpg"))
+    assert sorted(listed["train"] + listed["val"]) == sorted(
+        str(p.relative_to(raw)) for p in raw.glob("images/*/*.jpg")
+    )
     back = yolo.read(out / "yolo/data.yaml")  # the export reads back, split as the pipeline split it
-    assert {i for i, im in back.images.items() if im["split"] == "val"} == set(table.loc[table.split == "val", "image_id"])
+    assert {i for i, im in back.images.items() if im["split"] == "val"} == set(
+        table.loc[table.split == "val", "image_id"]
+    )
     assert len(back.annotations) == len(table) and not back.rejects
 
 
@@ -333,7 +372,7 @@ def test_a_weak_network_hands_back_the_teachers_masks_and_says_so(tmp_path, caps
     network, and the export says so on its log and at the top of the review page."""
     sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
     raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
-    instances, out = export(tmp_path, raw, "yolo", "fused", nothing=True, trust="[0.5, 0.65]")
+    instances, out = export(tmp_path, raw, "yolo", "fused", nothing=True, trust=(0.5, 0.65))
     said = capsys.readouterr().out
     assert "export: weak network: its masks agree with the teacher's at 0.00 mIoU" in said
     assert "the fused masks are the teacher's alone" in said

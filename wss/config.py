@@ -38,7 +38,7 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123
 
 def loads(text: str) -> dict[str, Any]:
     """Parse params YAML text; numbers such as ``1e-06`` come back as ``float``."""
-    data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    data = yaml.load(text, Loader=_Loader)
     return data or {}
 
 
@@ -78,8 +78,9 @@ def section(p: dict[str, Any], dotted: str) -> dict[str, Any]:
 def seed(p: dict[str, Any]) -> int:
     """``base.seed``, the one seed every stage derives its randomness from."""
     value = section(p, "base").get("seed")
-    require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, "base.seed", "be an integer >= 0",
-            value)
+    require(
+        isinstance(value, int) and not isinstance(value, bool) and value >= 0, "base.seed", "be an integer >= 0", value
+    )
     return int(value)
 
 
@@ -146,12 +147,15 @@ def _number(kind: type, value: Any) -> int | float:
         return int(as_float)
     return float(value)
 
+
 # The closed vocabularies of params values; the modules that act on a value import it from here.
 SOURCES = ("sample", "sbd", "coco", "yolo", "voc")  # data.source
 METHODS = ("grabcut", "grabcut_plus")  # labels.method (or auto: see AUTO)
 # What ``auto`` means, by data.source ("real" = any source but the sample): see resolve.
-AUTO = {("labels", "method"): {"sample": "grabcut", "real": "grabcut_plus"},
-        ("train", "rounds"): {"sample": 1, "real": 2}}  # fmt: skip
+AUTO = {
+    ("labels", "method"): {"sample": "grabcut", "real": "grabcut_plus"},
+    ("train", "rounds"): {"sample": 1, "real": 2},
+}
 TRAIN_LABELS = ("teacher", "teacher_i", "box", "box_i", "gt")  # train.labels (self-training: train.rounds)
 RENAMED = {"grabcut": "teacher", "grabcut_i": "teacher_i"}  # old train.labels values, refused with a pointer
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision
@@ -190,8 +194,13 @@ class DataConfig:
         req(self.source in SOURCES, "data.source", f"be one of {', '.join(SOURCES)}", self.source)
         req(0 <= self.val_fraction < 1, "data.val_fraction", "lie in [0, 1)", self.val_fraction)
         if self.source not in ("sample", "sbd"):
-            req(bool(self.archive or self.url), "data.archive", f"name the {self.source} dataset (a local archive "
-                f"or directory), or data.url its download, when data.source is {self.source}", self.archive)  # fmt: skip
+            req(
+                bool(self.archive or self.url),
+                "data.archive",
+                f"name the {self.source} dataset (a local archive "
+                f"or directory), or data.url its download, when data.source is {self.source}",
+                self.archive,
+            )
 
 
 @dataclass(frozen=True)
@@ -214,18 +223,38 @@ class SampleConfig:
 
     def validate(self) -> None:
         req = require
-        req(self.n_train >= 1 and self.n_val >= 1, "data.sample.n_train and n_val", "be >= 1",
-            (self.n_train, self.n_val))
-        req(32 <= self.min_side <= self.max_side, "data.sample.min_side", "satisfy 32 <= min_side <= max_side",
-            (self.min_side, self.max_side))
+        req(
+            self.n_train >= 1 and self.n_val >= 1,
+            "data.sample.n_train and n_val",
+            "be >= 1",
+            (self.n_train, self.n_val),
+        )
+        req(
+            32 <= self.min_side <= self.max_side,
+            "data.sample.min_side",
+            "satisfy 32 <= min_side <= max_side",
+            (self.min_side, self.max_side),
+        )
         req(self.max_instances >= 1, "data.sample.max_instances", "be >= 1", self.max_instances)
-        req(0 < self.min_object <= self.max_object <= 1, "data.sample.min_object",
-            "satisfy 0 < min_object <= max_object <= 1", (self.min_object, self.max_object))
+        req(
+            0 < self.min_object <= self.max_object <= 1,
+            "data.sample.min_object",
+            "satisfy 0 < min_object <= max_object <= 1",
+            (self.min_object, self.max_object),
+        )
         req(0 <= self.close_color_prob <= 1, "data.sample.close_color_prob", "lie in [0, 1]", self.close_color_prob)
-        req(self.clutter >= 0 and self.noise_std >= 0, "data.sample.clutter and noise_std", "be >= 0",
-            (self.clutter, self.noise_std))
-        req(1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100, "data.sample.jpeg_quality_min",
-            "satisfy 1 <= min <= max <= 100", (self.jpeg_quality_min, self.jpeg_quality_max))
+        req(
+            self.clutter >= 0 and self.noise_std >= 0,
+            "data.sample.clutter and noise_std",
+            "be >= 0",
+            (self.clutter, self.noise_std),
+        )
+        req(
+            1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100,
+            "data.sample.jpeg_quality_min",
+            "satisfy 1 <= min <= max <= 100",
+            (self.jpeg_quality_min, self.jpeg_quality_max),
+        )
         req(0 <= self.min_visible <= 1, "data.sample.min_visible", "lie in [0, 1]", self.min_visible)
 
 
@@ -236,8 +265,9 @@ class ConvertConfig:
     max_reject_fraction: float  # share of images with a reject tolerated before the stage fails
 
     def validate(self) -> None:
-        require(0 <= self.max_reject_fraction <= 1, "convert.max_reject_fraction", "lie in [0, 1]",
-                       self.max_reject_fraction)
+        require(
+            0 <= self.max_reject_fraction <= 1, "convert.max_reject_fraction", "lie in [0, 1]", self.max_reject_fraction
+        )
 
 
 @dataclass(frozen=True)
@@ -271,8 +301,12 @@ class GrabCutConfig:
         req = require
         req(self.method in METHODS, "labels.method", f"be one of {', '.join(METHODS)}", self.method)
         req(self.min_side >= 0, "labels.min_side", "be >= 0", self.min_side)
-        req(self.max_side == 0 or self.max_side >= max(16, self.min_side), "labels.max_side",
-            "be 0 (no limit) or >= 16 and >= labels.min_side", self.max_side)
+        req(
+            self.max_side == 0 or self.max_side >= max(16, self.min_side),
+            "labels.max_side",
+            "be 0 (no limit) or >= 16 and >= labels.min_side",
+            self.max_side,
+        )
         req(self.shape_prior >= 0, "labels.shape_prior", "be >= 0", self.shape_prior)
         req(self.boundary_sigma > 0, "labels.boundary_sigma", "be > 0", self.boundary_sigma)
         req(self.iterations >= 1, "labels.iterations", "be >= 1", self.iterations)
@@ -280,7 +314,9 @@ class GrabCutConfig:
         req(self.min_box_side >= 1, "labels.min_box_side", "be >= 1", self.min_box_side)
         req(0 <= self.min_fg_fraction <= 1, "labels.min_fg_fraction", "lie in [0, 1]", self.min_fg_fraction)
         req(0 < self.whole_image_band < 0.5, "labels.whole_image_band", "lie in (0, 0.5)", self.whole_image_band)
-        req(self.fallback_shape in ("ellipse", "box"), "labels.fallback_shape", "be ellipse or box", self.fallback_shape)
+        req(
+            self.fallback_shape in ("ellipse", "box"), "labels.fallback_shape", "be ellipse or box", self.fallback_shape
+        )
 
 
 @dataclass(frozen=True)
@@ -305,8 +341,12 @@ class LabelsConfig:
 
     def validate(self) -> None:
         req = require
-        req(self.crop_size >= 16 and self.crop_size % 16 == 0, "labels.crop_size",
-            "be a positive multiple of 16 (the network downsamples by 16)", self.crop_size)
+        req(
+            self.crop_size >= 16 and self.crop_size % 16 == 0,
+            "labels.crop_size",
+            "be a positive multiple of 16 (the network downsamples by 16)",
+            self.crop_size,
+        )
         req(self.context_margin >= 0, "labels.context_margin", "be >= 0", self.context_margin)
         req(self.shard_size >= 1, "labels.shard_size", "be >= 1", self.shard_size)
         req(self.n_jobs != 0, "labels.n_jobs", "be a worker count or negative (-1 = all cores)", self.n_jobs)
@@ -371,25 +411,52 @@ class TrainConfig:
     def validate(self) -> None:
         req = require
         if self.labels in RENAMED:
-            raise ConfigError(f"train.labels: {self.labels} is now called {RENAMED[self.labels]} (the labels stage's "
-                              "masks, whichever labels.method made them)")
-        req(self.labels in TRAIN_LABELS, "train.labels", f"be one of {', '.join(TRAIN_LABELS)} (self-training: "
-            "train.rounds)", self.labels)
-        req(self.holdout in ("auto", "split"), "train.holdout", "be auto (every box without a ground-truth mask "
-            "teaches, whatever its split) or split (the train split alone)", self.holdout)
+            raise ConfigError(
+                f"train.labels: {self.labels} is now called {RENAMED[self.labels]} (the labels stage's "
+                "masks, whichever labels.method made them)"
+            )
+        req(
+            self.labels in TRAIN_LABELS,
+            "train.labels",
+            f"be one of {', '.join(TRAIN_LABELS)} (self-training: train.rounds)",
+            self.labels,
+        )
+        req(
+            self.holdout in ("auto", "split"),
+            "train.holdout",
+            "be auto (every box without a ground-truth mask "
+            "teaches, whatever its split) or split (the train split alone)",
+            self.holdout,
+        )
         req(self.rounds >= 1, "train.rounds", "be >= 1 (1 = no self-training)", self.rounds)
-        for name in ("steps", "batch_size", "accum_steps", "side_channels", "shuffle_buffer", "checkpoint_every",
-                     "checkpoints_kept", "log_every"):  # fmt: skip
+        for name in (
+            "steps",
+            "batch_size",
+            "accum_steps",
+            "side_channels",
+            "shuffle_buffer",
+            "checkpoint_every",
+            "checkpoints_kept",
+            "log_every",
+        ):
             req(getattr(self, name) >= 1, f"train.{name}", "be >= 1", getattr(self, name))
         req(self.optimizer in ("sgd", "adam"), "train.optimizer", "be sgd or adam", self.optimizer)
         req(self.lr > 0, "train.lr", "be > 0", self.lr)
         req(0 <= self.momentum < 1, "train.momentum", "lie in [0, 1)", self.momentum)
         req(self.weight_decay >= 0, "train.weight_decay", "be >= 0", self.weight_decay)
         req(0 <= self.ema < 1, "train.ema", "lie in [0, 1) (0 = off)", self.ema)
-        req(len(self.lr_factors) == len(self.lr_boundaries) + 1, "train.lr_factors",
-            "have one more entry than train.lr_boundaries", self.lr_factors)
-        req(len(self.side_weights) == len(self.side_boundaries) + 1, "train.side_weights",
-            "have one more entry than train.side_boundaries", self.side_weights)
+        req(
+            len(self.lr_factors) == len(self.lr_boundaries) + 1,
+            "train.lr_factors",
+            "have one more entry than train.lr_boundaries",
+            self.lr_factors,
+        )
+        req(
+            len(self.side_weights) == len(self.side_boundaries) + 1,
+            "train.side_weights",
+            "have one more entry than train.side_boundaries",
+            self.side_weights,
+        )
         for name in ("lr_boundaries", "side_boundaries"):
             b = getattr(self, name)
             req(list(b) == sorted(set(b)) and all(x > 0 for x in b), f"train.{name}", "be increasing and > 0", b)
@@ -397,18 +464,29 @@ class TrainConfig:
         req(all(w >= 0 for w in self.side_weights), "train.side_weights", "be >= 0", self.side_weights)
         req(self.loss_reduction in ("mean", "sum"), "train.loss_reduction", "be mean or sum", self.loss_reduction)
         req(self.iou_weight >= 0, "train.iou_weight", "be >= 0 (0 = cross-entropy alone)", self.iou_weight)
-        req(0 <= self.consensus_bg <= self.consensus_fg <= 1, "train.consensus_bg",
-            "satisfy 0 <= consensus_bg <= consensus_fg <= 1", (self.consensus_bg, self.consensus_fg))
+        req(
+            0 <= self.consensus_bg <= self.consensus_fg <= 1,
+            "train.consensus_bg",
+            "satisfy 0 <= consensus_bg <= consensus_fg <= 1",
+            (self.consensus_bg, self.consensus_fg),
+        )
         req(0 < self.box_i_core <= 1, "train.box_i_core", "lie in (0, 1]", self.box_i_core)
         req(0 <= self.scale_jitter < 1, "train.scale_jitter", "lie in [0, 1)", self.scale_jitter)
         req(0 <= self.box_jitter < 0.5, "train.box_jitter", "lie in [0, 0.5)", self.box_jitter)
         req(self.device in ("auto", "cpu", "gpu"), "train.device", "be auto, cpu or gpu", self.device)
-        req(self.devices == "auto" or self.devices.isdigit() and int(self.devices) >= 1, "train.devices",
-            "be auto or a number of devices >= 1", self.devices)
+        req(
+            self.devices == "auto" or self.devices.isdigit() and int(self.devices) >= 1,
+            "train.devices",
+            "be auto or a number of devices >= 1",
+            self.devices,
+        )
         req(self.precision in PRECISIONS, "train.precision", f"be one of {', '.join(PRECISIONS)}", self.precision)
-        req(not (self.jit_compile and self.deterministic), "train.jit_compile and train.deterministic",
+        req(
+            not (self.jit_compile and self.deterministic),
+            "train.jit_compile and train.deterministic",
             "not both be true (XLA has no deterministic max-pool gradient): set deterministic: false with XLA",
-            (self.jit_compile, self.deterministic))
+            (self.jit_compile, self.deterministic),
+        )
 
 
 CUT_PAIRWISE = ("colour", "hed")  # evaluate.cut_pairwise
@@ -434,15 +512,26 @@ class EvaluateConfig:
     def validate(self) -> None:
         req = require
         req(self.trust_min_instances >= 0, "evaluate.trust_min_instances", "be >= 0", self.trust_min_instances)
-        req(len(self.trust_agreement) == 2 and 0 <= self.trust_agreement[0] <= self.trust_agreement[1] <= 1,
-            "evaluate.trust_agreement", "be two numbers [weak below, trusted from] with 0 <= weak <= trusted <= 1",
-            list(self.trust_agreement))  # fmt: skip
-        req(self.cut_pairwise in CUT_PAIRWISE, "evaluate.cut_pairwise", f"be one of {', '.join(CUT_PAIRWISE)}",
-            self.cut_pairwise)  # fmt: skip
+        req(
+            len(self.trust_agreement) == 2 and 0 <= self.trust_agreement[0] <= self.trust_agreement[1] <= 1,
+            "evaluate.trust_agreement",
+            "be two numbers [weak below, trusted from] with 0 <= weak <= trusted <= 1",
+            list(self.trust_agreement),
+        )
+        req(
+            self.cut_pairwise in CUT_PAIRWISE,
+            "evaluate.cut_pairwise",
+            f"be one of {', '.join(CUT_PAIRWISE)}",
+            self.cut_pairwise,
+        )
         req(self.cut_gamma >= 0, "evaluate.cut_gamma", "be >= 0", self.cut_gamma)
         req(self.cut_sigma > 0, "evaluate.cut_sigma", "be > 0", self.cut_sigma)
-        req(self.cut_max_side == 0 or self.cut_max_side >= 16, "evaluate.cut_max_side", "be 0 or >= 16",
-            self.cut_max_side)  # fmt: skip
+        req(
+            self.cut_max_side == 0 or self.cut_max_side >= 16,
+            "evaluate.cut_max_side",
+            "be 0 or >= 16",
+            self.cut_max_side,
+        )
         req(0 < self.threshold < 1, "evaluate.threshold", "lie in (0, 1)", self.threshold)
         req(self.boundary_tolerance > 0, "evaluate.boundary_tolerance", "be > 0", self.boundary_tolerance)
         req(self.batch_size >= 1, "evaluate.batch_size", "be >= 1", self.batch_size)

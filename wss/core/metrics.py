@@ -59,6 +59,10 @@ def summary(ious: np.ndarray, fs: np.ndarray) -> dict:
     """The headline numbers of one segmenter over a set of instances."""
     ious = np.asarray(ious, float)
     r50, r75 = recall_at(ious, np.array([0.5, 0.75]))
-    return {"miou": round(float(ious.mean()), 4), "recall@0.5": round(float(r50), 4),
-            "recall@0.75": round(float(r75), 4), "boundary_f": round(float(np.mean(fs)), 4),
-            "instances": int(ious.size)}  # fmt: skip
+    return {
+        "miou": round(float(ious.mean()), 4),
+        "recall@0.5": round(float(r50), 4),
+        "recall@0.75": round(float(r75), 4),
+        "boundary_f": round(float(np.mean(fs)), 4),
+        "instances": int(ious.size),
+    }

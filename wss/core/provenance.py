@@ -77,8 +77,9 @@ def closure(module: str) -> tuple[Path, ...]:
 
 
 # Distribution names to try for a package that ships under several (the first one installed wins).
-DISTRIBUTIONS = {"opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
-                            "opencv-contrib-python")}  # fmt: skip
+DISTRIBUTIONS = {
+    "opencv": ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python")
+}
 
 
 def versions(*packages: str) -> dict[str, str]:
@@ -99,9 +100,13 @@ def versions(*packages: str) -> dict[str, str]:
 def _without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
-        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
-                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)):  # fmt: skip
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
             node.body = body[1:] or [ast.Pass()]
     return tree
 

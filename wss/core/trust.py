@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import numpy as np
 
-ADVICE = ("Give it more to learn from: more images or boxes (train.holdout: auto lets every box without a mask "
-          "teach), or more updates (train.steps).")  # fmt: skip
+ADVICE = (
+    "Give it more to learn from: more images or boxes (train.holdout: auto lets every box without a mask "
+    "teach), or more updates (train.steps)."
+)
 
 
-def weight(instances: int | None, agreement: float | None, min_instances: int,
-           agreement_range: tuple[float, float]) -> float:
+def weight(
+    instances: int | None, agreement: float | None, min_instances: int, agreement_range: tuple[float, float]
+) -> float:
     """The model's weight in the fused average (module docstring), from 0 (the teacher alone) to 0.5;
     ``instances`` ``None`` (not recorded) lets the agreement decide alone."""
     if instances is not None and instances < min_instances or agreement is None:
@@ -38,8 +41,9 @@ def weight(instances: int | None, agreement: float | None, min_instances: int,
     return round(0.5 * float(np.clip((agreement - lo) / (hi - lo), 0.0, 1.0)), 4)
 
 
-def assess(instances: int | None, agreement: float | None, min_instances: int,
-           agreement_range: tuple[float, float]) -> dict:
+def assess(
+    instances: int | None, agreement: float | None, min_instances: int, agreement_range: tuple[float, float]
+) -> dict:
     """The verdict: the evidence, the fusion weight, ``weak``, and a ``line`` saying why and what to
     do (``""`` for a trusted network)."""
     w = weight(instances, agreement, min_instances, agreement_range)
@@ -49,12 +53,17 @@ def assess(instances: int | None, agreement: float | None, min_instances: int,
     if agreement is None:
         reasons.append("no instance could measure its agreement with the teacher")
     elif agreement < agreement_range[1]:
-        reasons.append(f"its masks agree with the teacher's at {agreement:.2f} mIoU (trusted in full from "
-                       f"{agreement_range[1]:g}, evaluate.trust_agreement)")
+        reasons.append(
+            f"its masks agree with the teacher's at {agreement:.2f} mIoU (trusted in full from "
+            f"{agreement_range[1]:g}, evaluate.trust_agreement)"
+        )
     line = ""
     if w < 0.5:
-        hands = ("the fused masks are the teacher's alone" if w == 0 else
-                 f"the fused masks lean on the teacher (model weight {w:g} of 0.5)")  # fmt: skip
+        hands = (
+            "the fused masks are the teacher's alone"
+            if w == 0
+            else f"the fused masks lean on the teacher (model weight {w:g} of 0.5)"
+        )
         line = f"weak network: {'; '.join(reasons)}, so {hands}. {ADVICE}"
     return {"instances": instances, "agreement": agreement, "model_weight": w, "weak": w < 0.5, "line": line}
 
@@ -64,5 +73,7 @@ def few_instances_line(instances: int, min_instances: int) -> str:
     otherwise): :func:`assess` will call it weak whatever it agrees with."""
     if instances >= min_instances:
         return ""
-    return (f"weak network: it learnt from {instances} instances (evaluate.trust_min_instances: {min_instances}), "
-            f"so the fused masks will be the teacher's. {ADVICE}")
+    return (
+        f"weak network: it learnt from {instances} instances (evaluate.trust_min_instances: {min_instances}), "
+        f"so the fused masks will be the teacher's. {ADVICE}"
+    )

@@ -1,12 +1,13 @@
 """A dataset in its own format -> the instance table (:mod:`wss.data.instances`): the ``convert`` stage's work.
 
 ``data.source`` picks the reader: ``sample`` and ``sbd`` (:mod:`wss.data.readers.sbd`), ``coco``
-(:mod:`wss.data.readers.coco`), ``yolo`` (:mod:`wss.data.readers.yolo`) or ``voc`` (:mod:`wss.data.readers.voc`); every reader returns a
-:class:`wss.data.dataset.Dataset`, and :func:`wss.data.dataset.table` checks images and numbers instances
-the same way for all.  One bad file never stops the run: it becomes a row of ``rejects.csv``
-(file, image id, reason), and the stage fails only when the share of images with a reject
-exceeds ``convert.max_reject_fraction``.  A file that is not of the format at all (malformed
-JSON, XML or yaml at the top) stops the stage with a message naming it.
+(:mod:`wss.data.readers.coco`), ``yolo`` (:mod:`wss.data.readers.yolo`) or ``voc``
+(:mod:`wss.data.readers.voc`); every reader returns a :class:`wss.data.dataset.Dataset`, and
+:func:`wss.data.dataset.table` checks images and numbers instances the same way for all.  One
+bad file never stops the run: it becomes a row of ``rejects.csv`` (file, image id, reason), and
+the stage fails only when the share of images with a reject exceeds
+``convert.max_reject_fraction``.  A file that is not of the format at all (malformed JSON, XML or
+yaml at the top) stops the stage with a message naming it.
 """
 
 from __future__ import annotations
@@ -64,15 +65,19 @@ def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
             print(f"convert: {p.relative_to(root)} skipped: not an instances file (set data.annotations to use it)")
         files = [p for p in files if p not in skipped]
         if not files:
-            raise DataError(f"{root}: no COCO instances JSON found (only {', '.join(p.name for p in skipped)}); "
-                            f"set data.annotations")  # fmt: skip
+            raise DataError(
+                f"{root}: no COCO instances JSON found (only {', '.join(p.name for p in skipped)}); "
+                f"set data.annotations"
+            )
     parts = []
     for path in files:
         stem = path.stem.lower()
         split = None if len(files) == 1 else "val" if "val" in stem else "train" if "train" in stem else None
         if split is None and len(files) > 1:
-            raise DataError(f"{path}: several COCO files and this one's name says neither train nor val; "
-                             f"set data.annotations to the one to use")  # fmt: skip
+            raise DataError(
+                f"{path}: several COCO files and this one's name says neither train nor val; "
+                f"set data.annotations to the one to use"
+            )
         parts.append(coco.read(path, split))
     by_name: dict[str, list[Path]] = {}
     for p in dataset.files_under(root, dataset.IMAGE_SUFFIXES):
@@ -87,7 +92,9 @@ def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
         for iid, im in part.images.items():
             name = Path(im["file_name"])
             hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
-            rel = hits[0].relative_to(root) if len(hits) == 1 else name  # missing or ambiguous: wss.core.image.problem says so
+            rel = (
+                hits[0].relative_to(root) if len(hits) == 1 else name
+            )  # missing or ambiguous: wss.core.image.problem says so
             images[(k, iid)] = {**im, "file_name": str(rel), "name": name.stem}
     return dataset.Dataset(images, categories, annotations, rejects), files
 
@@ -132,9 +139,11 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
         bad = reject_table["image_id"].astype(str).nunique()
         fraction = bad / max(listed, 1)
         with_mask = int((table["mask"] != "").sum())
-        print(f"convert: {data.source}: {listed} images, {len(table)} instances "
-              f"({(table.split == 'train').sum()} train, {(table.split == 'val').sum()} val; {with_mask} with a mask), "
-              f"{len(ds.categories)} categories, {len(reject_table)} rejects in {bad} images ({fraction:.1%})")  # fmt: skip
+        print(
+            f"convert: {data.source}: {listed} images, {len(table)} instances "
+            f"({(table.split == 'train').sum()} train, {(table.split == 'val').sum()} val; {with_mask} with a mask), "
+            f"{len(ds.categories)} categories, {len(reject_table)} rejects in {bad} images ({fraction:.1%})"
+        )
         crowd = sum(a.iscrowd for a in ds.annotations)
         if crowd:
             print(f"  {crowd} crowd annotations left out, as COCO's evaluation does")
@@ -153,10 +162,15 @@ def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float)
         for split in SPLITS:
             if not (table.split == split).any():
                 reject_table.to_csv(failed, index=False)
-                why = (f"data.val_fraction is {data.val_fraction}" if split == "val" and data.val_fraction * listed < 0.5
-                       else f"every {split} image was rejected or has no annotation")  # fmt: skip
-                raise DataError(f"{root}: the {split} split is empty ({why}); the stage needs both train and val instances; "
-                                f"see {failed}")
+                why = (
+                    f"data.val_fraction is {data.val_fraction}"
+                    if split == "val" and data.val_fraction * listed < 0.5
+                    else f"every {split} image was rejected or has no annotation"
+                )
+                raise DataError(
+                    f"{root}: the {split} split is empty ({why}); the stage needs both train and val instances; "
+                    f"see {failed}"
+                )
         cats = [{"id": int(i), "name": n} for i, n in ds.categories.items()]
         (tmp / CATEGORIES).write_text(json.dumps(cats, indent=1))
         table.to_parquet(tmp / TABLE, index=False)

@@ -1,7 +1,8 @@
 """What every dataset reader returns (:class:`Dataset`), and how it becomes the instance table.
 
-The readers (:mod:`wss.data.readers.sbd`, :mod:`wss.data.readers.coco`, :mod:`wss.data.readers.yolo`, :mod:`wss.data.readers.voc`) convert their
-format's conventions at the border: boxes in the project's convention, masks as COCO-form
+The readers (:mod:`wss.data.readers.sbd`, :mod:`wss.data.readers.coco`,
+:mod:`wss.data.readers.yolo`, :mod:`wss.data.readers.voc`) convert their format's conventions at
+the border: boxes in the project's convention, masks as COCO-form
 segmentations, categories as the file has them.  :func:`table` then checks every image the
 same way, assigns splits and numbers the instances, whatever the source.
 """
@@ -26,8 +27,6 @@ from wss.data.instances import COLUMNS, SPLITS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what the readers look for
 
 
-
-
 @dataclass(frozen=True)
 class Annotation:
     """One usable annotation, in the project's box convention with a COCO-form segmentation."""
@@ -40,8 +39,9 @@ class Annotation:
     iscrowd: bool
     difficult: bool = False  # VOC's flag
     # Where the annotation stands in the user's own files, so exported masks join back to them:
-    # the annotation file (a path as the reader opened it; relative to the dataset root once tabled) and the id within it (COCO:
-    # the annotation id; YOLO: the line number; VOC: the object's index in the XML; SBD: the instance).
+    # the annotation file (a path as the reader opened it; relative to the dataset root once tabled)
+    # and the id within it (COCO: the annotation id; YOLO: the line number; VOC: the object's index
+    # in the XML; SBD: the instance).
     source_file: str = ""
     source_id: str = ""
 
@@ -102,7 +102,8 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
         todo.append((iid, name, split, path, anns))
     # Decoding every image dominates on large datasets; OpenCV and PIL release the GIL.
     reasons = Parallel(n_jobs=-1, prefer="threads")(
-        delayed(image_problem)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo)
+        delayed(image_problem)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo
+    )
     rows = []
     for (iid, name, split, path, anns), reason in zip(todo, reasons):
         im = ds.images[iid]
@@ -113,11 +114,21 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
         for a in anns:
             row, reason = _row(a, h, w)
             if reason:
-                rejects.append({"file": str(path), "image_id": name, "reason": f"annotation {a.annotation_id}: {reason}"})
+                rejects.append(
+                    {"file": str(path), "image_id": name, "reason": f"annotation {a.annotation_id}: {reason}"}
+                )
                 continue
-            row.update(image_id=name, split=split, category_name=ds.categories[a.category_id], height=h, width=w,
-                       file=im["file_name"], coco_image_id=int(im["coco_id"]) if keep_ids else numbers[iid],
-                       source_file=_relative(a.source_file, root), source_id=str(a.source_id))  # fmt: skip
+            row.update(
+                image_id=name,
+                split=split,
+                category_name=ds.categories[a.category_id],
+                height=h,
+                width=w,
+                file=im["file_name"],
+                coco_image_id=int(im["coco_id"]) if keep_ids else numbers[iid],
+                source_file=_relative(a.source_file, root),
+                source_id=str(a.source_id),
+            )
             rows.append(row)
     out = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "instance_id"])
     out["instance_id"] = out.groupby("image_id", sort=False).cumcount() + 1
@@ -150,8 +161,16 @@ def _row(a: Annotation, h: int, w: int) -> tuple[dict, str]:
         if not area:
             return {}, "mask has no pixels"
         counts = to_rle(mask)
-    return {"category": int(a.category_id), "x1": box.x1, "y1": box.y1, "x2": box.x2, "y2": box.y2,
-            "area": area, "mask": counts, "difficult": bool(a.difficult)}, ""  # fmt: skip
+    return {
+        "category": int(a.category_id),
+        "x1": box.x1,
+        "y1": box.y1,
+        "x2": box.x2,
+        "y2": box.y2,
+        "area": area,
+        "mask": counts,
+        "difficult": bool(a.difficult),
+    }, ""
 
 
 def files_under(root: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:

@@ -70,7 +70,7 @@ def _fetch_once(url: str, part: Path, timeout: float) -> bool:
     have = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - URL comes from params
+        response = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and have:  # our partial file is already the whole thing
             return True
@@ -88,9 +88,10 @@ def _fetch_once(url: str, part: Path, timeout: float) -> bool:
         length = response.headers.get("Content-Length")
         total = have + int(length) if length is not None else None
         try:
-            with open(part, "ab" if resumed else "wb") as f, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc=f"download {part.stem}"
-            ) as bar:
+            with (
+                open(part, "ab" if resumed else "wb") as f,
+                tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=f"download {part.stem}") as bar,
+            ):
                 while block := response.read(CHUNK):
                     f.write(block)
                     bar.update(len(block))
@@ -136,8 +137,9 @@ def extract(archive: Path, out_dir: Path, member_root: str = "") -> None:
         except tarfile.FilterError as exc:
             raise FetchError(f"{archive}: unsafe archive member rejected ({exc})") from exc
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise FetchError(f"{archive}: cannot extract ({type(exc).__name__}: {exc}); is it a .zip, .tar, "
-                             f".tar.gz or a directory?") from exc  # fmt: skip
+            raise FetchError(
+                f"{archive}: cannot extract ({type(exc).__name__}: {exc}); is it a .zip, .tar, .tar.gz or a directory?"
+            ) from exc
         src = work / member_root if member_root else work
         if not src.is_dir():
             raise FetchError(f"{archive}: has no {member_root}/ directory; is this the SBD benchmark.tgz?")

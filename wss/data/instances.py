@@ -41,8 +41,26 @@ TABLE = "instances.parquet"
 CATEGORIES = "categories.json"
 REJECTS = "rejects.csv"
 SOURCE = "source.json"  # {"source": data.source, "files": the annotation files the dataset was read from}
-COLUMNS = ["image_id", "split", "instance_id", "category", "category_name", "x1", "y1", "x2", "y2", "area",
-           "height", "width", "file", "mask", "difficult", "coco_image_id", "source_file", "source_id"]  # fmt: skip
+COLUMNS = [
+    "image_id",
+    "split",
+    "instance_id",
+    "category",
+    "category_name",
+    "x1",
+    "y1",
+    "x2",
+    "y2",
+    "area",
+    "height",
+    "width",
+    "file",
+    "mask",
+    "difficult",
+    "coco_image_id",
+    "source_file",
+    "source_id",
+]
 
 
 def read_table(directory: str | Path) -> pd.DataFrame:

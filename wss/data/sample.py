@@ -26,8 +26,6 @@ FAMILIES = ("ellipse", "star", "crescent", "ell", "cross", "ring", "dumbbell", "
 CLASS_HUES = [(37 * c) % 180 for c in range(20)]
 
 
-
-
 def family_of(category: int) -> str:
     """Shape family of VOC class ``category`` (1..20)."""
     return FAMILIES[(category - 1) % len(FAMILIES)]
@@ -84,8 +82,9 @@ def _outline(family: str, rng: np.random.Generator) -> list[tuple[np.ndarray, in
     raise ValueError(f"unknown shape family {family!r}")
 
 
-def _draw_object(family: str, shape: tuple[int, int], centre: tuple[float, float], size: float,
-                 rng: np.random.Generator) -> np.ndarray:
+def _draw_object(
+    family: str, shape: tuple[int, int], centre: tuple[float, float], size: float, rng: np.random.Generator
+) -> np.ndarray:
     """Binary mask of one object of ``family`` placed at ``centre`` with half-extent ``size``."""
     upright = family in ("person", "mushroom")
     angle = rng.uniform(-0.35, 0.35) if upright else rng.uniform(-np.pi, np.pi)
@@ -125,8 +124,14 @@ def _background(rng: np.random.Generator, shape: tuple[int, int], cfg: SampleCon
     return img
 
 
-def _appearance(rng: np.random.Generator, category: int, shape: tuple[int, int], box: tuple[int, int, int, int],
-                backdrop: np.ndarray, close_prob: float) -> np.ndarray:
+def _appearance(
+    rng: np.random.Generator,
+    category: int,
+    shape: tuple[int, int],
+    box: tuple[int, int, int, int],
+    backdrop: np.ndarray,
+    close_prob: float,
+) -> np.ndarray:
     """Colour field of an object of ``category`` (full image size; only its mask is used)."""
     h, w = shape
     if rng.random() < close_prob:

@@ -5,19 +5,20 @@ the probability map is pasted back into the full image through its crop window, 
 ``evaluate.threshold`` and compared with the full-resolution ground truth.  The labels the
 network learnt from (``teacher``, made by ``labels.method``, recorded as ``teacher_method``) are
 scored as a training-free segmenter, the number the network should beat, twice: ``teacher`` at
-full resolution, exactly as the labels stage made them, and ``teacher_via_crops`` pasted back through the same crops as the
-model's predictions (what the crop resolution alone costs).
+full resolution, exactly as the labels stage made them, and ``teacher_via_crops`` pasted back
+through the same crops as the model's predictions (what the crop resolution alone costs).
 
 Only instances with a ground-truth mask are scored against it (a boxes-only dataset has none;
 the counts are reported).  Every instance, with a mask or not, gets the model's agreement with its
 teacher (``agreement_with_teacher``: IoU of the two masks) and the distribution of the model's
-scores (``score``): a boxes-only dataset's evaluation is those.  Next to mIoU, recall@t and boundary F: COCO's mask AP (``COCOeval``, ``segm``) with
-one predicted mask per ground-truth box, scored by the model's mean foreground probability
-inside the mask; the filled box as a segmenter; and mIoU per COCO object size.
+scores (``score``): a boxes-only dataset's evaluation is those.  Next to mIoU, recall@t and
+boundary F: COCO's mask AP (``COCOeval``, ``segm``) with one predicted mask per ground-truth box,
+scored by the model's mean foreground probability inside the mask; the filled box as a
+segmenter; and mIoU per COCO object size.
 
-Results: the headline numbers, per-class numbers (the dataset's own categories), and plots: ``recall.tsv`` (recall vs IoU
-threshold), ``per_class.tsv``, ``instances.tsv`` (the scores of every instance with a mask),
-``instances_all.tsv`` (agreement and score of every val instance) and ``overlays/*.png``
+Results: the headline numbers, per-class numbers (the dataset's own categories), and plots:
+``recall.tsv`` (recall vs IoU threshold), ``per_class.tsv``, ``instances.tsv`` (the scores of
+every instance with a mask), ``instances_all.tsv`` (agreement and score of every val instance) and ``overlays/*.png``
 (image, box, ground-truth outline, predicted mask).
 """
 
@@ -38,15 +39,21 @@ from wss.data.instances import by_key, gt_mask, read_categories, read_table
 from wss.data.readers import coco
 from wss.errors import StageInputError
 from wss.evaluation.mask_ap import mask_ap
-from wss.evaluation.predictor import Predictor
+from wss.evaluation.predictor import Instance, Predictor
 from wss.evaluation.refine import score
 from wss.labels import shards
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
 
 
-def evaluate(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_root: Path, plots_dir: Path,
-             verdict: dict | None = None) -> tuple[dict, dict]:
+def evaluate(
+    predictor: Predictor,
+    shard_dir: Path,
+    instances_dir: Path,
+    data_root: Path,
+    plots_dir: Path,
+    verdict: dict | None = None,
+) -> tuple[dict, dict]:
     """Score the network of ``predictor`` (its masks as ``evaluate.refine`` makes them), its teacher
     labels, the fused masks (the model weighted as ``verdict``, :func:`wss.evaluation.trust.judge`,
     says; the plain average without one) and the filled box on the val instances that have a mask;
@@ -68,9 +75,15 @@ def evaluate(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_ro
     files = {key: r.file for key, r in val.items()}
     for inst in tqdm(predictor.instances(shard_dir, "val", files), total=total, desc="evaluate", unit="inst"):
         r = val[inst.key]
-        unrefined = inst.unrefined
-        free.append({"key": inst.key, "category": r.category_name, "area": r.area, "score": inst.score,
-                     "agreement": metrics.iou(inst.mask, inst.teacher)})  # fmt: skip
+        free.append(
+            {
+                "key": inst.key,
+                "category": r.category_name,
+                "area": r.area,
+                "score": inst.score,
+                "agreement": metrics.iou(inst.mask, inst.teacher),
+            }
+        )
         image_id = inst.key.rsplit("/", 1)[0]
         if len(overlay_ids) < cfg.n_overlays:
             overlay_ids.add(image_id)
@@ -79,19 +92,8 @@ def evaluate(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_ro
             keep.setdefault(image_id, []).append((inst.box, inst.mask, gt))
         if gt is None:
             continue
-        box = fill(inst.box, *gt.shape)
         fused = predictor.fused(inst, weight)
-        rows.append({
-            "key": inst.key, "category": r.category_name, "area": r.area,
-            "iou": metrics.iou(inst.mask, gt), "boundary_f": metrics.boundary_f(inst.mask, gt, tol),
-            "iou_unrefined": metrics.iou(unrefined, gt), "boundary_f_unrefined": metrics.boundary_f(unrefined, gt, tol),
-            "iou_fused": metrics.iou(fused, gt), "boundary_f_fused": metrics.boundary_f(fused, gt, tol),
-            "iou_teacher": metrics.iou(inst.teacher, gt),
-            "boundary_f_teacher": metrics.boundary_f(inst.teacher, gt, tol),
-            "iou_teacher_crop": metrics.iou(inst.teacher_via_crops, gt),
-            "boundary_f_teacher_crop": metrics.boundary_f(inst.teacher_via_crops, gt, tol),
-            "iou_box": metrics.iou(box, gt), "boundary_f_box": metrics.boundary_f(box, gt, tol),
-        })  # fmt: skip
+        rows.append({"key": inst.key, "category": r.category_name, "area": r.area, **_scored(inst, fused, gt, tol)})
         gts.append(coco.annotation(len(gts) + 1, int(r.coco_image_id), int(r.category), inst.box, gt))
         det = {"image_id": int(r.coco_image_id), "category_id": int(r.category)}
         dts.append({**det, "segmentation": coco.encode(inst.mask), "score": inst.score})
@@ -100,10 +102,17 @@ def evaluate(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_ro
         teacher.append({**det, "segmentation": coco.encode(inst.teacher), "score": 1.0})
     free = pd.DataFrame(free)
     # The labels the model learnt from, named by their role; which method made them is recorded beside.
-    result = {"instances_with_masks": len(rows), "instances_without_masks": total - len(rows),
-              "teacher_method": shards.read_manifest(shard_dir)["method"], "threshold": cfg.threshold,
-              "flip": cfg.flip, "refine": cfg.refine, "agreement_with_teacher": _agreement(free),
-              "score": _scores(free), "cut_ms_per_instance": predictor.refiner.ms_per_instance()}  # fmt: skip
+    result = {
+        "instances_with_masks": len(rows),
+        "instances_without_masks": total - len(rows),
+        "teacher_method": shards.read_manifest(shard_dir)["method"],
+        "threshold": cfg.threshold,
+        "flip": cfg.flip,
+        "refine": cfg.refine,
+        "agreement_with_teacher": _agreement(free),
+        "score": _scores(free),
+        "cut_ms_per_instance": predictor.refiner.ms_per_instance(),
+    }
     if verdict:
         result["trust"] = verdict
     categories = read_categories(instances_dir)
@@ -119,24 +128,62 @@ def evaluate(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_ro
             per = pd.DataFrame(rows)
             images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
             result |= _with_masks(per, images, categories, gts, dts, teacher, fused_dts)
-            for name in categories.values():
-                sel = per[per.category == name]
-                per_class[name] = {"iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
-                                   "iou_teacher": round(float(sel.iou_teacher.mean()), 4) if len(sel) else None,
-                                   "instances": int(len(sel))}  # fmt: skip
-            curve = pd.DataFrame({"threshold": THRESHOLDS,
-                                  "recall": metrics.recall_at(per.iou, THRESHOLDS).round(4),
-                                  "recall_teacher": metrics.recall_at(per.iou_teacher, THRESHOLDS).round(4)})  # fmt: skip
-            curve.to_csv(tmp / "recall.tsv", sep="\t", index=False)
-            pc = pd.DataFrame([{"class": n, "iou": v["iou"], "iou_teacher": v["iou_teacher"]}
-                               for n, v in per_class.items() if v["instances"]])  # fmt: skip
-            pc.to_csv(tmp / "per_class.tsv", sep="\t", index=False)
-            per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
+            per_class = _per_class(per, categories)
+            _write_tables(tmp, per, per_class)
     return result, per_class
 
 
-def _with_masks(per: pd.DataFrame, images: dict, categories: dict, gts: list, dts: list, teacher: list,
-                fused: list) -> dict:
+def _scored(inst: Instance, fused: np.ndarray, gt: np.ndarray, tol: float) -> dict:
+    """IoU and boundary F against ``gt`` of the instance's masks: the model's (as ``evaluate.refine``
+    makes it, and ``unrefined``), the ``fused`` one, the teacher's (and via the crops) and the filled box."""
+    masks = {
+        "": inst.mask,
+        "_unrefined": inst.unrefined,
+        "_fused": fused,
+        "_teacher": inst.teacher,
+        "_teacher_crop": inst.teacher_via_crops,
+        "_box": fill(inst.box, *gt.shape),
+    }
+    out = {}
+    for suffix, mask in masks.items():
+        out[f"iou{suffix}"] = metrics.iou(mask, gt)
+        out[f"boundary_f{suffix}"] = metrics.boundary_f(mask, gt, tol)
+    return out
+
+
+def _per_class(per: pd.DataFrame, categories: dict) -> dict:
+    """mIoU of the model and of the teacher per category of the dataset (None where it has no val instance)."""
+    out = {}
+    for name in categories.values():
+        sel = per[per.category == name]
+        out[name] = {
+            "iou": round(float(sel.iou.mean()), 4) if len(sel) else None,
+            "iou_teacher": round(float(sel.iou_teacher.mean()), 4) if len(sel) else None,
+            "instances": int(len(sel)),
+        }
+    return out
+
+
+def _write_tables(tmp: Path, per: pd.DataFrame, per_class: dict) -> None:
+    """The plots' tables: recall against the IoU threshold, per class, and every instance's scores."""
+    curve = pd.DataFrame(
+        {
+            "threshold": THRESHOLDS,
+            "recall": metrics.recall_at(per.iou, THRESHOLDS).round(4),
+            "recall_teacher": metrics.recall_at(per.iou_teacher, THRESHOLDS).round(4),
+        }
+    )
+    curve.to_csv(tmp / "recall.tsv", sep="\t", index=False)
+    pc = pd.DataFrame(
+        [{"class": n, "iou": v["iou"], "iou_teacher": v["iou_teacher"]} for n, v in per_class.items() if v["instances"]]
+    )
+    pc.to_csv(tmp / "per_class.tsv", sep="\t", index=False)
+    per.round(4).to_csv(tmp / "instances.tsv", sep="\t", index=False)  # per instance, to dig into
+
+
+def _with_masks(
+    per: pd.DataFrame, images: dict, categories: dict, gts: list, dts: list, teacher: list, fused: list
+) -> dict:
     """The scores against the ground truth, each with mIoU per COCO size: the model's (as
     ``evaluate.refine`` makes its masks, and ``unrefined``), the ``fused`` masks', the teacher's
     and the filled box's."""
@@ -160,12 +207,19 @@ def _with_masks(per: pd.DataFrame, images: dict, categories: dict, gts: list, dt
 def _agreement(free: pd.DataFrame) -> dict:
     """How closely the model's masks follow its teacher's (mean IoU between the two), overall and per size."""
     sizes = metrics.size_buckets(free.area.to_numpy())
-    return {"miou": round(float(free.agreement.mean()), 4),
-            **{s: round(float(free.agreement[sel].mean()), 4) if sel.any() else None for s, sel in sizes.items()}}
+    return {
+        "miou": round(float(free.agreement.mean()), 4),
+        **{s: round(float(free.agreement[sel].mean()), 4) if sel.any() else None for s, sel in sizes.items()},
+    }
 
 
 def _scores(free: pd.DataFrame) -> dict:
     """The distribution of the model's scores (mean foreground probability inside its mask)."""
     q = free.score.quantile([0.1, 0.5, 0.9]).round(4).tolist()
-    return {"mean": round(float(free.score.mean()), 4), "p10": q[0], "median": q[1], "p90": q[2],
-            "empty_masks": int((free.score == 0).sum())}
+    return {
+        "mean": round(float(free.score.mean()), 4),
+        "p10": q[0],
+        "median": q[1],
+        "p90": q[2],
+        "empty_masks": int((free.score == 0).sum()),
+    }

@@ -51,8 +51,10 @@ def coco_file(rows: pd.DataFrame, categories: dict[int, str], annotations: list[
     images = rows.drop_duplicates("image_id")
     return {
         "info": {"description": f"wss {what}", "version": "1"},
-        "images": [{"id": int(r.coco_image_id), "file_name": r.file, "height": int(r.height), "width": int(r.width)}
-                   for r in images.itertuples()],  # fmt: skip
+        "images": [
+            {"id": int(r.coco_image_id), "file_name": r.file, "height": int(r.height), "width": int(r.width)}
+            for r in images.itertuples()
+        ],
         "categories": [{"id": c, "name": n} for c, n in categories.items()],
         "annotations": annotations,
     }
@@ -66,14 +68,25 @@ def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
         for i, key in enumerate(data["key"]):
             r = rows[key]
             mask = shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i])
-            out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), Box(r.x1, r.y1, r.x2, r.y2),
-                                       mask, instance=key, fallback=str(data["fallback"][i]),
-                                       source_file=r.source_file, source_id=r.source_id))  # fmt: skip
+            out.append(
+                coco.annotation(
+                    len(out) + 1,
+                    int(r.coco_image_id),
+                    int(r.category),
+                    Box(r.x1, r.y1, r.x2, r.y2),
+                    mask,
+                    instance=key,
+                    fallback=str(data["fallback"][i]),
+                    source_file=r.source_file,
+                    source_id=r.source_id,
+                )
+            )
     return out
 
 
-def model_annotations(predictor: Predictor, shard_dir: Path, split: str, rows: dict[str, object], fused: bool,
-                      weight: float = 0.5) -> tuple[list[dict], list[dict]]:
+def model_annotations(
+    predictor: Predictor, shard_dir: Path, split: str, rows: dict[str, object], fused: bool, weight: float = 0.5
+) -> tuple[list[dict], list[dict]]:
     """The model's full-resolution mask of every instance of ``split`` (as ``evaluate.refine`` makes
     it), as scored COCO annotations, and with ``fused`` the fused masks likewise, the model counting
     ``weight`` in them (else ``[]``)."""
@@ -84,18 +97,44 @@ def model_annotations(predictor: Predictor, shard_dir: Path, split: str, rows: d
     for inst in tqdm(predictor.instances(shard_dir, split, files), total=total, desc=f"export {split}", unit="inst"):
         r = rows[inst.key]
         common = {"instance": inst.key, "source_file": r.source_file, "source_id": r.source_id}
-        out.append(coco.annotation(len(out) + 1, int(r.coco_image_id), int(r.category), inst.box, inst.mask,
-                                   score=round(inst.score, 4), **common,
-                                   **review.quality(inst.mask, inst.teacher, inst.certainty)))  # fmt: skip
+        out.append(
+            coco.annotation(
+                len(out) + 1,
+                int(r.coco_image_id),
+                int(r.category),
+                inst.box,
+                inst.mask,
+                score=round(inst.score, 4),
+                **common,
+                **review.quality(inst.mask, inst.teacher, inst.certainty),
+            )
+        )
         if fused:
             mask = predictor.fused(inst, weight)
-            both.append(coco.annotation(len(both) + 1, int(r.coco_image_id), int(r.category), inst.box, mask,
-                                        score=round(score(inst.prob, mask), 4), **common))  # fmt: skip
+            both.append(
+                coco.annotation(
+                    len(both) + 1,
+                    int(r.coco_image_id),
+                    int(r.category),
+                    inst.box,
+                    mask,
+                    score=round(score(inst.prob, mask), 4),
+                    **common,
+                )
+            )
     return out, both
 
 
-def export(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_root: Path, out: Path, masks: str,
-           cards: int, verdict: dict | None = None) -> dict[str, object]:
+def export(
+    predictor: Predictor,
+    shard_dir: Path,
+    instances_dir: Path,
+    data_root: Path,
+    out: Path,
+    masks: str,
+    cards: int,
+    verdict: dict | None = None,
+) -> dict[str, object]:
     """Write ``teacher_<split>.json`` and ``model_<split>.json`` (and ``fused_<split>.json`` when
     ``masks`` is ``fused``) under ``out`` and the user's own files with the ``masks`` (``model``,
     ``teacher`` or ``fused``) filled in (atomically, as one directory); return what was written.
@@ -119,27 +158,49 @@ def export(predictor: Predictor, shard_dir: Path, instances_dir: Path, data_root
             made["model"], fused = model_annotations(predictor, shard_dir, split, rows, masks == "fused", weight)
             if masks == "fused":
                 made["fused"] = fused
-            what_is = {"teacher": teacher, "model": f"model masks, {split}",
-                       "fused": f"fused masks (model weight {weight:g} and teacher through the refinement cut), {split}"
-                       if weight > 0 else f"fused masks (the network is weak: the teacher's), {split}"}  # fmt: skip
+            what_is = {
+                "teacher": teacher,
+                "model": f"model masks, {split}",
+                "fused": f"fused masks (model weight {weight:g} and teacher through the refinement cut), {split}"
+                if weight > 0
+                else f"fused masks (the network is weak: the teacher's), {split}",
+            }
             for what, anns in made.items():
                 name = f"{what}_{split}.json"
                 atomic.write_json(tmp / name, coco_file(part, categories, anns, what_is[what]))
                 counts[name] = len(anns)
             for ann in made["model"]:
                 r = rows[ann["instance"]]
-                rated.append({"key": ann["instance"], "file": r.file, "category_name": r.category_name,
-                              "source_file": r.source_file, "source_id": r.source_id, "split": split,
-                              "x1": r.x1, "y1": r.y1, "x2": r.x2, "y2": r.y2, "score": ann["score"],
-                              **{k: ann[k] for k in ("quality", "agreement", "certainty")}})  # fmt: skip
+                rated.append(
+                    {
+                        "key": ann["instance"],
+                        "file": r.file,
+                        "category_name": r.category_name,
+                        "source_file": r.source_file,
+                        "source_id": r.source_id,
+                        "split": split,
+                        "x1": r.x1,
+                        "y1": r.y1,
+                        "x2": r.x2,
+                        "y2": r.y2,
+                        "score": ann["score"],
+                        **{k: ann[k] for k in ("quality", "agreement", "certainty")},
+                    }
+                )
             quality = {ann["instance"]: ann["quality"] for ann in made["model"]}
             for ann in made[masks]:
-                chosen[ann["instance"]] = {"segmentation": ann["segmentation"], "area": ann["area"],
-                                           "score": ann.get("score", 1.0), "quality": quality[ann["instance"]],
-                                           "source": masks}  # fmt: skip
+                chosen[ann["instance"]] = {
+                    "segmentation": ann["segmentation"],
+                    "area": ann["area"],
+                    "score": ann.get("score", 1.0),
+                    "quality": quality[ann["instance"]],
+                    "source": masks,
+                }
         ranked = pd.DataFrame(rated)
-        shown = {k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"])
-                 for k in review.worst(ranked, cards).key}  # fmt: skip
+        shown = {
+            k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"])
+            for k in review.worst(ranked, cards).key
+        }
         counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards, banner))
         if source["source"] == "coco":
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")

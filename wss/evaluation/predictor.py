@@ -68,9 +68,16 @@ class Predictor:
     ``data_root`` and ``boundaries_dir`` (the dataset and its HED maps) are needed only to cut the
     masks of a dataset's instances (:meth:`instances` with ``evaluate.refine``, :meth:`fused`)."""
 
-    def __init__(self, network, crop_size: int, context_margin: float, cfg: EvaluateConfig,
-                 meta: dict | None = None, data_root: Path | None = None,
-                 boundaries_dir: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        network,
+        crop_size: int,
+        context_margin: float,
+        cfg: EvaluateConfig,
+        meta: dict | None = None,
+        data_root: Path | None = None,
+        boundaries_dir: Path | None = None,
+    ) -> None:
         self.network = network
         self.crop_size, self.context_margin = crop_size, context_margin
         self.cfg = cfg
@@ -79,8 +86,9 @@ class Predictor:
         self._hed = None
 
     @classmethod
-    def load(cls, path: Path, cfg: EvaluateConfig, data_root: Path | None = None,
-             boundaries_dir: Path | None = None) -> Predictor:  # fmt: skip
+    def load(
+        cls, path: Path, cfg: EvaluateConfig, data_root: Path | None = None, boundaries_dir: Path | None = None
+    ) -> Predictor:
         """The network at ``path`` (written by the train stage) with its sidecar; a
         :class:`~wss.errors.DataError` naming the file when either is missing or not a wss model."""
         from wss.net.model import load, sidecar
@@ -90,8 +98,9 @@ class Predictor:
             raise DataError(f"{path}: no such model file (train one with `dvc repro train`)")
         side = sidecar(path)
         if not side.is_file():
-            raise DataError(f"{side}: missing; it records the crop transform and is written next to the model by "
-                            "the train stage")  # fmt: skip
+            raise DataError(
+                f"{side}: missing; it records the crop transform and is written next to the model by the train stage"
+            )
         try:
             network = load(str(path))
             meta = json.loads(side.read_text())
@@ -124,8 +133,9 @@ class Predictor:
             return Prediction(full, [(p >= self.cfg.threshold).astype(np.uint8) for p in full])
         edges = boundaries.detect(self._hed_model(), [image])[0] if self.cfg.cut_pairwise == "hed" else None
         c = self.cfg
-        return Prediction(full, [refine(image, p, b, edges, c.cut_gamma, c.cut_sigma, c.cut_max_side)
-                                 for p, b in zip(full, boxes)])  # fmt: skip
+        return Prediction(
+            full, [refine(image, p, b, edges, c.cut_gamma, c.cut_sigma, c.cut_max_side) for p, b in zip(full, boxes)]
+        )
 
     def instances(self, shard_dir: Path, split: str, files: Mapping[str, str] | None = None) -> Iterator[Instance]:
         """Every instance of ``split`` in the shards, in shard order, predicted from its stored crop.
@@ -135,8 +145,9 @@ class Predictor:
         if self.cfg.refine and (files is None or self.refiner is None):
             raise ValueError("evaluate.refine cuts the masks on the dataset's images: give data_root and files")
         for path in shards.files(shard_dir, split):
-            data = shards.read(path, ("image", "box", "teacher", "teacher_full", "window", "box_xyxy", "image_size",
-                                      "key", "category"))  # fmt: skip
+            data = shards.read(
+                path, ("image", "box", "teacher", "teacher_full", "window", "box_xyxy", "image_size", "key", "category")
+            )
             probs = self.crop_probabilities(data["image"], data["box"])
             for i, key in enumerate(data["key"]):
                 key = str(key)
@@ -148,11 +159,20 @@ class Predictor:
                 unrefined = (prob >= self.cfg.threshold).astype(np.uint8)
                 mask = self.refiner.cut(file, prob, box) if self.cfg.refine else unrefined
                 yield Instance(
-                    key=key, file=file, category=int(data["category"][i]), box=box, prob=prob, unrefined=unrefined,
-                    mask=mask, score=score(prob, mask), certainty=certainty(prob, box),
+                    key=key,
+                    file=file,
+                    category=int(data["category"][i]),
+                    box=box,
+                    prob=prob,
+                    unrefined=unrefined,
+                    mask=mask,
+                    score=score(prob, mask),
+                    certainty=certainty(prob, box),
                     teacher=shards.full_label(data["teacher_full"][i], data["box_xyxy"][i], data["image_size"][i]),
-                    teacher_via_crops=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(np.uint8),
-                )  # fmt: skip
+                    teacher_via_crops=(paste(data["teacher"][i].astype(np.float32), window, h, w) >= 0.5).astype(
+                        np.uint8
+                    ),
+                )
 
     def fused(self, inst: Instance, weight: float) -> np.ndarray:
         """The fused mask of a dataset instance: the cut of the model's probability averaged with the
@@ -179,8 +199,10 @@ def settings(params: str | Path, **given: float | bool | None) -> EvaluateConfig
     """The ``evaluate`` section of ``params``, with the ``threshold``, ``flip`` and ``refine`` of
     ``given`` in place of its own where they are not None (``predict``'s command line)."""
     if not Path(params).is_file():
-        raise InputError(f"{params}: no such params file; give --params (its evaluate section holds the threshold, "
-                         "flip and refinement cut)")  # fmt: skip
+        raise InputError(
+            f"{params}: no such params file; give --params (its evaluate section holds the threshold, "
+            "flip and refinement cut)"
+        )
     cfg = config.typed(EvaluateConfig, config.section(config.load(params), "evaluate"), "evaluate")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
     if not 0 < cfg.threshold < 1:

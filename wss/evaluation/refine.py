@@ -48,8 +48,9 @@ def unaries(prob: np.ndarray, weight: float) -> tuple[np.ndarray, np.ndarray]:
     return -weight * np.log1p(-p), -weight * np.log(p)
 
 
-def refine(image: np.ndarray, prob: np.ndarray, box: Box, edges: np.ndarray | None, gamma: float,
-           sigma: float, max_side: int) -> np.ndarray:
+def refine(
+    image: np.ndarray, prob: np.ndarray, box: Box, edges: np.ndarray | None, gamma: float, sigma: float, max_side: int
+) -> np.ndarray:
     """The minimum cut of ``prob`` (H x W foreground probability) inside ``box`` on the (H, W, 3)
     ``image``: a uint8 H x W mask, 0 outside the box.
 
@@ -74,8 +75,11 @@ def refine(image: np.ndarray, prob: np.ndarray, box: Box, edges: np.ndarray | No
         p = cv2.resize(p.astype(np.float32), size, interpolation=cv2.INTER_AREA)
         crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA)
         edge = None if edge is None else cv2.resize(edge.astype(np.float32), size, interpolation=cv2.INTER_AREA)
-    weights = (graphcut.colour_weights(crop.astype(np.float64), gamma) if edge is None
-               else graphcut.boundary_weights(edge, sigma, gamma))  # fmt: skip
+    weights = (
+        graphcut.colour_weights(crop.astype(np.float64), gamma)
+        if edge is None
+        else graphcut.boundary_weights(edge, sigma, gamma)
+    )
     source, sink = unaries(p, 1.0)
     cut = graphcut.min_cut(source, sink, graphcut.grid(weights)).astype(np.float32)
     if scale < 1.0:
@@ -120,10 +124,17 @@ class Refiner:
 
     def __init__(self, cfg: EvaluateConfig, data_root: Path, boundaries_dir: Path | None = None) -> None:
         if cfg.cut_pairwise == "hed" and not has_maps(boundaries_dir):
-            raise StageInputError(f"evaluate.cut_pairwise is hed, but {boundaries_dir} holds no boundary maps: they "
-                                  "are made for labels.method grabcut_plus; use evaluate.cut_pairwise colour")  # fmt: skip
+            raise StageInputError(
+                f"evaluate.cut_pairwise is hed, but {boundaries_dir} holds no boundary maps: they "
+                "are made for labels.method grabcut_plus; use evaluate.cut_pairwise colour"
+            )
         self.cfg = cfg
-        self.pairwise, self.gamma, self.sigma, self.max_side = cfg.cut_pairwise, cfg.cut_gamma, cfg.cut_sigma, cfg.cut_max_side
+        self.pairwise, self.gamma, self.sigma, self.max_side = (
+            cfg.cut_pairwise,
+            cfg.cut_gamma,
+            cfg.cut_sigma,
+            cfg.cut_max_side,
+        )
         self.data_root, self.boundaries_dir = Path(data_root), boundaries_dir
         self._file: str | None = None
         self._image: np.ndarray | None = None
@@ -133,8 +144,11 @@ class Refiner:
     def _load(self, file: str) -> None:
         if file != self._file:
             self._image = read_image(self.data_root / file)
-            self._edges = (boundaries.decode_map(boundaries.read_map(self.boundaries_dir, file))
-                           if self.pairwise == "hed" else None)  # fmt: skip
+            self._edges = (
+                boundaries.decode_map(boundaries.read_map(self.boundaries_dir, file))
+                if self.pairwise == "hed"
+                else None
+            )
             self._file = file
 
     def cut(self, file: str, prob: np.ndarray, box: Box) -> np.ndarray:

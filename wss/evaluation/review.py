@@ -74,8 +74,9 @@ def worst(rows: pd.DataFrame, cards: int) -> pd.DataFrame:
     return rank(rows).head(max(cards, 0))
 
 
-def write(rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out: Path, cards: int,
-          banner: str = "") -> pd.DataFrame:
+def write(
+    rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out: Path, cards: int, banner: str = ""
+) -> pd.DataFrame:
     """Write ``review.csv`` (every row, lowest quality first), thumbnails and ``index.html`` for the
     lowest ``cards`` under ``out``.  ``rows`` has ``key, file, category_name, quality, agreement,
     certainty, score, x1, y1, x2, y2`` and the source ids; ``masks`` holds the masks of at least the
@@ -153,5 +154,8 @@ show();
 def summary(ranked: pd.DataFrame) -> dict:
     """What the review found, for the export log."""
     q = ranked.quality
-    return {"masks": len(ranked), "quality_median": round(float(q.median()), 4) if len(q) else None,
-            "below_0.5": int((q < 0.5).sum())}
+    return {
+        "masks": len(ranked),
+        "quality_median": round(float(q.median()), 4) if len(q) else None,
+        "below_0.5": int((q < 0.5).sum()),
+    }

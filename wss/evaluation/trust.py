@@ -40,6 +40,7 @@ def judge(predictor: Predictor, shard_dir: Path) -> dict:
     learnt from, and its :func:`agreement` with the teacher on ``shard_dir``, by the ``evaluate.trust_*`` settings."""
     cfg = predictor.cfg
     agree = agreement(predictor, shard_dir)
-    verdict = trust.assess(predictor.meta.get("instances_used"), agree["miou"], cfg.trust_min_instances,
-                           cfg.trust_agreement)  # fmt: skip
+    verdict = trust.assess(
+        predictor.meta.get("instances_used"), agree["miou"], cfg.trust_min_instances, cfg.trust_agreement
+    )
     return {**verdict, "agreement_instances": agree["instances"]}

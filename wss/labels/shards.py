@@ -48,8 +48,14 @@ from wss.core.boxes import Box, clip
 from wss.errors import StageInputError
 
 # train.labels -> the dataset its label is made from (see wss.net.inputs for the "^i" variants).
-LABEL_SOURCES = {"teacher": "teacher", "teacher_i": "teacher_votes", "box": "box_label", "box_i": "box", "gt": "gt",
-                 "self": "self_label"}
+LABEL_SOURCES = {
+    "teacher": "teacher",
+    "teacher_i": "teacher_votes",
+    "box": "box_label",
+    "box_i": "box",
+    "gt": "gt",
+    "self": "self_label",
+}
 MANIFEST = "manifest.json"
 
 
@@ -90,8 +96,9 @@ def write(path: Path, records: dict[str, np.ndarray], fp: str) -> None:
             elif arr.dtype.kind == "U" or arr.dtype == object:  # strings (as read() returns them: objects)
                 f.create_dataset(name, data=arr.astype(object), dtype=h5py.string_dtype())
             elif arr.ndim >= 3:
-                f.create_dataset(name, data=arr, chunks=(1,) + arr.shape[1:], compression="gzip", compression_opts=4,
-                                 shuffle=True)  # fmt: skip
+                f.create_dataset(
+                    name, data=arr, chunks=(1,) + arr.shape[1:], compression="gzip", compression_opts=4, shuffle=True
+                )
             else:
                 f.create_dataset(name, data=arr)
 

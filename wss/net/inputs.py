@@ -129,8 +129,9 @@ def count(files: list[Path], cfg: TrainConfig, labels: str | None = None, val: l
     labels = labels or cfg.labels
     skip_fb = skips_fallbacks(cfg, labels)
     val = {str(f) for f in val}
-    out = dict.fromkeys(("instances", "used", "train", "train_used", "val", "val_used", "fallbacks", "without_masks",
-                         "held_out"), 0)  # fmt: skip
+    out = dict.fromkeys(
+        ("instances", "used", "train", "train_used", "val", "val_used", "fallbacks", "without_masks", "held_out"), 0
+    )
     for path in files:
         in_val = str(path) in val
         split = "val" if in_val else "train"
@@ -186,8 +187,16 @@ def _augment(rgb, box, label, side: int, cfg: TrainConfig | None, seed=None):
     return preprocess(stack[..., :3], box_ch), y
 
 
-def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed: int = 0, skip: int = 0,
-            labels: str | None = None, val: list[Path] = ()) -> tf.data.Dataset:
+def dataset(
+    files: list[Path],
+    cfg: TrainConfig,
+    side: int,
+    training: bool,
+    seed: int = 0,
+    skip: int = 0,
+    labels: str | None = None,
+    val: list[Path] = (),
+) -> tf.data.Dataset:
     """``(x, y)`` from the shard ``files``, with the label source ``labels`` (default ``cfg.labels``,
     a key of :data:`wss.labels.shards.LABEL_SOURCES`, table above); the ``val`` files among them are
     val shards, of which only the instances without a ground-truth mask are read (:func:`trained_on`).
@@ -205,8 +214,11 @@ def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed
     if labels not in shards.LABEL_SOURCES:
         raise ValueError(f"unknown label source {labels!r}; one of {sorted(shards.LABEL_SOURCES)}")
     skip_fb = skips_fallbacks(cfg, labels)
-    sig = (tf.TensorSpec((side, side, 3), tf.uint8), tf.TensorSpec((4,), tf.float32),
-           tf.TensorSpec((side, side), tf.uint8))  # fmt: skip
+    sig = (
+        tf.TensorSpec((side, side, 3), tf.uint8),
+        tf.TensorSpec((4,), tf.float32),
+        tf.TensorSpec((side, side), tf.uint8),
+    )
     in_val = {str(f) for f in val}
     names = tf.data.Dataset.from_tensor_slices(([str(f) for f in files], [str(f) in in_val for f in files]))
     if training:
@@ -214,14 +226,18 @@ def dataset(files: list[Path], cfg: TrainConfig, side: int, training: bool, seed
     args = (labels, skip_fb, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core)
     ds = names.interleave(
         lambda f, v: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, v, *args)),
-        cycle_length=min(4, len(files)) if training else 1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+        cycle_length=min(4, len(files)) if training else 1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
     )
     if not training:
         ds = ds.map(lambda r, b, y: _augment(r, b, y, side, None), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
     # Each instance's augmentation seed is (seed, its position in the stream).
     ds = ds.shuffle(cfg.shuffle_buffer, seed=seed).enumerate().skip(skip)
-    ds = ds.map(lambda i, item: _augment(*item, side, cfg, tf.stack([tf.cast(seed, tf.int64), i])),
-                num_parallel_calls=tf.data.AUTOTUNE)  # fmt: skip
+    ds = ds.map(
+        lambda i, item: _augment(*item, side, cfg, tf.stack([tf.cast(seed, tf.int64), i])),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     ds = ds.batch(cfg.batch_size, drop_remainder=True).batch(cfg.accum_steps, drop_remainder=True)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -81,8 +81,15 @@ def osvos(trunk: keras.Model, side_channels: int) -> keras.Model:
     ups, outputs = [], {}
     for side, tap, stride in zip(SIDES, taps, (2, 4, 8, 16)):
         f = layers.Conv2D(side_channels, 3, padding="same", name=f"{side}_prep")(tap)
-        up = layers.Conv2DTranspose(side_channels, 2 * stride, strides=stride, padding="same", use_bias=False,
-                                    trainable=False, name=f"{side}_up")  # fmt: skip
+        up = layers.Conv2DTranspose(
+            side_channels,
+            2 * stride,
+            strides=stride,
+            padding="same",
+            use_bias=False,
+            trainable=False,
+            name=f"{side}_up",
+        )
         f = up(f)
         up.set_weights([bilinear_kernel(2 * stride, side_channels)])
         ups.append(f)
@@ -161,7 +168,9 @@ def load(path: str) -> keras.Model:
     return keras.saving.load_model(path, compile=False)
 
 
-def predict_proba(net: keras.Model, rgb: np.ndarray, box: np.ndarray, batch_size: int = 16, flip: bool = False) -> np.ndarray:
+def predict_proba(
+    net: keras.Model, rgb: np.ndarray, box: np.ndarray, batch_size: int = 16, flip: bool = False
+) -> np.ndarray:
     """Foreground probabilities ``(n, S, S)`` for RGB crops ``(n, S, S, 3)`` and box channels ``(n, S, S)``.
 
     ``flip`` averages with the prediction on the mirrored crop (test-time augmentation; the

@@ -41,8 +41,17 @@ def weights_digest(net) -> str:
     return h.hexdigest()
 
 
-def relabel(net, shard_dir: Path, out: Path, source: str, fg: float, bg: float, core: float,
-            holdout: str = "split", batch_size: int = 32) -> dict:
+def relabel(
+    net,
+    shard_dir: Path,
+    out: Path,
+    source: str,
+    fg: float,
+    bg: float,
+    core: float,
+    holdout: str = "split",
+    batch_size: int = 32,
+) -> dict:
     """Write ``out``: the shards of ``shard_dir`` that training reads under ``holdout``
     (:func:`wss.net.inputs.training_files`: the train split, and with ``auto`` the val shards with
     instances that have no mask) with the ``self`` label made from the model ``net`` and the label
@@ -85,10 +94,19 @@ def relabel(net, shard_dir: Path, out: Path, source: str, fg: float, bg: float, 
             fp = shards.fingerprint(entry["fingerprint"], model_fp, source, fg, bg, core)
             shards.write(tmp / entry["file"], data, fp)
             entries.append({**entry, "fingerprint": fp})
-        atomic.write_json(tmp / shards.MANIFEST, {
-            **manifest, "shards": entries, "params_fingerprint": shards.fingerprint(manifest["params_fingerprint"], model_fp),
-            "relabelled_by": model_fp,
-        })  # fmt: skip
+        atomic.write_json(
+            tmp / shards.MANIFEST,
+            {
+                **manifest,
+                "shards": entries,
+                "params_fingerprint": shards.fingerprint(manifest["params_fingerprint"], model_fp),
+                "relabelled_by": model_fp,
+            },
+        )
     mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731
-    return {"void_share_in_box": round(void_px / max(box_px, 1), 4), "miou_label_crops": mean(iou_label),
-            "miou_prediction_crops": mean(iou_pred), "instances": sum(e["count"] for e in entries)}  # fmt: skip
+    return {
+        "void_share_in_box": round(void_px / max(box_px, 1), 4),
+        "miou_label_crops": mean(iou_label),
+        "miou_prediction_crops": mean(iou_pred),
+        "instances": sum(e["count"] for e in entries),
+    }

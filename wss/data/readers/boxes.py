@@ -55,7 +55,9 @@ def read_boxes(path: Path) -> list[Box]:
             rows = table[["x1", "y1", "x2", "y2"]].to_numpy().tolist()
         boxes = [Box(*(int(round(float(v))) for v in row)) for row in rows]
     except (ValueError, KeyError, TypeError, json.JSONDecodeError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot read boxes ({type(exc).__name__}: {exc}); expected x1,y1,x2,y2 per box") from exc
+        raise InputError(
+            f"{path}: cannot read boxes ({type(exc).__name__}: {exc}); expected x1,y1,x2,y2 per box"
+        ) from exc
     if not boxes:
         raise InputError(f"{path}: holds no boxes")
     return boxes
@@ -151,8 +153,9 @@ def csv_jobs(path: Path, images: Path) -> list[Job]:
             job.categories.append(int(getattr(r, "category", 1)))
             job.ids.append(str(n))
     except (ValueError, KeyError, TypeError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot read boxes ({type(exc).__name__}: {exc}); expected columns image, x1, y1, "
-                         f"x2, y2") from exc  # fmt: skip
+        raise InputError(
+            f"{path}: cannot read boxes ({type(exc).__name__}: {exc}); expected columns image, x1, y1, x2, y2"
+        ) from exc
     return list(jobs.values())
 
 
@@ -169,6 +172,7 @@ def _find(images: Path, name: str) -> Path:
         return path
     hits = list(images.rglob(Path(name).name))
     if len(hits) != 1:
-        raise InputError(f"{images / name}: no such image" if not hits else f"{name}: several images of that name "
-                         f"under {images}")  # fmt: skip
+        raise InputError(
+            f"{images / name}: no such image" if not hits else f"{name}: several images of that name under {images}"
+        )
     return hits[0]

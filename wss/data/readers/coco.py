@@ -53,8 +53,16 @@ def encode(mask: np.ndarray) -> dict:
 
 def annotation(annotation_id: int, image_id: int, category_id: int, box: Box, mask: np.ndarray, **extra: Any) -> dict:
     """One COCO annotation of an instance: its box as ``bbox``, its mask as compressed RLE."""
-    return {"id": annotation_id, "image_id": image_id, "category_id": category_id, "bbox": bbox_from_box(box),
-            "area": int(np.count_nonzero(mask)), "segmentation": encode(mask), "iscrowd": 0, **extra}  # fmt: skip
+    return {
+        "id": annotation_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": bbox_from_box(box),
+        "area": int(np.count_nonzero(mask)),
+        "segmentation": encode(mask),
+        "iscrowd": 0,
+        **extra,
+    }
 
 
 def read(path: str | Path, split: str | None = None) -> Dataset:
@@ -73,13 +81,16 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "annotations", "categories")):
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
+    ):
         raise DataError(f"{path}: not a COCO instances file (needs 'images', 'annotations' and 'categories' lists)")
     rejects: list[dict] = []
 
     def reject(image_id: Any, reason: str) -> None:
-        rejects.append({"file": str(path), "image_id": image_id if isinstance(image_id, (int, str)) else None,
-                        "reason": reason})  # fmt: skip
+        rejects.append(
+            {"file": str(path), "image_id": image_id if isinstance(image_id, (int, str)) else None, "reason": reason}
+        )
 
     categories: dict[int, str] = {}
     for c in data["categories"]:
@@ -95,8 +106,11 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
             reject(iid, f"image {_short(iid)}: {problem}")
             continue
         h, w = im.get("height"), im.get("width")
-        if not (_integer(h) and _integer(w) and 0 < h < 2**20 and 0 < w < 2**20) \
-                or not isinstance(im.get("file_name"), str) or not im["file_name"]:
+        if (
+            not (_integer(h) and _integer(w) and 0 < h < 2**20 and 0 < w < 2**20)
+            or not isinstance(im.get("file_name"), str)
+            or not im["file_name"]
+        ):
             reject(iid, f"image {iid}: needs file_name and a positive height and width")
             continue
         images[iid] = {"file_name": str(im["file_name"]), "height": h, "width": w, "split": split, "coco_id": iid}
@@ -112,9 +126,18 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
         if reason:
             reject(a.get("image_id"), f"annotation {aid}: {reason}")
             continue
-        annotations.append(Annotation(aid, a["image_id"], a["category_id"], box_from_bbox(a["bbox"]),
-                                      a.get("segmentation") or None, bool(a.get("iscrowd", 0)),
-                                      source_file=str(path), source_id=str(aid)))  # fmt: skip
+        annotations.append(
+            Annotation(
+                aid,
+                a["image_id"],
+                a["category_id"],
+                box_from_bbox(a["bbox"]),
+                a.get("segmentation") or None,
+                bool(a.get("iscrowd", 0)),
+                source_file=str(path),
+                source_id=str(aid),
+            )
+        )
     return Dataset(images, categories, annotations, rejects)
 
 
@@ -162,8 +185,7 @@ def _check(a: dict, images: dict[int, dict], categories: dict[int, str]) -> str:
         return ""
     if isinstance(seg, list):
         for poly in seg:
-            if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0
-                    and all(_finite(v) for v in poly)):  # fmt: skip
+            if not (isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0 and all(_finite(v) for v in poly)):
                 return "a polygon must be a flat list of at least 3 x, y pairs"
             xs, ys = np.asarray(poly[0::2], float), np.asarray(poly[1::2], float)
             # One pixel of slack: COCO polygons trace pixel edges, so x == width is on the border.

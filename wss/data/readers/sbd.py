@@ -30,10 +30,27 @@ from wss.data.dataset import Annotation, Dataset
 from wss.errors import DataError
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
     "tvmonitor",
-)  # fmt: skip
+)
 SPLITS = ("train", "val")
 ARCHIVE_ROOT = "benchmark_RELEASE/dataset"  # the dataset directory inside benchmark.tgz
 # The official release, fetched when data.source is sbd and data.url is empty.
@@ -93,7 +110,9 @@ def read_inst(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise SBDFormatError(f"{path}: unreadable .mat file ({type(exc).__name__}: {exc})") from exc
     gt = mat.get("GTinst")
     if gt is None:
-        raise SBDFormatError(f"{path}: no GTinst struct (variables: {sorted(k for k in mat if not k.startswith('__'))})")
+        raise SBDFormatError(
+            f"{path}: no GTinst struct (variables: {sorted(k for k in mat if not k.startswith('__'))})"
+        )
     for field in ("Segmentation", "Categories"):
         if not hasattr(gt, field):
             raise SBDFormatError(f"{path}: GTinst has no field {field!r}")
@@ -176,12 +195,13 @@ def read(root: Path) -> Dataset:
     for split in SPLITS:
         for image_id in read_split(root, split):
             if image_id in images:
-                rejects.append({"file": str(split_path(root, split)), "image_id": image_id,
-                                "reason": "image id listed twice"})  # fmt: skip
+                rejects.append(
+                    {"file": str(split_path(root, split)), "image_id": image_id, "reason": "image id listed twice"}
+                )
                 continue
             path = inst_path(root, image_id)
 
-            def reject(reason: str, file: Path = path) -> None:
+            def reject(reason: str, file: Path = path, image_id: str = image_id) -> None:
                 rejects.append({"file": str(file), "image_id": image_id, "reason": reason})
 
             if not path.is_file():
@@ -193,8 +213,7 @@ def read(root: Path) -> Dataset:
                 reject(str(exc).split(": ", 1)[-1])
                 continue
             h, w = inst.shape
-            images[image_id] = {"file_name": str(image_path(Path(), image_id)), "height": h, "width": w,
-                                "split": split}  # fmt: skip
+            images[image_id] = {"file_name": str(image_path(Path(), image_id)), "height": h, "width": w, "split": split}
             areas = np.bincount(inst.ravel(), minlength=len(cats) + 1)
             for k, cat in enumerate(cats, start=1):
                 if not 1 <= cat <= len(VOC_CLASSES):
@@ -204,8 +223,18 @@ def read(root: Path) -> Dataset:
                 else:
                     m = inst == k
                     seg = {"size": [h, w], "counts": to_rle(m)}
-                    annotations.append(Annotation(len(annotations) + 1, image_id, int(cat), from_mask(m), seg, False,
-                                                  source_file=str(inst_path(root, image_id)), source_id=str(k)))
+                    annotations.append(
+                        Annotation(
+                            len(annotations) + 1,
+                            image_id,
+                            int(cat),
+                            from_mask(m),
+                            seg,
+                            False,
+                            source_file=str(inst_path(root, image_id)),
+                            source_id=str(k),
+                        )
+                    )
             unknown = np.flatnonzero(areas[len(cats) + 1 :]) + len(cats) + 1
             if unknown.size:
                 reject(f"instance ids {unknown.tolist()} in Segmentation have no category")

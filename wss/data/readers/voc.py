@@ -81,15 +81,30 @@ def read(path: str | Path) -> Dataset:
         objects = _masks(root, image_id, info, rejects)
         for k, obj in enumerate(info["objects"], start=1):
             if obj["error"]:
-                rejects.append({"file": str(root / "Annotations" / f"{image_id}.xml"), "image_id": image_id,
-                                "reason": obj["error"]})  # fmt: skip
+                rejects.append(
+                    {
+                        "file": str(root / "Annotations" / f"{image_id}.xml"),
+                        "image_id": image_id,
+                        "reason": obj["error"],
+                    }
+                )
                 continue
             # A box partly outside the image is clipped to it by the table, as COCO's and YOLO's are;
             # one wholly outside becomes a reject there, of that object alone.
             seg = coco.encode(objects == k) if objects is not None else None
-            annotations.append(Annotation(len(annotations) + 1, image_id, ids[obj["name"]], obj["box"], seg, False,
-                                          difficult=obj["difficult"], source_file=str(root / "Annotations" / f"{image_id}.xml"),
-                                          source_id=str(k)))  # fmt: skip
+            annotations.append(
+                Annotation(
+                    len(annotations) + 1,
+                    image_id,
+                    ids[obj["name"]],
+                    obj["box"],
+                    seg,
+                    False,
+                    difficult=obj["difficult"],
+                    source_file=str(root / "Annotations" / f"{image_id}.xml"),
+                    source_id=str(k),
+                )
+            )
     return Dataset(images, categories, annotations, rejects)
 
 
@@ -108,9 +123,13 @@ def _parse_xml(path: Path) -> dict:
     objects = []
     for k, obj in enumerate(tree.findall("object"), start=1):
         # A bad object is kept as an error in its place: object k is index k of SegmentationObject.
-        entry = {"name": (obj.findtext("name") or "").strip(), "box": None, "error": "",
-                 "difficult": obj.findtext("difficult", "0").strip() == "1",
-                 "truncated": obj.findtext("truncated", "0").strip() == "1"}  # fmt: skip
+        entry = {
+            "name": (obj.findtext("name") or "").strip(),
+            "box": None,
+            "error": "",
+            "difficult": obj.findtext("difficult", "0").strip() == "1",
+            "truncated": obj.findtext("truncated", "0").strip() == "1",
+        }
         try:
             corners = [float(obj.findtext(f"bndbox/{c}")) for c in ("xmin", "ymin", "xmax", "ymax")]
         except (TypeError, ValueError):
@@ -125,8 +144,12 @@ def _parse_xml(path: Path) -> dict:
         if not entry["name"] and not entry["error"]:
             entry["error"] = f"object {k}: no name"
         objects.append(entry)
-    return {"filename": tree.findtext("filename") or f"{path.stem}.jpg", "height": height, "width": width,
-            "objects": objects}  # fmt: skip
+    return {
+        "filename": tree.findtext("filename") or f"{path.stem}.jpg",
+        "height": height,
+        "width": width,
+        "objects": objects,
+    }
 
 
 def _masks(root: Path, image_id: str, info: dict, rejects: list[dict]) -> np.ndarray | None:
@@ -141,13 +164,23 @@ def _masks(root: Path, image_id: str, info: dict, rejects: list[dict]) -> np.nda
         rejects.append({"file": str(path), "image_id": image_id, "reason": f"unreadable mask ({exc})"})
         return None
     if index.shape != (info["height"], info["width"]):
-        rejects.append({"file": str(path), "image_id": image_id,
-                        "reason": f"mask size {index.shape[1]}x{index.shape[0]} is not the image's "
-                                  f"{info['width']}x{info['height']}"})  # fmt: skip
+        rejects.append(
+            {
+                "file": str(path),
+                "image_id": image_id,
+                "reason": f"mask size {index.shape[1]}x{index.shape[0]} is not the image's "
+                f"{info['width']}x{info['height']}",
+            }
+        )
         return None
     extra = sorted(set(np.unique(index).tolist()) - {0, VOID} - set(range(1, len(info["objects"]) + 1)))
     if extra:
-        rejects.append({"file": str(path), "image_id": image_id,
-                        "reason": f"mask indices {extra} name objects the XML does not have"})  # fmt: skip
+        rejects.append(
+            {
+                "file": str(path),
+                "image_id": image_id,
+                "reason": f"mask indices {extra} name objects the XML does not have",
+            }
+        )
         return None
     return np.where(index == VOID, 0, index)

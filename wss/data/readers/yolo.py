@@ -1,10 +1,10 @@
 """The Ultralytics YOLO dataset layout, read into :class:`wss.data.dataset.Dataset`.
 
 A dataset yaml names the root (``path``, relative to the yaml), one entry per split (``train``,
-``val``, ``test``: a directory of images under the root, or a ``.txt`` file listing them) and the class ``names`` (a list, or a
-mapping from class index to name).  Each image ``.../images/<split>/<stem>.jpg`` has a label file
-``.../labels/<split>/<stem>.txt`` (none: no objects) with one object per line, coordinates
-normalised to the image size:
+``val``, ``test``: a directory of images under the root, or a ``.txt`` file listing them) and the
+class ``names`` (a list, or a mapping from class index to name).  Each image
+``.../images/<split>/<stem>.jpg`` has a label file ``.../labels/<split>/<stem>.txt`` (none: no
+objects) with one object per line, coordinates normalised to the image size:
 
 * detection: ``class cx cy w h`` (a box, no mask);
 * segmentation: ``class x1 y1 x2 y2 ...`` (a polygon, at least 3 points; its box is its extent).
@@ -50,8 +50,10 @@ def read(yaml_path: str | Path) -> Dataset:
     if not splits:
         raise DataError(f"{yaml_path}: names no split (train, val or test)")
     if not all(isinstance(v, str) for v in splits.values()):
-        raise DataError(f"{yaml_path}: each split must be one directory of images or one .txt list of them "
-                        "(a YAML list of them is not supported)")
+        raise DataError(
+            f"{yaml_path}: each split must be one directory of images or one .txt list of them "
+            "(a YAML list of them is not supported)"
+        )
     root = images_root(yaml_path, spec)
     images: dict[str, dict] = {}
     annotations: list[Annotation] = []
@@ -98,7 +100,9 @@ def read(yaml_path: str | Path) -> Dataset:
         if not listed and label_dir.is_dir():  # a list file picks some images of a directory: the rest are not orphans
             for label in sorted(label_dir.glob("*.txt")):
                 if label.stem not in stems:
-                    rejects.append({"file": str(label), "image_id": label.stem, "reason": "label file without an image"})
+                    rejects.append(
+                        {"file": str(label), "image_id": label.stem, "reason": "label file without an image"}
+                    )
     return Dataset(images, categories, annotations, rejects)
 
 
@@ -147,8 +151,16 @@ def _label_dir(image_dir: Path) -> Path:
     return image_dir.parent / "labels" / image_dir.name
 
 
-def parse_line(line: str, categories: dict[int, str], h: int, w: int, image_id: str, annotation_id: int,
-           source_file: str = "", line_number: int = 0) -> tuple[Annotation | None, str]:
+def parse_line(
+    line: str,
+    categories: dict[int, str],
+    h: int,
+    w: int,
+    image_id: str,
+    annotation_id: int,
+    source_file: str = "",
+    line_number: int = 0,
+) -> tuple[Annotation | None, str]:
     """One label line as an annotation, or the reason it is unusable."""
     fields = line.split()
     try:
@@ -171,9 +183,14 @@ def parse_line(line: str, categories: dict[int, str], h: int, w: int, image_id: 
     if xs.min() < -SLACK or ys.min() < -SLACK or xs.max() > 1 + SLACK or ys.max() > 1 + SLACK:
         return None, "coordinates outside the image (normalised values must lie in [0, 1])"
     # Nearest pixel edge: Ultralytics writes 6 decimals, so cx - w/2 lands a hair off the true edge.
-    box = Box(round_edge(np.clip(xs.min(), 0, 1) * w), round_edge(np.clip(ys.min(), 0, 1) * h),
-              round_edge(np.clip(xs.max(), 0, 1) * w), round_edge(np.clip(ys.max(), 0, 1) * h))  # fmt: skip
+    box = Box(
+        round_edge(np.clip(xs.min(), 0, 1) * w),
+        round_edge(np.clip(ys.min(), 0, 1) * h),
+        round_edge(np.clip(xs.max(), 0, 1) * w),
+        round_edge(np.clip(ys.max(), 0, 1) * h),
+    )
     if box.width <= 0 or box.height <= 0:
         return None, "zero-area box"
-    return Annotation(annotation_id, image_id, cls, box, polygon, False, source_file=source_file,
-                      source_id=str(line_number)), ""
+    return Annotation(
+        annotation_id, image_id, cls, box, polygon, False, source_file=source_file, source_id=str(line_number)
+    ), ""

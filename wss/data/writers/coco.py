@@ -4,8 +4,9 @@ For every instances file the dataset was read from, a copy at the same path unde
 directory, in which each annotation the pipeline used (joined by its annotation ``id``) gets
 ``segmentation`` (compressed RLE) and ``area`` (mask pixels) from its exported mask, plus
 ``wss_score`` (the model's mean probability inside its mask), ``wss_quality`` (the review's
-quality, :mod:`wss.evaluation.review`) and ``wss_source`` (``model`` or ``teacher``).  Everything else (images, categories, licences, other
-annotations, every other field, the order of keys) is exactly as in the user's file.
+quality, :mod:`wss.evaluation.review`) and ``wss_source`` (``model`` or ``teacher``).  Everything
+else (images, categories, licences, other annotations, every other field, the order of keys) is
+exactly as in the user's file.
 """
 
 from __future__ import annotations
@@ -37,8 +38,13 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
             if k is None or k not in masks:
                 continue
             m = masks[k]
-            ann.update(segmentation=m["segmentation"], area=m["area"], wss_score=m["score"], wss_quality=m["quality"],
-                       wss_source=m["source"])
+            ann.update(
+                segmentation=m["segmentation"],
+                area=m["area"],
+                wss_score=m["score"],
+                wss_quality=m["quality"],
+                wss_source=m["source"],
+            )
             filled += 1
         atomic.write_text(out / source_file, json.dumps(data))
         counts[str(source_file)] = filled

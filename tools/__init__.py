@@ -1,1 +1,0 @@
-"""Maintainer tools (not part of the pipeline)."""
