@@ -20,7 +20,7 @@ import pandas as pd
 
 from wss.config import DataConfig
 from wss.core import atomic
-from wss.data import dataset
+from wss.data import dataset, files
 from wss.data.instances import CATEGORIES, REJECTS, SOURCE, SPLITS, TABLE
 from wss.data.readers import coco, sbd, voc, yolo
 from wss.errors import DataError
@@ -41,7 +41,8 @@ def find(root: Path, given: str, suffixes: tuple[str, ...], looks_right, what: s
 
 
 def _is_coco(path: Path) -> bool:
-    head = path.read_bytes()[:4096]
+    with open(path, "rb") as f:
+        head = f.read(4096)
     return b'"images"' in head or b'"annotations"' in head or b'"categories"' in head or b'"info"' in head
 
 
@@ -50,7 +51,8 @@ NOT_INSTANCES = ("captions_", "person_keypoints_", "stuff_", "panoptic_", "image
 
 
 def _is_yolo(path: Path) -> bool:
-    return "names:" in path.read_text(errors="replace")
+    with open(path, "rb") as f:
+        return b"names:" in f.read(1 << 20)
 
 
 def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
@@ -58,22 +60,22 @@ def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
     read: a file whose name says ``train`` or ``val`` gives that split, a single file leaves the
     split to ``data.val_fraction``.  Images are found by ``file_name``: as a path under the JSON's
     dataset, else by name anywhere under ``root``."""
-    files = find(root, given, (".json",), _is_coco, "COCO instances JSON")
+    paths = find(root, given, (".json",), _is_coco, "COCO instances JSON")
     if not given:
-        skipped = [p for p in files if p.name.startswith(NOT_INSTANCES)]
+        skipped = [p for p in paths if p.name.startswith(NOT_INSTANCES)]
         for p in skipped:
             print(f"convert: {p.relative_to(root)} skipped: not an instances file (set data.annotations to use it)")
-        files = [p for p in files if p not in skipped]
-        if not files:
+        paths = [p for p in paths if p not in skipped]
+        if not paths:
             raise DataError(
                 f"{root}: no COCO instances JSON found (only {', '.join(p.name for p in skipped)}); "
                 f"set data.annotations"
             )
     parts = []
-    for path in files:
+    for path in paths:
         stem = path.stem.lower()
-        split = None if len(files) == 1 else "val" if "val" in stem else "train" if "train" in stem else None
-        if split is None and len(files) > 1:
+        split = None if len(paths) == 1 else "val" if "val" in stem else "train" if "train" in stem else None
+        if split is None and len(paths) > 1:
             raise DataError(
                 f"{path}: several COCO files and this one's name says neither train nor val; "
                 f"set data.annotations to the one to use"
@@ -91,12 +93,13 @@ def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
         annotations += [dataclasses.replace(a, image_id=(k, a.image_id)) for a in part.annotations]
         for iid, im in part.images.items():
             name = Path(im["file_name"])
-            hits = [root / name] if (root / name).is_file() else by_name.get(name.name, [])
+            here = root / name
+            hits = [here] if here.is_file() and files.inside(here, root) else by_name.get(name.name, [])
             rel = (
                 hits[0].relative_to(root) if len(hits) == 1 else name
             )  # missing or ambiguous: wss.core.image.problem says so
             images[(k, iid)] = {**im, "file_name": str(rel), "name": name.stem}
-    return dataset.Dataset(images, categories, annotations, rejects), files
+    return dataset.Dataset(images, categories, annotations, rejects), paths
 
 
 def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool, list[str]]:
@@ -106,13 +109,17 @@ def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bo
     if source in ("sample", "sbd"):
         return sbd.read(root), False, []
     if source == "coco":
-        ds, files = read_coco(root, annotations)
-        return ds, True, [str(p.relative_to(root)) for p in files]
+        ds, paths = read_coco(root, annotations)
+        return ds, True, [str(p.relative_to(root)) for p in paths]
     if source == "yolo":
-        spec = find(root, annotations, (".yaml", ".yml"), _is_yolo, "YOLO dataset yaml")[0]
+        specs = find(root, annotations, (".yaml", ".yml"), _is_yolo, "YOLO dataset yaml")
+        if len(specs) > 1:
+            listed = ", ".join(str(p.relative_to(root)) for p in specs)
+            raise DataError(f"{root}: several YOLO dataset yamls ({listed}); set data.annotations to the one to use")
+        spec = specs[0]
         return _rebase(yolo.read(spec), yolo.images_root(spec), root), False, [str(spec.relative_to(root))]
     if source == "voc":
-        vroot = voc.find_root(root)
+        vroot = voc.find_root(root / annotations if annotations else root)
         return _rebase(voc.read(vroot), vroot, root), False, [str(vroot.resolve().relative_to(root.resolve()))]
     raise DataError(f"unknown data.source {source!r}")
 

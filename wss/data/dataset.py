@@ -22,6 +22,7 @@ from joblib import Parallel, delayed
 from wss.core.boxes import Box, clip
 from wss.core.image import problem as image_problem
 from wss.core.masks import from_segmentation, to_rle
+from wss.data import files
 from wss.data.instances import COLUMNS, SPLITS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")  # what the readers look for
@@ -95,6 +96,10 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
         if split not in SPLITS:
             continue
         path = root / im["file_name"]
+        if not files.inside(path, root):
+            reason = f"image {files.excerpt(str(im['file_name']))} lies outside the dataset"
+            rejects.append({"file": str(root), "image_id": name, "reason": reason})
+            continue
         if name in names:
             rejects.append({"file": str(path), "image_id": name, "reason": f"a second image named {name}"})
             continue
@@ -160,6 +165,8 @@ def _row(a: Annotation, h: int, w: int) -> tuple[dict, str]:
         area = int(np.count_nonzero(mask))
         if not area:
             return {}, "mask has no pixels"
+        if not mask[box.y1 : box.y2, box.x1 : box.x2].any():
+            return {}, f"mask has no pixel inside its box {tuple(a.box)}"
         counts = to_rle(mask)
     return {
         "category": int(a.category_id),

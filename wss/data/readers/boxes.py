@@ -12,7 +12,6 @@ Bad input raises :class:`InputError`, whose message names the file or box and wh
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pandas as pd
 
 from wss.core.boxes import Box, clip, is_degenerate
 from wss.core.image import size as image_size
+from wss.data import files
 from wss.data.dataset import IMAGE_SUFFIXES
 from wss.data.readers import coco
 from wss.data.readers.yolo import parse_line as yolo_parse
@@ -48,13 +48,13 @@ def read_boxes(path: Path) -> list[Box]:
         raise InputError(f"{path}: no such boxes file")
     try:
         if path.suffix.lower() == ".json":
-            items = json.loads(path.read_text())
+            items = files.read_json(path)
             rows = [[item[k] for k in ("x1", "y1", "x2", "y2")] if isinstance(item, dict) else item for item in items]
         else:
             table = pd.read_csv(path)
             rows = table[["x1", "y1", "x2", "y2"]].to_numpy().tolist()
         boxes = [Box(*(int(round(float(v))) for v in row)) for row in rows]
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError, pd.errors.ParserError) as exc:
+    except (ValueError, KeyError, TypeError, DataError, pd.errors.ParserError) as exc:
         raise InputError(
             f"{path}: cannot read boxes ({type(exc).__name__}: {exc}); expected x1,y1,x2,y2 per box"
         ) from exc
@@ -124,7 +124,7 @@ def yolo_jobs(labels: Path, images: Path) -> list[Job]:
             raise InputError(f"{txt}: no image {txt.stem}.* under {images}")
         h, w = image_size(by_stem[txt.stem])
         job = Job(by_stem[txt.stem], [], [], [])
-        for k, line in enumerate(txt.read_text().splitlines(), start=1):
+        for k, line in enumerate(files.read_text(txt).splitlines(), start=1):
             if not line.strip():
                 continue
             ann, reason = yolo_parse(line, _AnyClass(), h, w, txt.stem, k)

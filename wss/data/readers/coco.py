@@ -15,7 +15,6 @@ COCO's own conventions are converted here and nowhere else:
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 
 from wss.core.boxes import Box
 from wss.core.masks import to_rle
+from wss.data import files
 from wss.data.dataset import Annotation, Dataset
 from wss.errors import DataError
 
@@ -69,18 +69,16 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
     """Read and check a COCO instances JSON whose images all belong to ``split`` (``None``: to be
     split later).
 
-    Raises ``ValueError`` naming the file when it is not a COCO instances file at all (malformed
-    JSON, no ``images``/``annotations``/``categories`` lists).  Otherwise every bad image or
-    annotation becomes a reject row with the reason, and the rest is returned: duplicate image,
-    annotation or category ids; an image without a positive size; an annotation of an unknown
-    image or category; a box with no area or outside its image; a segmentation that is not
-    polygons or RLE, or a polygon outside the image.
+    Raises :class:`~wss.errors.DataError` naming the file when it is not a COCO instances file at
+    all (unreadable or malformed JSON, no ``images``/``annotations``/``categories`` lists).
+    Otherwise every bad image or annotation becomes a reject row with the reason, and the rest is
+    returned: duplicate image, annotation or category ids; an image without a positive size; an
+    annotation of an unknown image or category; a box with no area or outside its image; a
+    segmentation that is not polygons or RLE, a polygon outside the image, or an RLE whose runs do
+    not add up to the image.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not readable JSON ({type(exc).__name__}: {exc})") from exc
+    data = files.read_json(path)
     if not isinstance(data, dict) or not all(
         isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
     ):
@@ -141,6 +139,31 @@ def read(path: str | Path, split: str | None = None) -> Dataset:
     return Dataset(images, categories, annotations, rejects)
 
 
+def rle_string_counts(counts: str) -> list[int] | None:
+    """The run lengths of a compressed COCO RLE string (pycocotools' ``rleFrString``), or ``None``
+    when it is cut off mid-number or holds a character outside the encoding."""
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(counts):
+                return None
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                return None
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
+
+
 def _integer(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -197,6 +220,10 @@ def _check(a: dict, images: dict[int, dict], categories: dict[int, str]) -> str:
         if not (isinstance(counts, str) or isinstance(counts, list) and all(_integer(c) and c >= 0 for c in counts)):
             return "RLE counts must be a string or a list of run lengths"
         if not isinstance(seg["size"], list) or seg["size"] != [im["height"], im["width"]]:
-            return f"RLE size {seg['size']} is not the image's {[im['height'], im['width']]}"
+            return f"RLE size {_short(seg['size'])} is not the image's {[im['height'], im['width']]}"
+        runs = counts if isinstance(counts, list) else rle_string_counts(counts)
+        # pycocotools decodes runs that fall short of the image into uninitialised memory
+        if runs is None or any(r < 0 for r in runs) or sum(runs) != im["height"] * im["width"]:
+            return f"RLE counts do not add up to the image's {im['height']}x{im['width']} pixels"
         return ""
     return "segmentation must be polygons or an RLE"

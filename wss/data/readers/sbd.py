@@ -26,6 +26,7 @@ import scipy.sparse
 from wss.core import atomic
 from wss.core.boxes import from_mask
 from wss.core.masks import boundary, to_rle
+from wss.data import files
 from wss.data.dataset import Annotation, Dataset
 from wss.errors import DataError
 
@@ -80,7 +81,7 @@ def split_path(root: Path, split: str) -> Path:
 
 def read_split(root: Path, split: str) -> list[str]:
     """Image ids listed in ``<split>.txt`` (blank lines ignored)."""
-    return [line.strip() for line in split_path(root, split).read_text().splitlines() if line.strip()]
+    return [line.strip() for line in files.read_text(split_path(root, split)).splitlines() if line.strip()]
 
 
 def _label_map(value: object, path: Path, field: str) -> np.ndarray:

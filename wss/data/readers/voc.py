@@ -19,7 +19,6 @@ row naming the file and the reason.
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from PIL import Image
 
 from wss.core.boxes import Box
 from wss.core.masks import VOID
+from wss.data import files
 from wss.data.dataset import Annotation, Dataset
 from wss.data.readers import coco
 from wss.errors import DataError
@@ -42,6 +42,9 @@ def find_root(path: str | Path) -> Path:
     )
     if not found:
         raise DataError(f"{path}: no VOC devkit here (looked for Annotations/ in it and two levels below)")
+    if len(found) > 1:
+        listed = ", ".join(str(p.relative_to(path)) for p in found)
+        raise DataError(f"{path}: several VOC devkits ({listed}); set data.annotations to the one to use")
     return found[0]
 
 
@@ -58,12 +61,21 @@ def read(path: str | Path) -> Dataset:
     parsed: list[tuple[str, str, dict]] = []
     seen: set[str] = set()
     for split, listing in split_files.items():
-        for image_id in (line.split()[0] for line in listing.read_text().splitlines() if line.strip()):
+        for image_id in (line.split()[0] for line in files.read_text(listing).splitlines() if line.strip()):
+            if "/" in image_id or "\\" in image_id or image_id in (".", ".."):
+                reason = f"image id {files.excerpt(image_id)} is a path, not a name"
+                rejects.append({"file": str(listing), "image_id": None, "reason": reason})
+                continue
             if image_id in seen:
                 rejects.append({"file": str(listing), "image_id": image_id, "reason": "image id listed twice"})
                 continue
             seen.add(image_id)
             xml = root / "Annotations" / f"{image_id}.xml"
+            if xml.exists() and not files.inside(xml, root):
+                rejects.append(
+                    {"file": str(xml), "image_id": image_id, "reason": "a link to a file outside the dataset"}
+                )
+                continue
             try:
                 info = _parse_xml(xml)
             except DataError as exc:
@@ -110,10 +122,12 @@ def read(path: str | Path) -> Dataset:
 
 def _parse_xml(path: Path) -> dict:
     """``{"filename", "height", "width", "objects": [{"name", "box", "difficult", "truncated"}]}``."""
+    if not path.is_file():
+        raise DataError("no annotation XML")
     try:
-        tree = ET.parse(path).getroot()
-    except (OSError, ET.ParseError) as exc:
-        raise DataError(f"unreadable annotation XML ({type(exc).__name__}: {exc})") from exc
+        tree = files.read_xml(path)
+    except DataError as exc:
+        raise DataError(f"unreadable annotation XML ({files.reason(exc, path)})") from None
     try:
         width, height = int(tree.findtext("size/width")), int(tree.findtext("size/height"))
     except (TypeError, ValueError):
@@ -157,21 +171,18 @@ def _masks(root: Path, image_id: str, info: dict, rejects: list[dict]) -> np.nda
     path = root / "SegmentationObject" / f"{image_id}.png"
     if not path.is_file():
         return None
+    if not files.inside(path, root):
+        rejects.append({"file": str(path), "image_id": image_id, "reason": "a link to a file outside the dataset"})
+        return None
     try:
         with Image.open(path) as im:
+            if im.size != (info["width"], info["height"]):  # checked before a pixel is decoded
+                reason = f"mask size {im.size[0]}x{im.size[1]} is not the image's {info['width']}x{info['height']}"
+                rejects.append({"file": str(path), "image_id": image_id, "reason": reason})
+                return None
             index = np.asarray(im if im.mode in ("P", "L") else im.convert("L"))
-    except OSError as exc:
-        rejects.append({"file": str(path), "image_id": image_id, "reason": f"unreadable mask ({exc})"})
-        return None
-    if index.shape != (info["height"], info["width"]):
-        rejects.append(
-            {
-                "file": str(path),
-                "image_id": image_id,
-                "reason": f"mask size {index.shape[1]}x{index.shape[0]} is not the image's "
-                f"{info['width']}x{info['height']}",
-            }
-        )
+    except (OSError, Image.DecompressionBombError) as exc:
+        rejects.append({"file": str(path), "image_id": image_id, "reason": f"unreadable mask ({str(exc)[:120]})"})
         return None
     extra = sorted(set(np.unique(index).tolist()) - {0, VOID} - set(range(1, len(info["objects"]) + 1)))
     if extra:

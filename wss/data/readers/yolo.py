@@ -18,10 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from wss.core.boxes import Box
 from wss.core.image import size as image_size
+from wss.data import files
 from wss.data.dataset import IMAGE_SUFFIXES, Annotation, Dataset
 from wss.data.readers.coco import round_edge
 from wss.errors import DataError
@@ -32,11 +32,7 @@ SLACK = 1e-3  # normalised coordinates a hair outside [0, 1] are rounding, not e
 def read(yaml_path: str | Path) -> Dataset:
     """Read the dataset that ``yaml_path`` describes; ``ValueError`` naming the file if the yaml is unusable."""
     yaml_path = Path(yaml_path)
-    try:
-        spec = yaml.safe_load(yaml_path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        why = " ".join(str(exc).split())  # YAML's messages span lines, with a caret
-        raise DataError(f"{yaml_path}: not a readable yaml file ({type(exc).__name__}: {why})") from exc
+    spec = files.read_yaml(yaml_path)
     if not isinstance(spec, dict) or "names" not in spec:
         raise DataError(f"{yaml_path}: a YOLO dataset yaml needs 'names' and one entry per split")
     names = spec["names"]
@@ -58,8 +54,9 @@ def read(yaml_path: str | Path) -> Dataset:
     images: dict[str, dict] = {}
     annotations: list[Annotation] = []
     rejects: list[dict] = []
+    labels: dict[Path, dict[str, Path]] = {}  # label directory -> its label files by stem
     for split, rel in splits.items():
-        listed = str(rel).endswith(".txt")
+        listed = str(rel).lower().endswith(".txt")
         try:
             paths = split_images(root / str(rel))
         except DataError as exc:
@@ -81,12 +78,20 @@ def read(yaml_path: str | Path) -> Dataset:
                 rejects.append({"file": str(path), "image_id": path.stem, "reason": f"outside the dataset root {root}"})
                 continue
             images[path.stem] = {"file_name": file_name, "height": h, "width": w, "split": split}
-            label = _label_dir(path.parent) / f"{path.stem}.txt"
-            try:
-                text = label.read_text() if label.is_file() else ""
-            except UnicodeDecodeError:
-                rejects.append({"file": str(label), "image_id": path.stem, "reason": "not UTF-8 text"})
-                text = ""
+            label_dir = _label_dir(path.parent)
+            if label_dir not in labels:
+                labels[label_dir] = _labels_in(label_dir)
+            label = labels[label_dir].get(path.stem)
+            text = ""
+            if label is not None and not files.inside(label, root):
+                rejects.append(
+                    {"file": str(label), "image_id": path.stem, "reason": "a link to a file outside the dataset"}
+                )
+            elif label is not None:
+                try:
+                    text = files.read_text(label)
+                except DataError as exc:
+                    rejects.append({"file": str(label), "image_id": path.stem, "reason": files.reason(exc, label)})
             if text:
                 for k, line in enumerate(text.splitlines(), start=1):
                     if not line.strip():
@@ -98,7 +103,7 @@ def read(yaml_path: str | Path) -> Dataset:
                         annotations.append(ann)
         label_dir = _label_dir(root / str(rel))
         if not listed and label_dir.is_dir():  # a list file picks some images of a directory: the rest are not orphans
-            for label in sorted(label_dir.glob("*.txt")):
+            for label in _labels_in(label_dir).values():
                 if label.stem not in stems:
                     rejects.append(
                         {"file": str(label), "image_id": label.stem, "reason": "label file without an image"}
@@ -110,11 +115,11 @@ def split_images(entry: Path) -> list[Path]:
     """The images of one split entry, in order: a directory's image files, or the lines of a ``.txt``
     list file (Ultralytics' other form: one image path a line, ``./`` meaning the list's directory,
     any other relative path the list's directory too)."""
-    if entry.suffix == ".txt":
+    if entry.suffix.lower() == ".txt":
         try:
-            lines = entry.read_text().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DataError(f"image list {entry} is not a readable text file ({type(exc).__name__})") from exc
+            lines = files.read_text(entry).splitlines()
+        except DataError as exc:
+            raise DataError(f"image list {exc}") from exc
         return [entry.parent / line.strip() for line in lines if line.strip()]
     if not entry.is_dir():
         raise DataError(f"directory {entry} does not exist")
@@ -129,7 +134,7 @@ def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
     machine), the yaml's own directory or a directory of ``path``'s name beside the yaml: the first
     that holds the first split's images."""
     yaml_path = Path(yaml_path)
-    spec = spec if spec is not None else yaml.safe_load(yaml_path.read_text())
+    spec = spec if spec is not None else files.read_yaml(yaml_path)
     base, given = yaml_path.parent, str(spec.get("path") or "")
     candidates = ([] if not given or Path(given).is_absolute() else [base / given]) + [base]
     if given:
@@ -139,6 +144,13 @@ def images_root(yaml_path: Path, spec: dict | None = None) -> Path:
         if first and (c / first).exists():
             return c.resolve()
     return candidates[0].resolve()
+
+
+def _labels_in(label_dir: Path) -> dict[str, Path]:
+    """The label files of a directory by stem, ``.txt`` in any case (``c.TXT`` too), in name order."""
+    if not label_dir.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(label_dir.iterdir()) if p.suffix.lower() == ".txt" and p.is_file()}
 
 
 def _label_dir(image_dir: Path) -> Path:
@@ -174,6 +186,8 @@ def parse_line(
         return None, "non-finite coordinates"
     if len(values) == 4:
         cx, cy, bw, bh = values
+        if bw < 0 or bh < 0:
+            return None, f"negative width or height: {line.strip()[:60]!r}"
         xs, ys, polygon = np.array([cx - bw / 2, cx + bw / 2]), np.array([cy - bh / 2, cy + bh / 2]), None
     elif len(values) >= 6 and len(values) % 2 == 0:
         xs, ys = values[0::2], values[1::2]
