@@ -9,7 +9,9 @@ with masks, in the same format.  The masks the export wrote into the user's own 
 to the truth by the dataset's own ids (COCO's annotation id; YOLO's label file and line), never by
 the pipeline's, and scored: mIoU per COCO size bucket, how well the review's quality finds the bad
 masks (AUROC for IoU < 0.5 against the rest), and what fixing the lowest-quality 10% by hand would
-gain against fixing a random 10% (a fixed mask scores 1).  Prints a table.
+gain against fixing a random 10% (a fixed mask scores 1).  Prints a table; with ``--truth``, a
+second one scores the teacher's, the model's and the fused masks (the export's own COCO files)
+against the same truth, so that what went into the user's files stands beside the teacher alone.
 """
 
 from __future__ import annotations
@@ -89,6 +91,41 @@ def yolo_pairs(export: Path, truth: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def truth_masks(truth: Path) -> dict[tuple[str, str], tuple[np.ndarray, int]]:
+    """The true mask of every annotation of the original dataset and its area, keyed as the export
+    keys its masks: (the annotation file's name, the dataset's own id: COCO's annotation id, YOLO's
+    line number)."""
+    gt = yolo.read(truth) if truth.suffix in (".yaml", ".yml") else coco.read(truth)
+    out = {}
+    for a in gt.annotations:
+        if a.iscrowd or a.segmentation is None:
+            continue
+        im = gt.images[a.image_id]
+        mask = from_segmentation(a.segmentation, im["height"], im["width"])
+        out[(Path(a.source_file).name, str(a.source_id))] = (mask, int(mask.sum()))
+    return out
+
+
+def kinds(export: Path, truth: Path) -> pd.DataFrame:
+    """mIoU per COCO size of each kind of mask the export wrote as the pipeline's own COCO files
+    (``teacher``, ``model``, ``fused``; train and val), joined to the truth by the dataset's own ids."""
+    true = truth_masks(truth)
+    rows = []
+    for what in ("teacher", "model", "fused"):
+        pairs = []
+        for f in sorted(export.glob(f"{what}_*.json")):
+            for a in json.loads(f.read_text())["annotations"]:
+                hit = true.get((Path(a["source_file"]).name, str(a["source_id"])))
+                if hit is not None:
+                    h, w = hit[0].shape
+                    pairs.append((iou(from_segmentation(a["segmentation"], h, w), hit[0]), hit[1]))
+        if pairs:
+            ious, areas = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+            sizes = {s: round(float(ious[sel].mean()), 4) for s, sel in size_buckets(areas).items() if sel.any()}
+            rows.append({"masks": what, "n": len(pairs), "mIoU": round(float(ious.mean()), 4), **sizes})
+    return pd.DataFrame(rows)
+
+
 def table_pairs(export: Path, instances: Path) -> pd.DataFrame:
     """The model's exported masks against the instance table's own masks (a dataset that has them)."""
     from wss.data.instances import by_key, gt_mask, read_table
@@ -132,7 +169,7 @@ def main() -> None:
             for _ in range(200)
         ]
     )
-    print(f"{len(pairs)} exported masks (the model's) joined to the truth ({name})\n")
+    print(f"{len(pairs)} masks in your own files joined to the truth ({name})\n")
     print(
         "| masks | mIoU | small | medium | large | IoU < 0.5 | AUROC of quality for IoU < 0.5 |"
         " fix lowest 10% | fix random 10% |"
@@ -146,6 +183,13 @@ def main() -> None:
         if a is not None
         else "no bad or no good masks: AUROC undefined"
     )
+    if args.truth:
+        print("\nEvery kind of mask the export wrote (teacher_*, model_*, fused_*.json), joined the same way:\n")
+        table = kinds(args.export, args.truth)
+        print("| " + " | ".join(table.columns) + " |")
+        print("|---|" + "---:|" * (len(table.columns) - 1))
+        for row in table.itertuples(index=False):
+            print("| " + " | ".join(str(v) for v in row) + " |")
 
 
 if __name__ == "__main__":
