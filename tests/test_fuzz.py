@@ -12,6 +12,7 @@ import json
 import math
 import random
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -124,8 +125,34 @@ def to_bytes(rng: random.Random, text: str) -> bytes:
         return raw[: rng.randint(0, len(raw))]  # truncated
     if roll < 0.2:
         i = rng.randint(0, len(raw))
-        return raw[:i] + b"\xff\xfe\x80" + raw[i:]  # not UTF-8
+        return raw[:i] + rng.choice([b"\xff\xfe\x80", b"\xe9", b"\x00"]) + raw[i:]  # not UTF-8, or not text
+    if roll < 0.25:
+        return text.encode(rng.choice(["utf-16", "utf-8-sig"]))  # other encodings a reader must take
     return raw
+
+
+SECRET = "SECRET-OUTSIDE-THE-DATASET"
+
+
+def outside(root: Path) -> Path:
+    """A file beside the dataset, as an absolute path, a ``..`` path or a link inside it would reach."""
+    target = root.parent / "outside.png"
+    if not target.exists():
+        images(root.parent, ["outside.png"])
+        (root.parent / "outside.txt").write_text(f"0 0.5 0.5 0.2 0.2 {SECRET}\n")
+    return target
+
+
+def big_json_values(rng: random.Random, text: str) -> str:
+    """Numbers too big for a float, integers too long for Python, and nesting too deep to parse."""
+    pick = rng.random()
+    if pick < 0.35:
+        return text.replace("[2, 2, 10, 8]", "[1" + "0" * rng.choice([310, 5000]) + ", 2, 10, 8]", 1)
+    if pick < 0.6:
+        return text.replace('"iscrowd": 0', '"iscrowd": ' + "[" * 3000 + "]" * 3000, 1)
+    if pick < 0.8:
+        return text.replace('"counts": "PX23000"', '"counts": [10, 5]', 1)  # runs short of the image
+    return text.replace('"counts": "PX23000"', '"counts": "PX2"', 1)  # cut off mid-number
 
 
 def yolo_line(rng: random.Random) -> str:
@@ -155,6 +182,19 @@ def voc_xml(rng: random.Random) -> str:
     )
 
 
+def kept_within_images(out: Path) -> None:
+    """What convert kept is right, not only there: every box inside its upright image, and every
+    mask's area its pixel count, inside the box."""
+    from wss.data.instances import gt_mask, read_table
+
+    for r in read_table(out).itertuples():
+        assert 0 <= r.x1 < r.x2 <= r.width and 0 <= r.y1 < r.y2 <= r.height, r
+        mask = gt_mask(r)
+        if mask is not None:
+            assert mask.shape == (r.height, r.width) and int(mask.sum()) == r.area, r
+            assert mask[r.y1 : r.y2, r.x1 : r.x2].any(), r
+
+
 def check(root: Path, out: Path, source: str, name: str) -> str:
     """Run convert; return "table", "rejects" or the error; fail on anything but a named WssError."""
     try:
@@ -180,7 +220,19 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
         if source == "coco":
             images(root, ["a.png", "b.png", "c.png", "d.png"])
             name = "instances.json"
-            text = json.dumps(mutate_json(rng, coco_base()), allow_nan=True, default=str)
+            base = coco_base()
+            roll = rng.random()
+            if roll < 0.1:  # an image outside the dataset: by absolute path, through .., or by a link
+                how = rng.choice(["absolute", "dotdot", "link"])
+                target = outside(root)
+                if how == "link":
+                    (root / "b.png").unlink()
+                    (root / "b.png").symlink_to(target)
+                else:
+                    base["images"][1]["file_name"] = str(target) if how == "absolute" else "../outside.png"
+            text = json.dumps(mutate_json(rng, base), allow_nan=True, default=str)
+            if 0.1 <= roll < 0.3:
+                text = big_json_values(rng, text)
             (root / name).write_bytes(to_bytes(rng, text))
         elif source == "yolo":
             for split in ("train", "val"):
@@ -190,7 +242,12 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
                 for n in "abc":  # one good line in each file, among the mutated ones
                     lines = ["0 0.5 0.5 0.4 0.4"] + [yolo_line(rng) for _ in range(rng.randint(0, 3))]
                     rng.shuffle(lines)
-                    (root / "labels" / split / f"{n}.txt").write_bytes(to_bytes(rng, "\n".join(lines)))
+                    label = root / "labels" / split / (f"{n}.txt" if rng.random() < 0.9 else f"{n}.TXT")
+                    if rng.random() < 0.05:  # a label file that is a link out of the dataset
+                        outside(root)
+                        label.symlink_to(root.parent / "outside.txt")
+                    else:
+                        label.write_bytes(to_bytes(rng, "\n".join(lines)))
             name = "data.yaml"
             spec = rng.choice(
                 [
@@ -199,6 +256,9 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
                     "train: images/train\nnames: 5\n",
                     "names: [cat]\ntrain: nowhere\n",
                     "names: [cat\n",
+                    "a: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\n"
+                    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nnames: [*c, *c, *c, *c]\ntrain: images/train\n",
+                    "train: images/train\nval: images/val\nnames: " + "[" * 1000 + "]" * 1000 + "\n",
                 ]
             )
             (root / name).write_bytes(to_bytes(rng, spec))
@@ -209,13 +269,20 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
             images(kit / "JPEGImages", ["a.png", "b.png", "c.png", "d.png"])
             for n in "abcd":
                 (kit / "Annotations" / f"{n}.xml").write_bytes(to_bytes(rng, voc_xml(rng).replace("a.png", f"{n}.png")))
-            (kit / "ImageSets/Segmentation/train.txt").write_text("a\nc\n")
+            (kit / "ImageSets/Segmentation/train.txt").write_bytes(to_bytes(rng, "a\nc\n"))
             (kit / "ImageSets/Segmentation/val.txt").write_text(rng.choice(["b\nd\n", "b\nb\nd\n", "e\nd\n", ""]))
             name = "VOC2012"
+        start = time.perf_counter()
         outcomes[check(root, tmp_path / "out", source, name)] += 1
+        assert time.perf_counter() - start < 20, f"{source}: one case took {time.perf_counter() - start:.0f} s"
+        said = capsys.readouterr()
+        rejects = tmp_path / "out" / "rejects.csv"
+        leaked = SECRET in said.out + said.err + (rejects.read_text() if rejects.is_file() else "")
+        assert not leaked, f"{source}: a file outside the dataset was read into the output"
+        if (tmp_path / "out").is_dir():
+            kept_within_images(tmp_path / "out")
         if (tmp_path / "out").exists():
             shutil.rmtree(tmp_path / "out")
-        capsys.readouterr()  # convert's report, thousands of lines of it
     # Both kinds of outcome occur: the mutations are neither all harmless nor all fatal.
     assert outcomes["table"] > 20 and outcomes["error"] > 20, outcomes
     assert math.isclose(sum(outcomes.values()), CASES)
