@@ -17,6 +17,8 @@ generator, produces the same structures with :func:`scipy.io.savemat`.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +100,24 @@ def _label_map(value: object, path: Path, field: str) -> np.ndarray:
     return arr
 
 
+# What scipy.io.loadmat raises for a file that is not a readable MATLAB 5 file: its own MatReadError,
+# the zlib and struct errors of a damaged stream, NotImplementedError for a v7.3 (HDF5) file, and the
+# errors of the values it decodes.
+MAT_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    EOFError,
+    NotImplementedError,
+    MemoryError,
+    struct.error,
+    zlib.error,
+    scipy.io.matlab.MatReadError,
+)
+
+
 def read_inst(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read ``inst/<id>.mat``: the instance map (HxW uint8) and the category of each instance.
 
@@ -107,7 +127,7 @@ def read_inst(path: Path) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-    except Exception as exc:  # scipy raises many types for a corrupt file
+    except MAT_ERRORS as exc:
         raise SBDFormatError(f"{path}: unreadable .mat file ({type(exc).__name__}: {exc})") from exc
     gt = mat.get("GTinst")
     if gt is None:
@@ -129,7 +149,7 @@ def read_cls(path: Path) -> np.ndarray:
     path = Path(path)
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-    except Exception as exc:
+    except MAT_ERRORS as exc:
         raise SBDFormatError(f"{path}: unreadable .mat file ({type(exc).__name__}: {exc})") from exc
     gt = mat.get("GTcls")
     if gt is None or not hasattr(gt, "Segmentation"):
