@@ -25,7 +25,7 @@ from wss.errors import WssError
 
 pytestmark = pytest.mark.slow
 
-CASES = 700  # per format: 2,100 in all
+CASES = 500  # per format: 1,500 in all
 
 ODD_VALUES = [
     None,
