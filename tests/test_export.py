@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -17,31 +18,39 @@ from wss.data.instances import read_table
 from wss.labels import shards
 
 
+def run_export(
+    tmp_path: Path,
+    model: Path,
+    shards: Path,
+    instances: Path,
+    data: Path,
+    out: Path,
+    masks: str = "model",
+    review: int = 20,
+    trust: tuple = (0.0, 0.0),
+) -> int:
+    """The export stage on a dataset with ``model``; every network trusted unless ``trust`` says otherwise."""
+    write_params(
+        tmp_path / "params.yaml",
+        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": list(trust), "n_overlays": 0},
+        export={"masks": masks, "review": review},
+    )
+    args = {
+        "--params": tmp_path / "params.yaml",
+        "--model": model,
+        "--shards": shards,
+        "--instances": instances,
+        "--data": data,
+        "--out": out,
+    }
+    return stage.main([str(x) for kv in args.items() for x in kv])
+
+
 def test_export_round_trips_through_pycocotools(tmp_path, built):
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
-    write_params(
-        tmp_path / "params.yaml",
-        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": [0.0, 0.0], "n_overlays": 0},
-        export={"masks": "model", "review": 20},
-    )
     out = tmp_path / "export"
-    stage.main(
-        [
-            "--params",
-            str(tmp_path / "params.yaml"),
-            "--model",
-            str(stub),
-            "--shards",
-            str(built.shards),
-            "--instances",
-            str(built.instances),
-            "--data",
-            str(built.data),
-            "--out",
-            str(out),
-        ]
-    )
+    run_export(tmp_path, stub, built.shards, built.instances, built.data, out)
     assert sorted(p.name for p in out.iterdir()) == [
         "model_train.json",
         "model_val.json",

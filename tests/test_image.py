@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from tests.conftest import DATA, labels_cfg, write_params
+from tests.conftest import DATA, labels_cfg
+from tests.test_export import run_export
 from wss.core import image
 from wss.core.boxes import Box
 from wss.core.metrics import iou
@@ -105,31 +106,10 @@ def test_rotated_phone_photos_go_through_convert_labels_and_export_upright(tmp_p
         for i in range(len(d["key"])):
             teacher = shards.full_label(d["teacher_full"][i], d["box_xyxy"][i], d["image_size"][i])
             assert teacher.shape == (40, 56) and iou(teacher, truth) > 0.85, d["key"][i]
-    from stages import export as stage
     from tests.test_evaluate import box_stub
 
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin)
-    write_params(
-        tmp_path / "params.yaml",
-        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": [0.0, 0.0], "n_overlays": 0},
-        export={"masks": "model", "review": 20},
-    )
-    stage.main(
-        [
-            "--params",
-            str(tmp_path / "params.yaml"),
-            "--model",
-            str(stub),
-            "--shards",
-            str(out),
-            "--instances",
-            str(tmp_path / "instances"),
-            "--data",
-            str(root),
-            "--out",
-            str(tmp_path / "export"),
-        ]
-    )
+    run_export(tmp_path, stub, out, tmp_path / "instances", root, tmp_path / "export")
     with contextlib.redirect_stdout(io.StringIO()):
         files = [COCO(str(tmp_path / f"export/teacher_{split}.json")) for split in ("train", "val")]
     assert sum(len(f.getAnnIds()) for f in files) == 3

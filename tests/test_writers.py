@@ -14,8 +14,8 @@ import pytest
 import yaml
 from pycocotools.coco import COCO
 
-from stages import export as stage
-from tests.conftest import DATA, ROOT, TINY, labels_cfg, write_params
+from tests.conftest import DATA, ROOT, TINY, labels_cfg
+from tests.test_export import run_export
 from tests.test_evaluate import box_stub
 from wss.core.masks import from_segmentation, to_polygon
 from wss.core.metrics import iou
@@ -44,26 +44,8 @@ def export(
         raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1), seed=1
     )
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing)
-    write_params(
-        tmp_path / "params.yaml",
-        evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": list(trust), "n_overlays": 0},
-        export={"masks": masks, "review": review},
-    )
-    stage.main(
-        [
-            "--params",
-            str(tmp_path / "params.yaml"),
-            "--model",
-            str(stub),
-            "--shards",
-            str(tmp_path / "shards"),
-            "--instances",
-            str(tmp_path / "instances"),
-            "--data",
-            str(raw),
-            "--out",
-            str(tmp_path / "export"),
-        ]
+    run_export(
+        tmp_path, stub, tmp_path / "shards", tmp_path / "instances", raw, tmp_path / "export", masks, review, trust
     )
     return tmp_path / "instances", tmp_path / "export"
 
