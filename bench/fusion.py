@@ -28,7 +28,7 @@ from wss.labels import shards
 
 
 def score(model_path: Path, args, cfg, rows) -> dict:
-    predictor = Predictor.load(model_path, cfg, args.data, args.boundaries)
+    predictor = Predictor.load(model_path, *cfg, args.data, args.boundaries)
     verdict = trust.judge(predictor, args.shards)
     weights = sorted({*args.weights, verdict["model_weight"]})
     ious = {"teacher": [], "model": [], **{w: [] for w in weights}}
@@ -67,7 +67,8 @@ def main() -> None:
     ap.add_argument("--weights", default="0.25,0.5", help="the model's shares of the fused probability to score")
     args = ap.parse_args()
     args.weights = [float(w) for w in args.weights.split(",") if w]
-    cfg = config.typed(config.EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
+    p = config.load(args.params)
+    cfg = config.read(config.EvaluateConfig, p), config.read(config.RefineConfig, p)
     rows = by_key(read_table(args.instances))
     results = [score(m, args, cfg, rows) for m in args.model]
     weights = sorted({w for r in results for w in r["weights"]})

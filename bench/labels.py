@@ -54,7 +54,7 @@ def main() -> None:
     if args.methods:
         return methods(args)
     p = config.load(args.params)
-    base = config.LabelsConfig.from_params(config.section(p, "labels"))
+    base = config.read(config.LabelsConfig, p)
     seed = config.seed(p)
     work = Path(tempfile.mkdtemp(prefix="bench-labels-"))
     try:
@@ -106,8 +106,8 @@ def pooled(m: dict, key: str, bucket: str | None = None) -> float:
 
 def methods(args) -> None:
     p = config.load(args.params)
-    base = config.LabelsConfig.from_params(config.section(p, "labels"))
-    bcfg = config.typed(config.BoundariesConfig, config.section(p, "boundaries"), "boundaries")
+    base = config.read(config.LabelsConfig, p)
+    bcfg = config.read(config.BoundariesConfig, p)
     seed = config.seed(p)
     gc = base.grabcut
     plus = dataclasses.replace(gc, method="grabcut_plus")

@@ -14,7 +14,6 @@ wrote maps) the HED pairwise term, for each ``--gammas``; the model's mask at ea
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -46,12 +45,13 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=0)
     args = ap.parse_args()
     p = config.load(args.params)
-    cfg = config.typed(config.EvaluateConfig, config.section(p, "evaluate"), "evaluate")
+    cfg = config.read(config.EvaluateConfig, p)
+    cut = config.read(config.RefineConfig, p, apply=False)
     gammas = [float(g) for g in args.gammas.split(",") if g]
     thresholds = [float(t) for t in args.thresholds.split(",") if t]
     rows = by_key(read_table(args.instances))
     has_maps = refine.has_maps(args.boundaries)
-    predictor = Predictor.load(args.model, dataclasses.replace(cfg, refine=False))
+    predictor = Predictor.load(args.model, cfg, cut)
     total = shards.count(args.shards, args.split)
     out, cost = [], {}
     for n, inst in enumerate(tqdm(predictor.instances(args.shards, args.split), total=total, unit="inst")):
@@ -80,7 +80,7 @@ def main() -> None:
                 for what, prob in (("model", inst.prob), ("fused", fused)):
                     name = f"{what} + cut ({pair}, gamma {g:g})"
                     t = time.perf_counter()
-                    mask = refine.refine(image, prob, inst.box, e, g, cfg.cut_sigma, args.max_side)
+                    mask = refine.refine(image, prob, inst.box, e, g, cut.sigma, args.max_side)
                     cost.setdefault(name, []).append(time.perf_counter() - t)
                     row[name] = iou(mask, gt)
         out.append(row)

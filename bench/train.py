@@ -110,8 +110,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     args = ap.parse_args()
     p = config.load(args.params)
-    section = config.section(p, "train")
-    cfg = config.typed(config.TrainConfig, section, "train")
+    cfg = config.read(config.TrainConfig, p)
     side = int(shards.read_manifest(args.shards)["crop_size"])
     files = shards.files(args.shards, "train")
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -132,7 +131,7 @@ def main() -> None:
     peak = matmul_gflops()
     rates = {}
     for name, over in VARIANTS.items():
-        v = config.typed(config.TrainConfig, {**section, **over}, "train")
+        v = config.read(config.TrainConfig, p, **over)
         rates[name] = (step_rate(v, files, side, args.init, args.steps, gpu), v)
     print(
         f"\ncrop {side}, accum {cfg.accum_steps}, {args.steps} timed steps per variant, "

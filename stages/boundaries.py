@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="data/boundaries", type=Path)
     args = ap.parse_args(argv)
     p = config.load(args.params)
-    cfg = config.typed(config.BoundariesConfig, config.section(p, "boundaries"), "boundaries")
+    cfg = config.read(config.BoundariesConfig, p)
     method = config.section(p, "labels")["method"]
     if method in boundaries.METHODS_WITH_BOUNDARIES:
         import_tensorflow_quietly()

@@ -23,8 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="data/instances", type=Path)
     args = ap.parse_args(argv)
     p = config.load(args.params)
-    data = DataConfig.from_params(config.section(p, "data"))
-    max_reject = config.typed(ConvertConfig, config.section(p, "convert"), "convert").max_reject_fraction
+    data = config.read(DataConfig, p)
+    max_reject = config.read(ConvertConfig, p).max_reject_fraction
     if not args.data.is_dir():
         raise StageInputError(f"{args.data} does not exist; run the download stage first (dvc repro download)")
     convert(args.data, args.out, data, max_reject)

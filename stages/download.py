@@ -31,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="data/downloads", type=Path, help="where partial downloads live")
     args = ap.parse_args(argv)
     p = config.load(args.params)
-    data = config.DataConfig.from_params(config.section(p, "data"))
+    data = config.read(config.DataConfig, p)
     if data.source == "sample":
-        cfg = config.typed(config.SampleConfig, config.section(p, "data.sample"), "data.sample")
-        sample.generate(args.out, config.seed(p), cfg)
+        sample.generate(args.out, config.seed(p), config.read(config.SampleConfig, p))
     else:
         url, md5 = data.url, data.md5
         if data.source == "sbd" and not url:

@@ -15,7 +15,7 @@ from stages import import_tensorflow_quietly, run
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
-from wss.config import EvaluateConfig
+from wss.config import EvaluateConfig, RefineConfig
 from wss.core import atomic
 from wss.evaluation import trust
 from wss.evaluation.evaluate import evaluate
@@ -29,15 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset (for the overlays' images)")
-    ap.add_argument(
-        "--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed"
-    )
+    ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for refine.pairwise: hed")
     ap.add_argument("--metrics", default="metrics/eval.json", type=Path)
     ap.add_argument("--per-class", default="metrics/eval_per_class.json", type=Path)
     ap.add_argument("--plots", default="metrics/eval", type=Path)
     args = ap.parse_args(argv)
-    cfg = config.typed(EvaluateConfig, config.section(config.load(args.params), "evaluate"), "evaluate")
-    predictor = Predictor.load(args.model, cfg, args.data, args.boundaries)
+    p = config.load(args.params)
+    cfg, cut = config.read(EvaluateConfig, p), config.read(RefineConfig, p)
+    predictor = Predictor.load(args.model, cfg, cut, args.data, args.boundaries)
     verdict = trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"evaluate: {verdict['line']}")

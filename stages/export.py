@@ -1,5 +1,6 @@
-"""Stage ``export``: the GrabCut labels and the trained model's masks for every instance, as COCO
-instances files with RLE masks (``--out``), one per split per source (see :mod:`wss.evaluation.export`).
+"""Stage ``export``: the masks to take home, for every instance: written into the dataset's own
+annotation files (``export.masks``: the model's, the teacher's or the two fused), as COCO files of
+each kind of mask, and a review gallery, lowest quality first (see :mod:`wss.evaluation.export`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from stages import import_tensorflow_quietly, run
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
-from wss.config import EvaluateConfig
+from wss.config import EvaluateConfig, ExportConfig, RefineConfig
 from wss.evaluation import trust
 from wss.evaluation.predictor import Predictor
 from wss.evaluation.export import export
@@ -26,16 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shards", default="data/shards", type=Path)
     ap.add_argument("--instances", default="data/instances", type=Path)
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset, whose own files are written back")
-    ap.add_argument(
-        "--boundaries", default="data/boundaries", type=Path, help="HED maps, for evaluate.cut_pairwise: hed"
-    )
+    ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for refine.pairwise: hed")
     ap.add_argument("--out", default="data/export", type=Path)
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
     p = config.load(args.params)
-    cfg = config.typed(EvaluateConfig, config.section(p, "evaluate"), "evaluate")
-    ecfg = config.typed(config.ExportConfig, config.section(p, "export"), "export")
-    predictor = Predictor.load(args.model, cfg, args.data, args.boundaries)
+    cfg, cut, ecfg = (config.read(c, p) for c in (EvaluateConfig, RefineConfig, ExportConfig))
+    predictor = Predictor.load(args.model, cfg, cut, args.data, args.boundaries)
     verdict = trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"export: {verdict['line']}")

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", default="metrics/labels.json", type=Path)
     args = ap.parse_args(argv)
     p = config.load(args.params)
-    cfg = config.LabelsConfig.from_params(config.section(p, "labels"))
+    cfg = config.read(config.LabelsConfig, p)
     result = labels.run(args.data, args.instances, args.out, cfg, config.seed(p), args.boundaries)
     atomic.write_json(args.metrics, result)
     print(

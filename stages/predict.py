@@ -8,8 +8,8 @@
 ``image`` column, masks written in the boxes' own format.  Boxes are pixel ``x1,y1,x2,y2`` with
 ``x2``/``y2`` exclusive, or a CSV/JSON file of them (see :mod:`wss.data.readers.boxes`).  The
 threshold and flip averaging are ``evaluate.threshold`` and ``evaluate.flip`` of ``--params``
-unless given; so is the refinement cut (``evaluate.refine``, ``--refine``/``--no-refine``, with
-``evaluate.cut_*``; a ``hed`` cut runs HED on each image).  Writes ``<image>_mask_<k>.png``
+unless given; so is the refinement cut (``refine.apply``, ``--refine``/``--no-refine``, with the
+rest of the ``refine`` section; a ``hed`` cut runs HED on each image).  Writes ``<image>_mask_<k>.png``
 (0/255, full resolution) per box and ``<image>_overlay.png``.  Bad input exits with code 2 and a
 message.
 """
@@ -24,7 +24,7 @@ from stages import import_tensorflow_quietly, run
 
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
-from wss.config import EvaluateConfig
+from wss.config import EvaluateConfig, RefineConfig
 from wss.core.image import read as read_image
 from wss.data.readers import boxes as box_files
 from wss.data.writers import predictions
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--box", action="append", default=[], help="x1,y1,x2,y2 (repeat for more boxes)")
     ap.add_argument("--boxes", type=Path, help="CSV or JSON file of boxes, used when no --box is given")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--params", default="params.yaml", help="where evaluate.threshold and evaluate.flip are read")
+    ap.add_argument("--params", default="params.yaml", help="where the evaluate and refine settings are read")
     ap.add_argument("--threshold", type=float, help="probability threshold (default: evaluate.threshold)")
     ap.add_argument(
         "--flip",
@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--refine",
         action=argparse.BooleanOptionalAction,
-        help="the refinement cut, evaluate.cut_* (default: evaluate.refine)",
+        help="the refinement cut of the refine section (default: refine.apply)",
     )
     args = ap.parse_args(argv)
     try:
-        cfg = settings(args.params, threshold=args.threshold, flip=args.flip, refine=args.refine)
+        cfg, cut = settings(args.params, threshold=args.threshold, flip=args.flip, apply=args.refine)
         if args.images:
-            return many(args, cfg)
+            return many(args, cfg, cut)
         if not args.image:
             raise InputError("give --image IMG (one image) or --images DIR --boxes FILE (many)")
         image = read_image(args.image)
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("give boxes with --box x1,y1,x2,y2 or --boxes FILE")
         h, w = image.shape[:2]
         boxes = [box_files.inside_image(b, k, h, w) for k, b in enumerate(boxes)]
-        predictor = Predictor.load(args.model, cfg)  # after the checks: a typo costs no TensorFlow start-up
+        predictor = Predictor.load(args.model, cfg, cut)  # after the checks: a typo costs no TensorFlow start-up
     except WssError as exc:
         print(f"predict: {exc}", file=sys.stderr)
         return 2
@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def many(args: argparse.Namespace, cfg: EvaluateConfig) -> int:
+def many(args: argparse.Namespace, cfg: EvaluateConfig, cut: RefineConfig) -> int:
     """``--images DIR --boxes FILE``: one image in memory at a time, the model loaded once."""
     if not args.boxes:
         raise InputError("--images needs --boxes: a COCO JSON, a YOLO labels directory or a CSV")
     kind, jobs = box_files.jobs_of(args.boxes, args.images)
-    results = list(Predictor.load(args.model, cfg).jobs(jobs))
+    results = list(Predictor.load(args.model, cfg, cut).jobs(jobs))
     done = predictions.write(kind, args.boxes, results, args.out)
     print(f"predict: {done['masks']} masks for {done['images']} images ({kind} boxes) -> {args.out}")
     return 0

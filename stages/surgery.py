@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="models/vgg16_4ch.weights.h5", type=Path)
     args = ap.parse_args(argv)
     p = config.load(args.params)
-    cfg = config.typed(config.SurgeryConfig, config.section(p, "surgery"), "surgery")
+    cfg = config.read(config.SurgeryConfig, p)
     trunk = surgery.make_trunk(cfg, config.seed(p))
     surgery.save(trunk, args.out)
     print(f"surgery: {cfg.init} VGG16 trunk widened to 4 channels (box filters ~ N(0, {cfg.box_std})) -> {args.out}")

@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metrics", default="metrics/train.json", type=Path)
     args = ap.parse_args(argv)
     p = config.load(args.params)
-    cfg = config.typed(config.TrainConfig, config.section(p, "train"), "train")
+    cfg = config.read(config.TrainConfig, p)
     seed = config.seed(p)
     # The verdict's threshold is evaluate's, which decides how far the fused masks trust the network.
-    ecfg = config.typed(config.EvaluateConfig, config.section(p, "evaluate"), "evaluate")
+    ecfg = config.read(config.EvaluateConfig, p)
     summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
     atomic.write_json(args.metrics, summary)
     print(f"train: done, {summary}")

@@ -39,29 +39,28 @@ def write_params(path: Path, **sections: dict) -> Path:
     return path
 
 
-def from_section(cls: type, where: str, **over):
-    """``cls`` from the ``where`` section of the repository's params.yaml, with ``over`` replaced."""
-    return config.typed(cls, {**config.section(PARAMS, where), **over}, where)
-
-
-def data_cfg(**over):
-    return config.DataConfig.from_params({**config.section(PARAMS, "data"), **over})
+def data_cfg(**over) -> config.DataConfig:
+    return config.read(config.DataConfig, PARAMS, **over)
 
 
 def sample_cfg(**over) -> config.SampleConfig:
-    return from_section(config.SampleConfig, "data.sample", **over)
+    return config.read(config.SampleConfig, PARAMS, **over)
 
 
-def labels_cfg(**over):
-    return config.LabelsConfig.from_params({**config.section(PARAMS, "labels"), **over})
+def labels_cfg(**over) -> config.LabelsConfig:
+    return config.read(config.LabelsConfig, PARAMS, **over)
 
 
-def train_cfg(**over):
-    return from_section(config.TrainConfig, "train", **over)
+def train_cfg(**over) -> config.TrainConfig:
+    return config.read(config.TrainConfig, PARAMS, **over)
 
 
-def evaluate_cfg(**over):
-    return from_section(config.EvaluateConfig, "evaluate", **over)
+def evaluate_cfg(**over) -> config.EvaluateConfig:
+    return config.read(config.EvaluateConfig, PARAMS, **over)
+
+
+def refine_cfg(**over) -> config.RefineConfig:
+    return config.read(config.RefineConfig, PARAMS, **over)
 
 
 DATA = data_cfg()  # the sample source, as params.yaml ships
@@ -142,8 +141,8 @@ def project_copy(tmp_path, monkeypatch):
     from wss.core import provenance
 
     copy = tmp_path / "project"
-    for package in provenance.PROJECT_PACKAGES:
-        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    package = provenance.PACKAGE
+    shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(provenance, "ROOT", copy)
     provenance.closure.cache_clear()
     yield copy

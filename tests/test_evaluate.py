@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from stages import evaluate as stage
-from tests.conftest import evaluate_cfg, write_params
+from tests.conftest import evaluate_cfg, refine_cfg, write_params
 from wss.core import metrics
 from wss.core.boxes import Box, fill
 from wss.data.readers import sbd
@@ -83,7 +83,7 @@ def test_box_stub_through_evaluate_gives_the_box_at_full_resolution(tmp_path, bu
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
     n = 0
-    for inst in Predictor.load(stub, evaluate_cfg(flip=True)).instances(built.shards, "val"):
+    for inst in Predictor.load(stub, evaluate_cfg(flip=True), refine_cfg()).instances(built.shards, "val"):
         assert_is_the_box(inst.mask, inst.box, slack=1)  # 32-pixel crops: resampling moves an edge by <= 1 px
         n += 1
     assert n == manifest["counts"]["val"] > 0
@@ -94,7 +94,7 @@ def test_no_model_mask_reaches_outside_its_box(tmp_path, built):
     exactly the box: the box encloses its object, so the model's mask stops at it."""
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "all.keras", manifest["crop_size"], manifest["context_margin"], everywhere=True)
-    insts = list(Predictor.load(stub, evaluate_cfg(flip=True)).instances(built.shards, "val"))
+    insts = list(Predictor.load(stub, evaluate_cfg(flip=True), refine_cfg()).instances(built.shards, "val"))
     assert insts
     for inst in insts:
         np.testing.assert_array_equal(inst.mask, fill(inst.box, *inst.mask.shape))
@@ -199,7 +199,7 @@ def test_no_val_instances_is_an_error(tmp_path, built):
     manifest = json.loads((tiny_shards / "manifest.json").read_text())
     manifest["shards"] = [s for s in manifest["shards"] if s["split"] == "train"]
     (tiny_shards / "manifest.json").write_text(json.dumps(manifest))
-    predictor = Predictor.load(built.model, evaluate_cfg(n_overlays=1), built.data)
+    predictor = Predictor.load(built.model, evaluate_cfg(n_overlays=1), refine_cfg(), built.data)
     with pytest.raises(StageInputError, match="no val instances"):
         evaluate_mod.evaluate(predictor, tiny_shards, built.instances, built.data, tmp_path / "p")
 
@@ -217,7 +217,7 @@ def test_a_boxes_only_val_split_gets_agreement_and_scores_and_no_error(tmp_path,
     table.to_parquet(instances / "instances.parquet", index=False)
     manifest = shards.read_manifest(built.shards)
     stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"])
-    predictor = Predictor.load(stub, evaluate_cfg(n_overlays=1), built.data)
+    predictor = Predictor.load(stub, evaluate_cfg(n_overlays=1), refine_cfg(), built.data)
     result, per_class = evaluate_mod.evaluate(predictor, built.shards, instances, built.data, tmp_path / "p")
     n = shards.count(built.shards, "val")
     assert result["instances_with_masks"] == 0 and result["instances_without_masks"] == n and per_class == {}

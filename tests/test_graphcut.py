@@ -64,7 +64,7 @@ def test_boundary_weights_are_cheap_exactly_across_a_boundary():
 
 def sample_instances(n: int):
     """(image, box) of the first ``n`` instances of the default sample, as the pipeline renders it."""
-    cfg = config.typed(config.SampleConfig, config.section(PARAMS, "data.sample"), "data.sample")
+    cfg = config.read(config.SampleConfig, PARAMS)
     out = []
     for i in itertools.count():
         img, inst, _, _ = sample.render(i, config.seed(PARAMS), cfg)

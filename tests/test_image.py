@@ -61,6 +61,61 @@ def test_read_and_size_are_upright(tmp_path, orientation):
         assert "upright, EXIF orientation applied" in image.problem(path, 50, 30)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_orientation_turns_as_pil_exif_transpose_does(tmp_path, orientation):
+    """The eight EXIF orientations, against PIL's own reference turn, on a lossless PNG."""
+    from PIL import ImageOps
+
+    stored = np.random.default_rng(orientation).integers(0, 255, (7, 12, 3), dtype=np.uint8)
+    im = Image.fromarray(stored)
+    exif = im.getexif()
+    exif[274] = orientation
+    path = tmp_path / "p.png"
+    im.save(path, exif=exif.tobytes())
+    with Image.open(path) as opened:
+        want = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))[..., ::-1]
+    got = image.read(path)
+    np.testing.assert_array_equal(got, want)
+    assert image.size(path) == got.shape[:2]
+
+
+def raw_exif(kind: int, count: int, value: int) -> bytes:
+    """An EXIF block with one orientation entry of TIFF type ``kind`` and ``count``, as a camera or a
+    broken tool may write it (PIL itself writes only well-formed ones)."""
+    import struct
+
+    entry = struct.pack("<HHI", 274, kind, count) + struct.pack("<I", value)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<IH", 8, 1) + entry + struct.pack("<I", 0)
+
+
+@pytest.mark.parametrize(
+    "kind,count,value,turned",
+    [
+        (3, 1, 0, False),  # SHORT 0: outside 1..8
+        (3, 1, 9, False),
+        (0, 0, 6, False),  # type 0, count 0
+        (3, 0, 6, False),  # SHORT, count 0
+        (4, 1, 6, None),  # LONG 6: some readers turn it, some do not; size and pixels agree either way
+    ],
+)
+def test_a_malformed_orientation_tag_never_splits_size_from_pixels(tmp_path, kind, count, value, turned):
+    stored = np.random.default_rng(0).integers(0, 255, (7, 12, 3), dtype=np.uint8)
+    path = tmp_path / "p.jpg"
+    Image.fromarray(stored).save(path, quality=100, subsampling=0, exif=raw_exif(kind, count, value))
+    got = image.read(path)
+    assert got.shape[:2] == image.size(path)
+    assert image.problem(path, *got.shape[:2]) == ""
+    if turned is False:
+        assert got.shape[:2] == (7, 12)
+
+
+def test_an_empty_file_is_a_data_error_naming_it(tmp_path):
+    path = tmp_path / "empty.jpg"
+    path.write_bytes(b"")
+    with pytest.raises(DataError, match="empty.jpg: empty file"):
+        image.read(path)
+
+
 def test_a_truncated_jpeg_is_a_problem_even_where_opencv_decodes_it(tmp_path):
     rgb = np.random.default_rng(0).integers(0, 255, (300, 400, 3), np.uint8)
     ok, jpg = cv2.imencode(".jpg", rgb)

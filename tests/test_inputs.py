@@ -105,9 +105,9 @@ def test_skip_fallbacks_leaves_out_fallback_shapes_only(tiny_shards):
     assert count("gt", True) == n  # other label sources never skip
 
 
-def test_consensus_label_thresholds():
+def test_votes_label_thresholds():
     votes = np.array([[0, 50, 51, 178, 179, 255]], np.uint8)  # shares 0, .196, .2, .698, .702, 1
-    np.testing.assert_array_equal(inputs.consensus_label(votes, 0.7, 0.2), [[0, 0, VOID, VOID, 1, 1]])
+    np.testing.assert_array_equal(inputs.votes_label(votes, 0.7, 0.2), [[0, 0, VOID, VOID, 1, 1]])
 
 
 @pytest.mark.parametrize("core", [0.2, 0.5])
@@ -128,14 +128,14 @@ def test_ignore_label_sources_reach_the_loss_with_void(tiny_sbd, tiny_instances,
         tiny_sbd,
         tiny_instances,
         out,
-        labels_cfg(crop_size=32, shard_size=4, n_jobs=1, consensus_runs=4, consensus_jitter=0.15),
+        labels_cfg(crop_size=32, shard_size=4, n_jobs=1, vote_runs=4, vote_jitter=0.15),
         seed=1,
     )
     files = shards.files(out, "train")
     votes = np.concatenate([shards.read(f, ("teacher_votes",))["teacher_votes"] for f in files])
     boxes = np.concatenate([shards.read(f, ("box",))["box"] for f in files])
-    cfg = train_cfg(batch_size=4, consensus_fg=0.6, consensus_bg=0.3, skip_fallbacks=False, **NO_AUG)
-    for source, expect in (("teacher_i", [inputs.consensus_label(v, 0.6, 0.3) for v in votes]), ("box_i", None)):
+    cfg = train_cfg(batch_size=4, votes_fg=0.6, votes_bg=0.3, skip_fallbacks=False, **NO_AUG)
+    for source, expect in (("teacher_i", [inputs.votes_label(v, 0.6, 0.3) for v in votes]), ("box_i", None)):
         ds = inputs.dataset(files, cfg, 32, training=False, labels=source)
         y = np.concatenate([y.numpy() for _, y in ds])
         assert set(np.unique(y)) == {0, 1, VOID}

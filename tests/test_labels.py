@@ -60,7 +60,7 @@ def test_shards_hold_all_instances(tiny_sbd, tiny_instances, tmp_path):
     for f in ("box", "teacher", "box_label", "gt"):
         assert data[f].shape == (n, 48, 48) and set(np.unique(data[f])) <= {0, 1}
     np.testing.assert_array_equal(data["box"], data["box_label"])
-    # Without consensus runs the votes are the GrabCut label (its crop coverage, unthresholded).
+    # Without vote runs the votes are the GrabCut label (its crop coverage, unthresholded).
     np.testing.assert_array_equal(data["teacher_votes"] >= 128, data["teacher"] == 1)
     with h5py.File(out / manifest["shards"][0]["file"]) as f:
         assert f["image"].chunks == (1, 48, 48, 3) and f["image"].compression == "gzip"
@@ -232,7 +232,7 @@ def test_unknown_and_missing_params_are_named():
     section = dict(config.section(PARAMS, "labels"))
     del section["roi_margin"]
     with pytest.raises(ConfigError, match=r"missing keys under labels: \['labels.roi_margin'\]"):
-        config.LabelsConfig.from_params(section)
+        config.read(config.LabelsConfig, {"labels": section})
 
 
 @pytest.mark.parametrize(
@@ -242,9 +242,9 @@ def test_unknown_and_missing_params_are_named():
         ("crop_size", 0, "labels.crop_size"),
         ("shard_size", 0, "labels.shard_size must be >= 1"),
         ("iterations", 0, "labels.iterations must be >= 1"),
-        ("fallback_shape", "star", "labels.fallback_shape must be ellipse or box"),
+        ("fallback_shape", "star", "labels.fallback_shape must be one of ellipse, box"),
         ("min_fg_fraction", 1.5, "labels.min_fg_fraction"),
-        ("consensus_runs", -1, "labels.consensus_runs"),
+        ("vote_runs", -1, "labels.vote_runs"),
         ("n_jobs", 0, "labels.n_jobs"),
         ("iterations", 2.5, "labels.iterations must be int"),
     ],
@@ -282,12 +282,10 @@ def test_params_types_from_yaml():
     assert isinstance(cfg.grabcut.iterations, int) and isinstance(cfg.grabcut.roi_margin, float)
 
 
-def test_consensus_votes_for_train_instances_only(tiny_sbd, tiny_instances, tmp_path):
+def test_votes_for_train_instances_only(tiny_sbd, tiny_instances, tmp_path):
     out = tmp_path / "shards"
-    labels.run(
-        tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, consensus_runs=5), seed=3
-    )
-    assert shards.read_manifest(out)["consensus_runs"] == 5
+    labels.run(tiny_sbd, tiny_instances, out, labels_cfg(crop_size=48, shard_size=4, n_jobs=1, vote_runs=5), seed=3)
+    assert shards.read_manifest(out)["vote_runs"] == 5
     for split in sbd.SPLITS:
         data = [shards.read(f, ("teacher", "teacher_votes", "box")) for f in shards.files(out, split)]
         votes = np.concatenate([d["teacher_votes"] for d in data])

@@ -26,20 +26,25 @@ def test_bilinear_upsampling_keeps_a_constant(stride):
     np.testing.assert_allclose(inner, 2.0, rtol=1e-5)
 
 
+def batch_bce(labels, logits, reduction="mean", balance=True):
+    """The per-image loss averaged over the batch, as the training step averages it."""
+    return tf.reduce_mean(model.per_image_bce(labels, logits, reduction, balance))
+
+
 def test_balanced_bce_matches_formula():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 4, 4, 1)).astype(np.float32)
     labels = (rng.random((2, 4, 4)) > 0.7).astype(np.float32)
-    got_sum = float(model.balanced_bce(labels, logits, "sum"))
+    got_sum = float(batch_bce(labels, logits, "sum"))
     expect = []
     for x, y in zip(logits[..., 0], labels):
         p = 1 / (1 + np.exp(-x))
         pos, n = y.sum(), y.size
         expect.append((n - pos) / n * -np.log(p[y == 1]).sum() + pos / n * -np.log(1 - p[y == 0]).sum())
     np.testing.assert_allclose(got_sum, np.mean(expect), rtol=1e-5)
-    np.testing.assert_allclose(float(model.balanced_bce(labels, logits, "mean")), np.mean(expect) / 16, rtol=1e-5)
+    np.testing.assert_allclose(float(batch_bce(labels, logits, "mean")), np.mean(expect) / 16, rtol=1e-5)
     with pytest.raises(ValueError):
-        model.balanced_bce(labels, logits, "median")
+        batch_bce(labels, logits, "median")
 
 
 def test_preprocess_is_caffe_bgr_plus_box():
@@ -57,7 +62,7 @@ def test_unbalanced_is_half_the_plain_cross_entropy():
     logits = rng.normal(size=(2, 4, 4, 1)).astype(np.float32)
     labels = (rng.random((2, 4, 4)) > 0.8).astype(np.float32)
     plain = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels[..., None], logits=logits).numpy().mean()
-    np.testing.assert_allclose(float(model.balanced_bce(labels, logits, "mean", balance=False)), plain / 2, rtol=1e-5)
+    np.testing.assert_allclose(float(batch_bce(labels, logits, "mean", balance=False)), plain / 2, rtol=1e-5)
 
 
 def test_void_pixels_take_no_part_in_the_loss():
@@ -69,15 +74,15 @@ def test_void_pixels_take_no_part_in_the_loss():
     for balance in (True, False):
         with tf.GradientTape() as tape:
             tape.watch(logits)
-            loss = model.balanced_bce(void, logits, "mean", balance)
+            loss = batch_bce(void, logits, "mean", balance)
         grad = tape.gradient(loss, logits).numpy()
         assert np.all(grad[:, :2] == 0) and np.any(grad[:, 2:] != 0)
         # Equal to the loss on the labelled half alone.
         np.testing.assert_allclose(
-            float(loss), float(model.balanced_bce(labels[:, 2:], logits[:, 2:], "mean", balance)), rtol=1e-5
+            float(loss), float(batch_bce(labels[:, 2:], logits[:, 2:], "mean", balance)), rtol=1e-5
         )
     # An image with no labelled pixel contributes zero, not NaN.
-    assert float(model.balanced_bce(np.full((1, 4, 4), VOID, np.float32), logits[:1])) == 0.0
+    assert float(batch_bce(np.full((1, 4, 4), VOID, np.float32), logits[:1])) == 0.0
 
 
 def test_flip_averaging_is_mirror_equivariant():

@@ -1,4 +1,5 @@
 import dataclasses
+from typing import ClassVar
 
 import pytest
 
@@ -23,20 +24,22 @@ def test_empty_file_is_empty_dict():
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    steps: int
-    lr: float
-    name: str
-    on: bool
-    bounds: tuple[int, ...]
+    SECTION: ClassVar[str] = "train"
+    steps: int = config.param(at_least=1)
+    lr: float = config.param(above=0)
+    name: str = config.param(one_of=("x", "y"))
+    on: bool = config.param()
+    bounds: tuple[int, ...] = config.param(within="[0, 10)")
 
 
 FULL = {"steps": 3.0, "lr": 1, "name": "x", "bounds": [1, 2.0], "on": True}
 
 
-def test_typed_casts_every_value():
-    s = config.typed(Section, FULL, "train")
+def test_read_casts_every_value():
+    s = config.read(Section, {"train": FULL})
     assert s == Section(steps=3, lr=1.0, name="x", bounds=(1, 2), on=True)
     assert isinstance(s.lr, float) and isinstance(s.steps, int) and isinstance(s.bounds[1], int)
+    assert config.read(Section, {"train": FULL}, lr=0.5).lr == 0.5
 
 
 @pytest.mark.parametrize(
@@ -49,65 +52,103 @@ def test_typed_casts_every_value():
         ({**FULL, "steps": True}, "train.steps must be int"),
         ({**FULL, "on": "yes"}, "train.on must be true or false"),
         ({**FULL, "bounds": "1,2"}, "train.bounds must be tuple"),
+        ({**FULL, "steps": 0}, r"params.yaml: train.steps must be >= 1, not 0"),
+        ({**FULL, "lr": 0}, r"train.lr must be > 0, not 0.0"),
+        ({**FULL, "name": "z"}, r"train.name must be one of x, y, not 'z'"),
+        ({**FULL, "bounds": [1, 10]}, r"train.bounds must lie in \[0, 10\), not \(1, 10\)"),
+        ({**FULL, "steps": 10**400}, "train.steps must be int"),
     ],
 )
-def test_typed_names_the_bad_key(values, match):
+def test_read_names_the_bad_key(values, match):
     with pytest.raises(ConfigError, match=match):
-        config.typed(Section, values, "train")
+        config.read(Section, {"train": values})
 
 
-def test_validate_runs_before_the_config_is_returned():
+def test_validate_ties_fields_together_after_each_field_is_checked():
     @dataclasses.dataclass(frozen=True)
     class Checked:
-        n: int
+        SECTION: ClassVar[str] = "s"
+        lo: int = config.param(at_least=0)
+        hi: int = config.param()
 
         def validate(self):
-            config.require(self.n >= 1, "s.n", "be >= 1", self.n)
+            config.require(self.lo <= self.hi, "s.lo", "be <= s.hi", (self.lo, self.hi))
 
-    assert config.typed(Checked, {"n": 2}, "s").n == 2
-    with pytest.raises(ConfigError, match=r"params.yaml: s.n must be >= 1, not -5"):
-        config.typed(Checked, {"n": -5}, "s")
+    assert config.read(Checked, {"s": {"lo": 1, "hi": 2}}).hi == 2
+    with pytest.raises(ConfigError, match=r"params.yaml: s.lo must be <= s.hi, not \(3, 2\)"):
+        config.read(Checked, {"s": {"lo": 3, "hi": 2}})
+    with pytest.raises(ConfigError, match=r"s.lo must be >= 0"):  # the field's own rule first
+        config.read(Checked, {"s": {"lo": -3, "hi": 2}})
+
+
+def test_a_renamed_key_points_to_its_new_name():
+    section = {**PARAMS["labels"], "consensus_runs": 5}
+    del section["vote_runs"]
+    with pytest.raises(ConfigError, match=r"labels.consensus_runs is now labels.vote_runs \(see CHANGELOG.md\)"):
+        config.read(config.LabelsConfig, {"labels": section})
+    every = {f"{name}.{key}" for name, sec in PARAMS.items() if isinstance(sec, dict) for key in sec}
+    assert not set(config.RENAMED_KEYS.values()) - every, "a renamed key points to no key of params.yaml"
+
+
+def test_fields_marked_content_false_stay_out_of_the_fingerprint():
+    got = config.content_fields(config.read(config.TrainConfig, PARAMS))
+    assert "lr" in got and not {"steps", "log_every", "checkpoint_every", "checkpoints_kept", "rounds"} & set(got)
+    labels = config.content_fields(config.read(config.LabelsConfig, PARAMS))
+    assert "n_jobs" not in labels and labels["grabcut"]["iterations"] == PARAMS["labels"]["iterations"]
 
 
 def test_seed_and_sections():
     assert config.seed({"base": {"seed": 4}}) == 4
-    with pytest.raises(ConfigError, match="base.seed must be an integer"):
+    with pytest.raises(ConfigError, match="base.seed must be int"):
         config.seed({"base": {"seed": "x"}})
+    with pytest.raises(ConfigError, match="base.seed must be >= 0"):
+        config.seed({"base": {"seed": -1}})
     with pytest.raises(ConfigError, match="missing section train"):
         config.section({"base": {}}, "train")
 
 
-def _configs():
+CONFIGS = (
+    config.BaseConfig,
+    config.DataConfig,
+    config.SampleConfig,
+    config.ConvertConfig,
+    config.BoundariesConfig,
+    config.LabelsConfig,
+    config.SurgeryConfig,
+    config.TrainConfig,
+    config.RefineConfig,
+    config.EvaluateConfig,
+    config.ExportConfig,
+)
 
-    return [
-        (config.DataConfig, "data"),
-        (config.SampleConfig, "data.sample"),
-        (config.ConvertConfig, "convert"),
-        (config.LabelsConfig, "labels"),
-        (config.SurgeryConfig, "surgery"),
-        (config.TrainConfig, "train"),
-        (config.EvaluateConfig, "evaluate"),
-    ]
+
+def _flat(cfg) -> dict:
+    out = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        if isinstance(value, dict) and key in getattr(type(cfg), "FLAT", ()):
+            out.update(value)
+        elif not isinstance(value, dict):
+            out[key] = value
+    return out
 
 
 def test_params_yaml_is_the_one_source_of_defaults():
-    """Every stage config has no defaults of its own and reads its whole section of params.yaml."""
-
-    for cls, _where in _configs() + [(config.GrabCutConfig, "labels")]:
+    """Every config has no defaults of its own, every key of params.yaml is read by one, and each
+    reads its whole section."""
+    for cls in CONFIGS + (config.GrabCutConfig,):
         for f in dataclasses.fields(cls):
             assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, (
                 f"{cls.__name__}.{f.name}"
             )
-    for cls, where in _configs():
-        section = config.section(PARAMS, where)
-        cfg = cls.from_params(section) if hasattr(cls, "from_params") else config.typed(cls, section, where)
-        got = dataclasses.asdict(cfg)
-        flat = {**got.pop("grabcut"), **got} if cls is config.LabelsConfig else got
+    assert {c.SECTION for c in CONFIGS} >= {k for k in PARAMS}, "a params.yaml section no config reads"
+    for cls in CONFIGS:
+        section = config.section(PARAMS, cls.SECTION)
+        flat = _flat(config.read(cls, PARAMS))
         nested = {k for k, v in section.items() if isinstance(v, dict)}
-        assert set(flat) == set(section) - nested, where
+        assert set(flat) == set(section) - nested, cls.SECTION
         for key, value in flat.items():
             expected = tuple(section[key]) if isinstance(value, tuple) else section[key]
-            assert value == expected, f"{where}.{key}"
+            assert value == expected, f"{cls.SECTION}.{key}"
 
 
 def test_repo_params_load():

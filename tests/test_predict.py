@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import subprocess
@@ -7,12 +6,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
-import yaml
 
 from stages import predict
-from tests.conftest import ROOT, from_section
+from tests.conftest import ROOT, write_params
 from tests.test_evaluate import assert_is_the_box, box_stub
-from wss import config
 from wss.core.boxes import Box, fill
 from wss.data.readers import sbd
 
@@ -76,13 +73,11 @@ def test_threshold_and_flip_come_from_params(image, tmp_path, tiny_model, monkey
 
     def spy(self, image_bgr, boxes):
         c = self.cfg
-        seen.update(threshold=c.threshold, flip=c.flip, refine=c.refine and c.cut_gamma == 2.0)
+        seen.update(threshold=c.threshold, flip=c.flip, refine=self.cut.apply and self.cut.gamma == 3.5)
         return Prediction([], [np.zeros(image_bgr.shape[:2], np.uint8) for _ in boxes])
 
     monkeypatch.setattr(Predictor, "__call__", spy)
-    params = from_section(config.EvaluateConfig, "evaluate", threshold=0.3, refine=False, cut_gamma=2.0, flip=False)
-    section = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(params).items()}
-    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"evaluate": section}))
+    write_params(tmp_path / "p.yaml", evaluate={"threshold": 0.3, "flip": False}, refine={"apply": False, "gamma": 3.5})
     common = ["--model", str(tiny_model), "--image", str(image), "--box", "10,12,60,70", "--out", str(tmp_path / "o")]
     assert predict.main(["--params", str(tmp_path / "p.yaml"), *common]) == 0
     assert seen == {"threshold": 0.3, "flip": False, "refine": False}

@@ -33,16 +33,16 @@ def test_constants_expressions_and_strings_that_run_do_count(tmp_path):
 
 
 def test_digest_follows_the_code_and_the_package_versions(project_copy, monkeypatch):
-    before = provenance.digest("stages.labels", ("numpy",))
+    before = provenance.code_digest("wss.labels.build", ("numpy",))
     edit(project_copy / "wss/labels/grabcut.py", "import zlib", "import zlib  # for crc32")
-    assert provenance.digest("stages.labels", ("numpy",)) == before
+    assert provenance.code_digest("wss.labels.build", ("numpy",)) == before
     edit(project_copy / "wss/labels/grabcut.py", "import zlib", "import zlib\nimport json")
-    changed = provenance.digest("stages.labels", ("numpy",))
+    changed = provenance.code_digest("wss.labels.build", ("numpy",))
     assert changed != before
     real = provenance.metadata.version
     monkeypatch.setattr(provenance.metadata, "version", lambda d: "0.1" if d == "numpy" else real(d))
-    assert provenance.digest("stages.labels", ("numpy",)) != changed
-    assert provenance.digest("stages.labels") != changed  # versions of packages not asked for do not count
+    assert provenance.code_digest("wss.labels.build", ("numpy",)) != changed
+    assert provenance.code_digest("wss.labels.build") != changed  # versions of packages not asked for do not count
 
 
 def test_versions_reads_metadata_and_names_what_is_missing():

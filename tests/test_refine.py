@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import evaluate_cfg
+from tests.conftest import refine_cfg
 from wss.core.boxes import Box
 from wss.core.metrics import iou
 from wss.errors import StageInputError
@@ -76,15 +76,15 @@ def test_fuse_averages_the_model_with_the_teacher():
 
 
 def test_a_hed_cut_without_maps_says_what_to_do(tmp_path):
-    with pytest.raises(StageInputError, match="cut_pairwise is hed.*grabcut_plus"):
-        refine.Refiner(evaluate_cfg(cut_pairwise="hed"), tmp_path, tmp_path / "boundaries")
+    with pytest.raises(StageInputError, match="refine.pairwise is hed.*grabcut_plus"):
+        refine.Refiner(refine_cfg(pairwise="hed"), tmp_path, tmp_path / "boundaries")
 
 
 def test_the_refiner_cuts_the_model_and_the_fused_masks(tmp_path):
     image, prob, truth, box = disc_scene()
     cv2.imwrite(str(tmp_path / "a.png"), image)
     plain = (prob >= 0.5).astype(np.uint8)
-    on = refine.Refiner(evaluate_cfg(refine=True, cut_gamma=2.0), tmp_path)
+    on = refine.Refiner(refine_cfg(apply=True, gamma=2.0), tmp_path)
     assert on.ms_per_instance() is None
     assert iou(on.cut("a.png", prob, box), truth) > iou(plain, truth) + 0.05
     teacher = truth.copy()

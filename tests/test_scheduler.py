@@ -22,7 +22,7 @@ from wss.labels import scheduler, shards
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 # Jittered GrabCuts make each train instance slow enough to kill a worker in the middle of a run.
-SLOW = {"crop_size": 32, "shard_size": 1, "n_jobs": 2, "consensus_runs": 12}
+SLOW = {"crop_size": 32, "shard_size": 1, "n_jobs": 2, "vote_runs": 12}
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from tests.conftest import PARAMS, ROOT, edit, train_cfg
 from wss import config
 from wss.core import provenance
 from wss.errors import ConfigError, StageInputError
-from wss.net import training
+from wss.net import hooks, training
 from wss.net.model import load
 
 TINY = {"steps": 3, "batch_size": 2, "checkpoint_every": 2, "log_every": 1, "shuffle_buffer": 8}
@@ -49,7 +49,7 @@ def test_lr_set_by_dvc_exp_reaches_code_as_float():
         ({"devices": 0}, "train.devices must be auto or a number"),
         ({"devices": "all"}, "train.devices must be auto or a number"),
         ({"learning_rate": 1.0}, "unknown keys"),
-        ({"consensus_fg": 0.2, "consensus_bg": 0.7}, "consensus_bg"),
+        ({"votes_fg": 0.2, "votes_bg": 0.7}, "votes_bg"),
         ({"box_i_core": 0.0}, "train.box_i_core"),
         ({"iou_weight": -1.0}, "train.iou_weight must be >= 0"),
         ({"checkpoints_kept": 0}, "train.checkpoints_kept"),
@@ -73,7 +73,7 @@ def test_a_bad_value_stops_the_stage_before_any_work(tmp_path):
 
 def test_piecewise_schedule():
     b, v = (10, 15, 25), (1.0, 0.1, 1.0, 0.1)
-    assert [training.piecewise(s, b, v) for s in (0, 9, 10, 14, 15, 30)] == [1.0, 1.0, 0.1, 0.1, 1.0, 0.1]
+    assert [hooks.piecewise(s, b, v) for s in (0, 9, 10, 14, 15, 30)] == [1.0, 1.0, 0.1, 0.1, 1.0, 0.1]
 
 
 def run(tmp_path, shards_dir, init, cfg, tag="run"):
@@ -105,7 +105,7 @@ def test_short_training_writes_model_curves_and_summary(tmp_path, tiny_shards, r
 
 
 def test_nan_loss_stops_with_the_step(tmp_path, tiny_shards, random_init):
-    with pytest.raises(training.NonFiniteLoss, match=r"at step \d+"):
+    with pytest.raises(hooks.NonFiniteLoss, match=r"at step \d+"):
         run(tmp_path, tiny_shards, random_init, tiny(optimizer="sgd", lr=1e30, steps=6))
     assert not (tmp_path / "run" / "model.keras").exists()
 
@@ -122,7 +122,7 @@ def test_a_comment_resumes_and_a_code_or_library_change_starts_over(
     tmp_path, tiny_shards, random_init, project_copy, monkeypatch
 ):
     """Checkpoints follow the code as parsed (a comment keeps them) and the TensorFlow/Keras versions."""
-    assert "wss/net/model.py" in {str(p) for p in provenance.closure(training.STAGE)}
+    assert "wss/net/model.py" in {str(p) for p in provenance.closure(training.__name__)}
     d, first = run(tmp_path, tiny_shards, random_init, tiny(steps=2))
     model = project_copy / "wss/net/model.py"
     edit(model, "BOX_SCALE = 127.5", "# the spread of the colour channels\nBOX_SCALE = 127.5")
@@ -316,5 +316,5 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_sha
 
 
 def test_grabcut_i_without_votes_says_which_param_to_set(tmp_path, tiny_shards, random_init):
-    with pytest.raises(StageInputError, match="labels.consensus_runs"):
+    with pytest.raises(StageInputError, match="labels.vote_runs"):
         run(tmp_path, tiny_shards, random_init, tiny(labels="teacher_i"))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, evaluate_cfg
+from tests.conftest import ROOT, evaluate_cfg, refine_cfg
 from wss import config
 from wss.core import trust
 from wss.evaluation import trust as measured
 
-CFG = config.typed(config.EvaluateConfig, config.section(config.load(ROOT / "params.yaml"), "evaluate"), "evaluate")
+CFG = config.read(config.EvaluateConfig, config.load(ROOT / "params.yaml"))
 RULE = (50, (0.5, 0.7))  # min instances, (weak below, trusted from)
 
 
@@ -45,9 +45,9 @@ def test_bad_trust_params_are_named():
     section = dict(config.section(config.load(ROOT / "params.yaml"), "evaluate"))
     for bad in ([0.7, 0.5], [0.5], [0.5, 1.5]):
         with pytest.raises(config.ConfigError, match="evaluate.trust_agreement"):
-            config.typed(config.EvaluateConfig, {**section, "trust_agreement": bad}, "evaluate")
+            config.read(config.EvaluateConfig, {"evaluate": {**section, "trust_agreement": bad}})
     with pytest.raises(config.ConfigError, match="evaluate.trust_min_instances"):
-        config.typed(config.EvaluateConfig, {**section, "trust_min_instances": -1}, "evaluate")
+        config.read(config.EvaluateConfig, {"evaluate": {**section, "trust_min_instances": -1}})
 
 
 def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
@@ -59,7 +59,7 @@ def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
     from wss.evaluation.predictor import Predictor
 
     side = shards.read_manifest(tiny_shards)["crop_size"]
-    stub = Predictor.load(box_stub(tmp_path / "stub.keras", side, 0.1), evaluate_cfg(batch_size=4))
+    stub = Predictor.load(box_stub(tmp_path / "stub.keras", side, 0.1), evaluate_cfg(batch_size=4), refine_cfg())
     want = []
     for split in ("train", "val"):
         for f in shards.files(tiny_shards, split):

@@ -1,18 +1,27 @@
-"""Reading ``params.yaml``, the one place where defaults live, and every stage's ``*Config``.
+"""Reading ``params.yaml``, the one place where defaults live, into each stage's ``*Config``.
 
-Each stage's settings are a frozen dataclass **without defaults**: :func:`typed` builds it from its
-params section, requires every key, refuses unknown ones and casts each value to the field's
-type, so a value reaches the code with the type a user meant.  Range checks (:func:`require`)
-run in each config's ``validate`` before the stage does any work.
+Each params section is a frozen dataclass **without defaults**, and each of its fields carries
+its own constraint (:func:`param`)::
+
+    lr: float = param(above=0)
+    optimizer: str = param(one_of=("adam", "sgd"))
+
+:func:`read` is the one loader: it takes the class's ``SECTION`` of the loaded params, requires
+every key, refuses unknown ones (pointing renamed keys to their new name), casts each value to
+its field's type, checks each field's constraint and then the class's ``validate`` (only the
+rules that tie several fields together).  Adding a parameter is one line in ``params.yaml`` and
+one field here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -75,69 +84,127 @@ def section(p: dict[str, Any], dotted: str) -> dict[str, Any]:
     return node
 
 
-def seed(p: dict[str, Any]) -> int:
-    """``base.seed``, the one seed every stage derives its randomness from."""
-    value = section(p, "base").get("seed")
-    require(
-        isinstance(value, int) and not isinstance(value, bool) and value >= 0, "base.seed", "be an integer >= 0", value
-    )
-    return int(value)
-
-
-def typed(cls: type, values: dict[str, Any], where: str, **fixed: Any) -> Any:
-    """Build the dataclass ``cls`` from a params section, casting each value to its field's type.
-
-    Field types (``int``, ``float``, ``str``, ``bool``, ``tuple[int, ...]``, ``tuple[float, ...]``)
-    are read from the annotations; ``fixed`` fields are passed through.  Every other field must be
-    in ``values`` and nothing else may be: a missing or unknown key stops the stage with a message
-    naming it (``where`` is its section).  The config's ``validate()``, if it has one, runs last.
-    """
-    kinds = {f.name: f.type for f in dataclasses.fields(cls) if f.name not in fixed}
-    unknown = set(values) - set(kinds)
-    if unknown:
-        raise ConfigError(f"unknown keys under {where}: {sorted(unknown)}")
-    missing = set(kinds) - set(values)
-    if missing:
-        raise ConfigError(f"missing keys under {where}: {sorted(f'{where}.{k}' for k in missing)}")
-    cfg = cls(**{k: _cast(_kind(kinds[k]), v, f"{where}.{k}") for k, v in values.items()}, **fixed)
-    if hasattr(cfg, "validate"):
-        cfg.validate()
-    return cfg
-
-
 def require(ok: bool, name: str, what: str, value: Any) -> None:
     """Raise :class:`~wss.errors.ConfigError` ``params.yaml: <name> must <what>, not <value>`` unless ``ok``."""
     if not ok:
         raise ConfigError(f"{name} must {what}, not {value!r}")
 
 
-def _kind(annotation: Any) -> str:
-    """``"int"``, ``"tuple[float, ...]"``...: the annotation as text, whether postponed or not."""
-    if isinstance(annotation, str):
-        return annotation
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+_INTERVAL = re.compile(r"([\[(])\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*([\])])")
 
 
-def _cast(kind: str, value: Any, name: str) -> Any:
-    if kind == "bool":
+def param(
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    within: str | None = None,
+    one_of: tuple = (),
+    check: Callable[[Any], bool] | None = None,
+    must: str = "",
+    note: str = "",
+    content: bool = True,
+) -> Any:
+    """A params field and its constraint: ``at_least`` (value >= it), ``above`` (value > above),
+    ``within`` an interval written as in mathematics (``"[0, 1)"``), ``one_of`` a closed vocabulary,
+    or any ``check`` with the ``must`` that says it.  Tuples are checked item by item.  ``note``
+    ends the error message (``"(0 = off)"``).  ``content=False`` marks a field that changes how fast
+    or how often a stage works or logs, never what it makes: it stays out of the fingerprints."""
+    tests: list[tuple[Callable[[Any], bool], str]] = []
+    if at_least is not None:
+        tests.append((lambda v: v >= at_least, f"be >= {at_least:g}"))
+    if above is not None:
+        tests.append((lambda v: v > above, f"be > {above:g}"))
+    if within is not None:
+        m = _INTERVAL.fullmatch(within.strip())
+        if not m:
+            raise ValueError(f"param(within={within!r}) is not an interval such as '[0, 1)'")
+        lo_closed, lo, hi, hi_closed = m.group(1) == "[", float(m.group(2)), float(m.group(3)), m.group(4) == "]"
+        tests.append(
+            (
+                lambda v: (lo <= v if lo_closed else lo < v) and (v <= hi if hi_closed else v < hi),
+                f"lie in {within.strip()}",
+            )
+        )
+    if one_of:
+        tests.append((lambda v: v in one_of, f"be one of {', '.join(map(str, one_of))}"))
+    if check is not None:
+        tests.append((check, must))
+    return dataclasses.field(metadata={"tests": tuple(tests), "note": note, "content": content})
+
+
+def content_fields(cfg: Any) -> dict[str, Any]:
+    """The values of ``cfg`` that shape what its stage makes (every field not marked ``content=False``),
+    for a fingerprint."""
+    return {
+        f.name: content_fields(v) if dataclasses.is_dataclass(v := getattr(cfg, f.name)) else v
+        for f in dataclasses.fields(cfg)
+        if f.metadata.get("content", True)
+    }
+
+
+def read(cls: type, p: dict[str, Any], **over: Any) -> Any:
+    """The config ``cls`` from the loaded params ``p``: its ``SECTION``, with the keys of ``over``
+    replaced (a bench's variants, a test's sizes), each value cast to its field's type and checked
+    (module docstring).  A dataclass-typed field is read from the subsection of its name, or, when
+    the class lists it in ``FLAT``, from keys of the same section."""
+    return _build(cls, {**section(p, cls.SECTION), **over}, cls.SECTION)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    nested = {f.name: hints[f.name] for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
+    built = {}
+    for name, sub in nested.items():
+        if name in getattr(cls, "FLAT", ()):
+            keys = {f.name for f in dataclasses.fields(sub)}
+            built[name] = _build(sub, {k: values.pop(k) for k in list(values) if k in keys}, where)
+        else:
+            if not isinstance(values.get(name), dict):
+                raise ConfigError(f"missing section {where}.{name}")
+            built[name] = _build(sub, values.pop(name), f"{where}.{name}")
+    kinds = {f.name: f for f in dataclasses.fields(cls) if f.name not in nested}
+    unknown = set(values) - set(kinds) - {k for k in values if f"{where}.{k}" in SUBSECTIONS}
+    for key in sorted(unknown):
+        if f"{where}.{key}" in RENAMED_KEYS:
+            raise ConfigError(f"{where}.{key} is now {RENAMED_KEYS[f'{where}.{key}']} (see CHANGELOG.md)")
+    if unknown:
+        raise ConfigError(f"unknown keys under {where}: {sorted(unknown)}")
+    missing = set(kinds) - set(values)
+    values = {k: v for k, v in values.items() if k in kinds}
+    if missing:
+        raise ConfigError(f"missing keys under {where}: {sorted(f'{where}.{k}' for k in missing)}")
+    for name, f in kinds.items():
+        value = built[name] = _cast(hints[name], values[name], f"{where}.{name}")
+        for ok, what in f.metadata.get("tests", ()):
+            items = value if isinstance(value, tuple) else (value,)
+            require(all(ok(v) for v in items), f"{where}.{name}", f"{what} {f.metadata['note']}".strip(), value)
+    cfg = cls(**built)
+    if hasattr(cfg, "validate"):
+        cfg.validate()
+    return cfg
+
+
+def _cast(kind: Any, value: Any, name: str) -> Any:
+    """``value`` as the field type ``kind`` (``bool``, ``int``, ``float``, ``str``, ``tuple[int, ...]``,
+    ``tuple[float, ...]``); a bool where a number is meant, or a fraction where an int is, is refused."""
+    label = getattr(kind, "__name__", None) if typing.get_origin(kind) is None else str(kind)
+    if kind is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be true or false, not {value!r}")
         return value
     try:
-        if kind.startswith("tuple"):
-            item = int if "int" in kind else float
+        if typing.get_origin(kind) is tuple:
             if isinstance(value, (str, bytes, dict)):
-                raise TypeError
-            return tuple(_number(item, v) for v in (value or ()))
-        if kind in ("int", "float"):
-            return _number(int if kind == "int" else float, value)
-        return {"str": str}[kind](value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be {kind}, not {value!r}") from exc
+                raise TypeError(value)
+            return tuple(_number(typing.get_args(kind)[0], v) for v in (value or ()))
+        if kind in (int, float):
+            return _number(kind, value)
+        return str(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{name} must be {label}, not {value!r}") from exc
 
 
 def _number(kind: type, value: Any) -> int | float:
-    """``value`` as ``kind``; a bool, or a float with a fraction where an int is meant, is refused."""
     if isinstance(value, bool):
         raise TypeError(value)
     if kind is int:
@@ -158,7 +225,22 @@ AUTO = {
 }
 TRAIN_LABELS = ("teacher", "teacher_i", "box", "box_i", "gt")  # train.labels (self-training: train.rounds)
 RENAMED = {"grabcut": "teacher", "grabcut_i": "teacher_i"}  # old train.labels values, refused with a pointer
+# Old keys, refused with their new name (CHANGELOG.md).
+SUBSECTIONS = ("data.sample",)  # sections inside a section, read by their own config (SampleConfig)
+RENAMED_KEYS = {
+    "labels.consensus_runs": "labels.vote_runs",
+    "labels.consensus_jitter": "labels.vote_jitter",
+    "train.consensus_fg": "train.votes_fg",
+    "train.consensus_bg": "train.votes_bg",
+    "evaluate.refine": "refine.apply",
+    "evaluate.cut_pairwise": "refine.pairwise",
+    "evaluate.cut_gamma": "refine.gamma",
+    "evaluate.cut_sigma": "refine.sigma",
+    "evaluate.cut_max_side": "refine.max_side",
+}
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision
+CUT_PAIRWISE = ("colour", "hed")  # refine.pairwise
+EXPORT_MASKS = ("model", "teacher", "fused")  # export.masks (see wss.evaluation.refine)
 LOCAL_SCHEDULER = re.compile(r"local:(\d+)")
 # Schemes of dask.distributed's comms; a bare host:port is taken as tcp, as Dask does.
 SCHEDULER_ADDRESS = re.compile(r"(tcp|tls|ws|wss|inproc|ucx)://\S+|[\w.\-]+:\d+")
@@ -175,313 +257,199 @@ def check_scheduler(scheduler: str) -> str | None:
 
 
 @dataclass(frozen=True)
-class DataConfig:
-    """The ``data`` params section (its ``sample`` subsection is :class:`SampleConfig`)."""
+class BaseConfig:
+    """The ``base`` params section."""
 
-    source: str  # one of SOURCES
-    url: str  # where the download stage fetches the archive (when ``archive`` is empty; sbd: '' = the release)
-    md5: str  # of the downloaded or given archive; empty = not checked
-    archive: str  # a local .zip, .tar, .tar.gz or directory; when set, nothing is downloaded
-    annotations: str  # coco: the instances JSON, yolo: the dataset yaml, relative to the dataset; '' = find it
-    val_fraction: float  # share of images that go to val when the dataset has one split
+    SECTION: ClassVar[str] = "base"
+    seed: int = param(at_least=0)  # the one seed every stage derives its randomness from
 
-    @classmethod
-    def from_params(cls, section: dict) -> DataConfig:
-        return typed(cls, {k: v for k, v in section.items() if k != "sample"}, "data")
 
-    def validate(self) -> None:
-        req = require
-        req(self.source in SOURCES, "data.source", f"be one of {', '.join(SOURCES)}", self.source)
-        req(0 <= self.val_fraction < 1, "data.val_fraction", "lie in [0, 1)", self.val_fraction)
-        if self.source not in ("sample", "sbd"):
-            req(
-                bool(self.archive or self.url),
-                "data.archive",
-                f"name the {self.source} dataset (a local archive "
-                f"or directory), or data.url its download, when data.source is {self.source}",
-                self.archive,
-            )
+def seed(p: dict[str, Any]) -> int:
+    """``base.seed``."""
+    return read(BaseConfig, p).seed
 
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """The ``data.sample`` params section."""
+    """The ``data.sample`` params section: the synthetic sample the pipeline generates."""
 
-    n_train: int
-    n_val: int
-    min_side: int
-    max_side: int
-    max_instances: int
-    min_object: float  # object size as a fraction of the image's shorter side
-    max_object: float
-    close_color_prob: float  # chance an object takes the colour of the background behind it
-    clutter: int  # distractor blobs painted into the background
-    noise_std: float
-    jpeg_quality_min: int
-    jpeg_quality_max: int
-    min_visible: float  # drop an instance when occlusion leaves less than this share of it
+    SECTION: ClassVar[str] = "data.sample"
+    n_train: int = param(at_least=1)
+    n_val: int = param(at_least=1)
+    min_side: int = param(at_least=32)
+    max_side: int = param()
+    max_instances: int = param(at_least=1)
+    min_object: float = param(within="(0, 1]")  # object size as a fraction of the image's shorter side
+    max_object: float = param(within="(0, 1]")
+    close_color_prob: float = param(within="[0, 1]")  # chance an object takes the colour of the background behind it
+    clutter: int = param(at_least=0)  # distractor blobs painted into the background
+    noise_std: float = param(at_least=0)
+    jpeg_quality_min: int = param(within="[1, 100]")
+    jpeg_quality_max: int = param(within="[1, 100]")
+    min_visible: float = param(within="[0, 1]")  # drop an instance when occlusion leaves less than this share of it
 
     def validate(self) -> None:
-        req = require
-        req(
-            self.n_train >= 1 and self.n_val >= 1,
-            "data.sample.n_train and n_val",
-            "be >= 1",
-            (self.n_train, self.n_val),
-        )
-        req(
-            32 <= self.min_side <= self.max_side,
-            "data.sample.min_side",
-            "satisfy 32 <= min_side <= max_side",
-            (self.min_side, self.max_side),
-        )
-        req(self.max_instances >= 1, "data.sample.max_instances", "be >= 1", self.max_instances)
-        req(
-            0 < self.min_object <= self.max_object <= 1,
-            "data.sample.min_object",
-            "satisfy 0 < min_object <= max_object <= 1",
-            (self.min_object, self.max_object),
-        )
-        req(0 <= self.close_color_prob <= 1, "data.sample.close_color_prob", "lie in [0, 1]", self.close_color_prob)
-        req(
-            self.clutter >= 0 and self.noise_std >= 0,
-            "data.sample.clutter and noise_std",
-            "be >= 0",
-            (self.clutter, self.noise_std),
-        )
-        req(
-            1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100,
-            "data.sample.jpeg_quality_min",
-            "satisfy 1 <= min <= max <= 100",
-            (self.jpeg_quality_min, self.jpeg_quality_max),
-        )
-        req(0 <= self.min_visible <= 1, "data.sample.min_visible", "lie in [0, 1]", self.min_visible)
+        pairs = (("min_side", "max_side"), ("min_object", "max_object"), ("jpeg_quality_min", "jpeg_quality_max"))
+        for lo, hi in pairs:
+            a, b = getattr(self, lo), getattr(self, hi)
+            require(a <= b, f"data.sample.{lo}", f"be <= data.sample.{hi}", (a, b))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The ``data`` params section (stages ``download`` and ``convert``); ``data.sample`` is :class:`SampleConfig`."""
+
+    SECTION: ClassVar[str] = "data"
+    source: str = param(one_of=SOURCES)
+    url: str = param()  # the download (when ``archive`` names no dataset; sbd: '' = the official release)
+    md5: str = param()  # of the downloaded or given archive; empty = not checked
+    archive: str = param()  # a local .zip, .tar, .tar.gz or directory; when set, nothing is downloaded
+    annotations: str = param()  # coco: the instances JSON, yolo: the dataset yaml, voc: the devkit; '' = find it
+    val_fraction: float = param(within="[0, 1)")  # share of images that go to val when the dataset has one split
+
+    def validate(self) -> None:
+        if self.source not in ("sample", "sbd"):
+            require(
+                bool(self.archive or self.url),
+                "data.archive",
+                f"name the {self.source} dataset (a local archive or directory), or data.url its download, "
+                f"when data.source is {self.source}",
+                self.archive,
+            )
 
 
 @dataclass(frozen=True)
 class ConvertConfig:
     """The ``convert`` params section."""
 
-    max_reject_fraction: float  # share of images with a reject tolerated before the stage fails
-
-    def validate(self) -> None:
-        require(
-            0 <= self.max_reject_fraction <= 1, "convert.max_reject_fraction", "lie in [0, 1]", self.max_reject_fraction
-        )
+    SECTION: ClassVar[str] = "convert"
+    max_reject_fraction: float = param(within="[0, 1]")  # share of images with a reject tolerated
 
 
 @dataclass(frozen=True)
 class BoundariesConfig:
     """The ``boundaries`` params section."""
 
-    batch_size: int  # images per HED forward pass (padded to the batch's largest)
-
-    def validate(self) -> None:
-        require(self.batch_size >= 1, "boundaries.batch_size", "be >= 1", self.batch_size)
+    SECTION: ClassVar[str] = "boundaries"
+    batch_size: int = param(at_least=1, content=False)  # images per HED forward pass (padded to the batch's largest)
 
 
 @dataclass(frozen=True)
 class GrabCutConfig:
-    """GrabCut's settings, from the ``labels`` params section."""
+    """GrabCut's settings, flat in the ``labels`` params section."""
 
-    method: str  # grabcut | grabcut_plus
-    iterations: int
-    roi_margin: float  # GrabCut runs on the box grown by this share of its size; < 0: whole image
-    min_side: int  # the ROI is enlarged until the box's shorter side has this many pixels (0 = never)
-    max_side: int  # ... and shrunk until the ROI's longer side has at most this many (0 = never)
-    boundary_sigma: float  # grabcut_plus: pairwise weight gamma * exp(-hed^2 / (2 sigma^2))
-    shape_prior: float  # grabcut_plus: unary pull toward the box's inscribed ellipse (0 = none)
-    min_box_area: int
-    min_box_side: int
-    min_fg_fraction: float
-    whole_image_band: float  # outer band of the box seeded as probable background
-    fallback_shape: str
+    SECTION: ClassVar[str] = "labels"
+    method: str = param(one_of=METHODS)
+    iterations: int = param(at_least=1)
+    roi_margin: float = param()  # GrabCut runs on the box grown by this share of its size; < 0: whole image
+    min_side: int = param(at_least=0)  # the ROI is enlarged until the box's shorter side has this many pixels
+    max_side: int = param(check=lambda v: v == 0 or v >= 16, must="be 0 (no limit) or >= 16")
+    boundary_sigma: float = param(above=0)  # grabcut_plus: pairwise weight gamma * exp(-hed^2 / (2 sigma^2))
+    shape_prior: float = param(at_least=0)  # grabcut_plus: unary pull toward the box's inscribed ellipse (0 = none)
+    min_box_area: int = param(at_least=1)
+    min_box_side: int = param(at_least=1)
+    min_fg_fraction: float = param(within="[0, 1]")
+    whole_image_band: float = param(within="(0, 0.5)")  # outer band of the box seeded as probable background
+    fallback_shape: str = param(one_of=("ellipse", "box"))
 
     def validate(self) -> None:
-        req = require
-        req(self.method in METHODS, "labels.method", f"be one of {', '.join(METHODS)}", self.method)
-        req(self.min_side >= 0, "labels.min_side", "be >= 0", self.min_side)
-        req(
-            self.max_side == 0 or self.max_side >= max(16, self.min_side),
+        require(
+            self.max_side == 0 or self.max_side >= self.min_side,
             "labels.max_side",
-            "be 0 (no limit) or >= 16 and >= labels.min_side",
+            "be 0 (no limit) or >= labels.min_side",
             self.max_side,
-        )
-        req(self.shape_prior >= 0, "labels.shape_prior", "be >= 0", self.shape_prior)
-        req(self.boundary_sigma > 0, "labels.boundary_sigma", "be > 0", self.boundary_sigma)
-        req(self.iterations >= 1, "labels.iterations", "be >= 1", self.iterations)
-        req(self.min_box_area >= 1, "labels.min_box_area", "be >= 1", self.min_box_area)
-        req(self.min_box_side >= 1, "labels.min_box_side", "be >= 1", self.min_box_side)
-        req(0 <= self.min_fg_fraction <= 1, "labels.min_fg_fraction", "lie in [0, 1]", self.min_fg_fraction)
-        req(0 < self.whole_image_band < 0.5, "labels.whole_image_band", "lie in (0, 0.5)", self.whole_image_band)
-        req(
-            self.fallback_shape in ("ellipse", "box"), "labels.fallback_shape", "be ellipse or box", self.fallback_shape
         )
 
 
 @dataclass(frozen=True)
 class LabelsConfig:
-    """The ``labels`` params section (``n_jobs`` and ``scheduler`` change speed, never content);
-    GrabCut's own settings sit flat in the same section and land in ``grabcut``."""
+    """The ``labels`` params section; GrabCut's own settings sit flat in it and land in ``grabcut``."""
 
-    crop_size: int  # side of the square training crop; a multiple of 16 (the network's stride)
-    context_margin: float
-    shard_size: int
-    n_jobs: int
-    scheduler: str  # '' | local:N | a Dask scheduler address (see wss.labels.scheduler)
-    consensus_runs: int  # jittered GrabCuts per train instance for the grabcut_i labels; 0 = none
-    consensus_jitter: float
-    grabcut: GrabCutConfig
-
-    @classmethod
-    def from_params(cls, section: dict) -> LabelsConfig:
-        mine = {f.name for f in dataclasses.fields(GrabCutConfig)}
-        gc = typed(GrabCutConfig, {k: v for k, v in section.items() if k in mine}, "labels")
-        return typed(cls, {k: v for k, v in section.items() if k not in mine}, "labels", grabcut=gc)
-
-    def validate(self) -> None:
-        req = require
-        req(
-            self.crop_size >= 16 and self.crop_size % 16 == 0,
-            "labels.crop_size",
-            "be a positive multiple of 16 (the network downsamples by 16)",
-            self.crop_size,
-        )
-        req(self.context_margin >= 0, "labels.context_margin", "be >= 0", self.context_margin)
-        req(self.shard_size >= 1, "labels.shard_size", "be >= 1", self.shard_size)
-        req(self.n_jobs != 0, "labels.n_jobs", "be a worker count or negative (-1 = all cores)", self.n_jobs)
-        wrong = check_scheduler(self.scheduler)
-        req(wrong is None, "labels.scheduler", wrong, self.scheduler)
-        req(self.consensus_runs >= 0, "labels.consensus_runs", "be >= 0", self.consensus_runs)
-        req(0 <= self.consensus_jitter < 0.5, "labels.consensus_jitter", "lie in [0, 0.5)", self.consensus_jitter)
+    SECTION: ClassVar[str] = "labels"
+    FLAT: ClassVar[tuple[str, ...]] = ("grabcut",)
+    crop_size: int = param(
+        check=lambda v: v >= 16 and v % 16 == 0, must="be a positive multiple of 16 (the network downsamples by 16)"
+    )
+    context_margin: float = param(at_least=0)
+    shard_size: int = param(at_least=1)
+    n_jobs: int = param(check=lambda v: v != 0, must="be a worker count or negative (-1 = all cores)", content=False)
+    scheduler: str = param(check=lambda v: check_scheduler(v) is None, must=check_scheduler("?"), content=False)
+    vote_runs: int = param(at_least=0)  # jittered GrabCuts per train instance, for train.labels=teacher_i; 0 = none
+    vote_jitter: float = param(within="[0, 0.5)")
+    grabcut: GrabCutConfig = param()
 
 
 @dataclass(frozen=True)
 class SurgeryConfig:
     """The ``surgery`` params section."""
 
-    init: str  # hed | imagenet | random | path/to/vgg16_notop.weights.h5
-    box_std: float  # std of the new box-channel filters of conv1_1
-
-    def validate(self) -> None:
-        require(self.box_std >= 0, "surgery.box_std", "be >= 0", self.box_std)
-        require(bool(self.init), "surgery.init", "name hed, imagenet, random or a weights file", self.init)
+    SECTION: ClassVar[str] = "surgery"
+    init: str = param(check=bool, must="name hed, imagenet, random or a weights file")
+    box_std: float = param(at_least=0)  # std of the new box-channel filters of conv1_1
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The ``train`` params section (see ``params.yaml`` for the meaning of each key)."""
+    """The ``train`` params section (see ``params.yaml`` for the meaning of each key).  The fields
+    marked ``content=False`` change when or how much is saved or logged, not the weights of a given
+    step; ``rounds`` too, since round 1 of a self-training run is the run without self-training."""
 
-    labels: str
-    holdout: str  # auto = only val instances with a ground-truth mask are held out | split = the train split alone
-    rounds: int  # 1 = train once; n > 1 = n - 1 rounds of self-training after it (wss.net.selftrain)
-    steps: int  # optimizer updates
-    batch_size: int
-    accum_steps: int  # batches whose gradients are averaged into one update
-    optimizer: str
-    lr: float
-    momentum: float
-    weight_decay: float
-    ema: float  # > 0: the saved model holds the moving average of the weights with this momentum
-    lr_boundaries: tuple[int, ...]  # updates
-    lr_factors: tuple[float, ...]
-    side_boundaries: tuple[int, ...]  # updates
-    side_weights: tuple[float, ...]
-    side_channels: int
-    loss_reduction: str
-    class_balance: bool
-    iou_weight: float  # weight of the soft-IoU term on the fused output (0 = cross-entropy alone)
-    skip_fallbacks: bool
-    consensus_fg: float
-    consensus_bg: float
-    box_i_core: float
-    flip: bool
-    scale_jitter: float
-    box_jitter: float
-    shuffle_buffer: int
-    checkpoint_every: int  # updates
-    checkpoints_kept: int
-    log_every: int  # updates
-    device: str
-    devices: str  # "auto" or a count; > 1 = data-parallel replicas (MirroredStrategy)
-    precision: str  # auto | float32 | mixed_float16 | mixed_bfloat16
-    jit_compile: bool
-    deterministic: bool
+    SECTION: ClassVar[str] = "train"
+    labels: str = param(one_of=TRAIN_LABELS, note="(self-training: train.rounds)")
+    holdout: str = param(one_of=("auto", "split"))
+    rounds: int = param(at_least=1, note="(1 = no self-training)", content=False)
+    steps: int = param(at_least=1, content=False)  # optimizer updates
+    batch_size: int = param(at_least=1)
+    accum_steps: int = param(at_least=1)  # batches whose gradients are averaged into one update
+    optimizer: str = param(one_of=("adam", "sgd"))
+    lr: float = param(above=0)
+    momentum: float = param(within="[0, 1)")
+    weight_decay: float = param(at_least=0)
+    ema: float = param(within="[0, 1)", note="(0 = off)")  # > 0: the saved model is the weights' moving average
+    lr_boundaries: tuple[int, ...] = param(above=0)  # updates
+    lr_factors: tuple[float, ...] = param(above=0)
+    side_boundaries: tuple[int, ...] = param(above=0)  # updates
+    side_weights: tuple[float, ...] = param(at_least=0)
+    side_channels: int = param(at_least=1)
+    loss_reduction: str = param(one_of=("mean", "sum"))
+    class_balance: bool = param()
+    iou_weight: float = param(at_least=0, note="(0 = cross-entropy alone)")
+    skip_fallbacks: bool = param()
+    votes_fg: float = param(within="[0, 1]")
+    votes_bg: float = param(within="[0, 1]")
+    box_i_core: float = param(within="(0, 1]")
+    flip: bool = param()
+    scale_jitter: float = param(within="[0, 1)")
+    box_jitter: float = param(within="[0, 0.5)")
+    shuffle_buffer: int = param(at_least=1)
+    checkpoint_every: int = param(at_least=1, content=False)  # updates
+    checkpoints_kept: int = param(at_least=1, content=False)
+    log_every: int = param(at_least=1, content=False)  # updates
+    device: str = param(one_of=("auto", "cpu", "gpu"))
+    devices: str = param(  # "auto" or a count; > 1 = data-parallel replicas (MirroredStrategy)
+        check=lambda v: v == "auto" or v.isdigit() and int(v) >= 1, must="be auto or a number of devices >= 1"
+    )
+    precision: str = param(one_of=PRECISIONS)
+    jit_compile: bool = param()
+    deterministic: bool = param()
 
     def validate(self) -> None:
-        req = require
         if self.labels in RENAMED:
             raise ConfigError(
                 f"train.labels: {self.labels} is now called {RENAMED[self.labels]} (the labels stage's "
                 "masks, whichever labels.method made them)"
             )
-        req(
-            self.labels in TRAIN_LABELS,
-            "train.labels",
-            f"be one of {', '.join(TRAIN_LABELS)} (self-training: train.rounds)",
-            self.labels,
+        for values, bounds in (("lr_factors", "lr_boundaries"), ("side_weights", "side_boundaries")):
+            v, b = getattr(self, values), getattr(self, bounds)
+            require(len(v) == len(b) + 1, f"train.{values}", f"have one more entry than train.{bounds}", v)
+            require(list(b) == sorted(set(b)), f"train.{bounds}", "be increasing", b)
+        require(
+            self.votes_bg <= self.votes_fg,
+            "train.votes_bg",
+            "be <= train.votes_fg",
+            (self.votes_bg, self.votes_fg),
         )
-        req(
-            self.holdout in ("auto", "split"),
-            "train.holdout",
-            "be auto (every box without a ground-truth mask "
-            "teaches, whatever its split) or split (the train split alone)",
-            self.holdout,
-        )
-        req(self.rounds >= 1, "train.rounds", "be >= 1 (1 = no self-training)", self.rounds)
-        for name in (
-            "steps",
-            "batch_size",
-            "accum_steps",
-            "side_channels",
-            "shuffle_buffer",
-            "checkpoint_every",
-            "checkpoints_kept",
-            "log_every",
-        ):
-            req(getattr(self, name) >= 1, f"train.{name}", "be >= 1", getattr(self, name))
-        req(self.optimizer in ("sgd", "adam"), "train.optimizer", "be sgd or adam", self.optimizer)
-        req(self.lr > 0, "train.lr", "be > 0", self.lr)
-        req(0 <= self.momentum < 1, "train.momentum", "lie in [0, 1)", self.momentum)
-        req(self.weight_decay >= 0, "train.weight_decay", "be >= 0", self.weight_decay)
-        req(0 <= self.ema < 1, "train.ema", "lie in [0, 1) (0 = off)", self.ema)
-        req(
-            len(self.lr_factors) == len(self.lr_boundaries) + 1,
-            "train.lr_factors",
-            "have one more entry than train.lr_boundaries",
-            self.lr_factors,
-        )
-        req(
-            len(self.side_weights) == len(self.side_boundaries) + 1,
-            "train.side_weights",
-            "have one more entry than train.side_boundaries",
-            self.side_weights,
-        )
-        for name in ("lr_boundaries", "side_boundaries"):
-            b = getattr(self, name)
-            req(list(b) == sorted(set(b)) and all(x > 0 for x in b), f"train.{name}", "be increasing and > 0", b)
-        req(all(f > 0 for f in self.lr_factors), "train.lr_factors", "be > 0", self.lr_factors)
-        req(all(w >= 0 for w in self.side_weights), "train.side_weights", "be >= 0", self.side_weights)
-        req(self.loss_reduction in ("mean", "sum"), "train.loss_reduction", "be mean or sum", self.loss_reduction)
-        req(self.iou_weight >= 0, "train.iou_weight", "be >= 0 (0 = cross-entropy alone)", self.iou_weight)
-        req(
-            0 <= self.consensus_bg <= self.consensus_fg <= 1,
-            "train.consensus_bg",
-            "satisfy 0 <= consensus_bg <= consensus_fg <= 1",
-            (self.consensus_bg, self.consensus_fg),
-        )
-        req(0 < self.box_i_core <= 1, "train.box_i_core", "lie in (0, 1]", self.box_i_core)
-        req(0 <= self.scale_jitter < 1, "train.scale_jitter", "lie in [0, 1)", self.scale_jitter)
-        req(0 <= self.box_jitter < 0.5, "train.box_jitter", "lie in [0, 0.5)", self.box_jitter)
-        req(self.device in ("auto", "cpu", "gpu"), "train.device", "be auto, cpu or gpu", self.device)
-        req(
-            self.devices == "auto" or self.devices.isdigit() and int(self.devices) >= 1,
-            "train.devices",
-            "be auto or a number of devices >= 1",
-            self.devices,
-        )
-        req(self.precision in PRECISIONS, "train.precision", f"be one of {', '.join(PRECISIONS)}", self.precision)
-        req(
+        require(
             not (self.jit_compile and self.deterministic),
             "train.jit_compile and train.deterministic",
             "not both be true (XLA has no deterministic max-pool gradient): set deterministic: false with XLA",
@@ -489,65 +457,48 @@ class TrainConfig:
         )
 
 
-CUT_PAIRWISE = ("colour", "hed")  # evaluate.cut_pairwise
+@dataclass(frozen=True)
+class RefineConfig:
+    """The ``refine`` params section: the refinement cut, a CRF on the network's probabilities
+    (:mod:`wss.evaluation.refine`), for ``evaluate``, ``export`` and ``predict``."""
+
+    SECTION: ClassVar[str] = "refine"
+    apply: bool = param()  # the model's masks through the cut (the fused masks of export always are)
+    pairwise: str = param(one_of=CUT_PAIRWISE)  # colour | hed (the boundaries stage's maps)
+    gamma: float = param(at_least=0)  # the pairwise weight, against unaries of -log p nats
+    sigma: float = param(above=0)  # hed: exp(-hed^2 / (2 sigma^2))
+    max_side: int = param(check=lambda v: v == 0 or v >= 16, must="be 0 or >= 16")  # 0 = full resolution
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """The ``evaluate`` params section (``predict`` uses its ``threshold`` and ``flip`` too)."""
+    """The ``evaluate`` params section (``export`` and ``predict`` use ``threshold`` and ``flip`` too)."""
 
-    threshold: float  # on the predicted probability
-    boundary_tolerance: float
-    batch_size: int
-    n_overlays: int
-    flip: bool  # average with the mirrored crop's prediction
-    refine: bool  # the model's masks through the refinement cut (wss.evaluation.refine)
-    cut_pairwise: str  # the refinement cut's pairwise term: colour | hed (the boundaries stage's maps)
-    cut_gamma: float  # its weight, against unaries of -log p nats
-    cut_sigma: float  # hed: exp(-hed^2 / (2 sigma^2))
-    cut_max_side: int  # a box larger than this is cut at this size (0 = full resolution)
-    trust_min_instances: int  # a network that learnt from fewer instances is weak (wss.evaluation.trust)
-    trust_agreement: tuple[float, ...]  # (weak below, trusted in full from): its agreement with the teacher
+    SECTION: ClassVar[str] = "evaluate"
+    threshold: float = param(within="(0, 1)")  # on the predicted probability
+    boundary_tolerance: float = param(above=0)
+    batch_size: int = param(at_least=1, content=False)
+    n_overlays: int = param(at_least=0, content=False)
+    flip: bool = param()  # average with the mirrored crop's prediction
+    trust_min_instances: int = param(at_least=0)  # a network that learnt from fewer is weak (wss.core.trust)
+    trust_agreement: tuple[float, ...] = param(  # (weak below, trusted in full from): agreement with the teacher
+        within="[0, 1]"
+    )
 
     def validate(self) -> None:
-        req = require
-        req(self.trust_min_instances >= 0, "evaluate.trust_min_instances", "be >= 0", self.trust_min_instances)
-        req(
-            len(self.trust_agreement) == 2 and 0 <= self.trust_agreement[0] <= self.trust_agreement[1] <= 1,
+        t = self.trust_agreement
+        require(
+            len(t) == 2 and t[0] <= t[1],
             "evaluate.trust_agreement",
             "be two numbers [weak below, trusted from] with 0 <= weak <= trusted <= 1",
-            list(self.trust_agreement),
+            list(t),
         )
-        req(
-            self.cut_pairwise in CUT_PAIRWISE,
-            "evaluate.cut_pairwise",
-            f"be one of {', '.join(CUT_PAIRWISE)}",
-            self.cut_pairwise,
-        )
-        req(self.cut_gamma >= 0, "evaluate.cut_gamma", "be >= 0", self.cut_gamma)
-        req(self.cut_sigma > 0, "evaluate.cut_sigma", "be > 0", self.cut_sigma)
-        req(
-            self.cut_max_side == 0 or self.cut_max_side >= 16,
-            "evaluate.cut_max_side",
-            "be 0 or >= 16",
-            self.cut_max_side,
-        )
-        req(0 < self.threshold < 1, "evaluate.threshold", "lie in (0, 1)", self.threshold)
-        req(self.boundary_tolerance > 0, "evaluate.boundary_tolerance", "be > 0", self.boundary_tolerance)
-        req(self.batch_size >= 1, "evaluate.batch_size", "be >= 1", self.batch_size)
-        req(self.n_overlays >= 0, "evaluate.n_overlays", "be >= 0", self.n_overlays)
-
-
-EXPORT_MASKS = ("model", "teacher", "fused")  # export.masks (see wss.evaluation.refine)
 
 
 @dataclass(frozen=True)
 class ExportConfig:
     """The ``export`` params section."""
 
-    masks: str  # which masks fill the user's own files: the model's, the teacher's or the two fused
-    review: int  # cards in the review gallery, lowest quality first (0 = none)
-
-    def validate(self) -> None:
-        require(self.masks in EXPORT_MASKS, "export.masks", f"be one of {', '.join(EXPORT_MASKS)}", self.masks)
-        require(self.review >= 0, "export.review", "be >= 0", self.review)
+    SECTION: ClassVar[str] = "export"
+    masks: str = param(one_of=EXPORT_MASKS)  # which masks fill the user's own files
+    review: int = param(at_least=0)  # cards in the review gallery, lowest quality first (0 = none)

@@ -3,7 +3,10 @@
 Images are read **upright**: the EXIF orientation tag is applied, as browsers, phone galleries and
 annotation tools (CVAT, Label Studio, Roboflow) show a photo and so as its boxes were drawn.  A
 phone photo stored 40x20 with orientation 6 is the 20x40 image everywhere here: its size
-(:func:`size`), the labels, the HED maps, the overlays and the exported masks.
+(:func:`size`), the labels, the HED maps, the overlays and the exported masks.  The tag is read
+once, by :func:`orientation`, for the size and for the pixels alike (OpenCV's own EXIF handling is
+switched off), so the two never disagree; a malformed tag (a wrong type, no value, a value outside
+1..8) counts as no rotation.
 
 Pixels are 8-bit BGR (OpenCV's order; converted to RGB only where the network takes them).
 Grayscale and palette images are expanded to three channels, alpha is dropped.  :func:`problem`
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import io
+
 import cv2
 import numpy as np
 from PIL import Image
@@ -22,15 +27,55 @@ from PIL import Image
 from wss.errors import DataError
 
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+_EXIF_ORIENTATION = 274
+
+
+def orientation(im: Image.Image) -> int:
+    """The EXIF orientation of the opened image ``im``, 1..8; 1 (upright as stored) when there is no
+    tag or a malformed one."""
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # PIL raises many types for a broken EXIF block; the pixels are still there
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(image: np.ndarray, orient: int) -> np.ndarray:
+    """The stored pixels ``image`` turned as EXIF orientation ``orient`` says (as PIL's ``exif_transpose``)."""
+    if orient == 2:
+        return image[:, ::-1].copy()
+    if orient == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orient == 4:
+        return image[::-1].copy()
+    if orient == 5:
+        return np.ascontiguousarray(image.swapaxes(0, 1))
+    if orient == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orient == 7:
+        return np.ascontiguousarray(image[::-1, ::-1].swapaxes(0, 1))
+    if orient == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
 
 
 def decode(data: bytes, name: str = "image") -> np.ndarray:
     """The encoded image ``data`` as upright 8-bit BGR; :class:`~wss.errors.DataError` naming ``name``
-    if it does not decode."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # applies EXIF orientation
+    if it is empty or does not decode."""
+    if not data:
+        raise DataError(f"{name}: empty file, not an image")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as exc:
+        raise DataError(f"{name}: corrupt or unreadable image (OpenCV: {str(exc).strip()[:120]})") from exc
     if image is None or image.size == 0:
         raise DataError(f"{name}: corrupt or unreadable image")
-    return image
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            orient = orientation(im)
+    except (OSError, Image.DecompressionBombError):
+        orient = 1  # a format PIL does not read: OpenCV's pixels, as stored
+    return upright(image, orient)
 
 
 def read(path: str | Path) -> np.ndarray:
@@ -46,10 +91,10 @@ def size(path: str | Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             w, h = im.size
-            orientation = im.getexif().get(274, 1)
+            orient = orientation(im)
     except (OSError, Image.DecompressionBombError) as exc:
         raise DataError(f"{path}: corrupt or unreadable image ({type(exc).__name__})") from exc
-    return (w, h) if orientation in _TRANSPOSED else (h, w)
+    return (w, h) if orient in _TRANSPOSED else (h, w)
 
 
 def problem(path: str | Path, height: int, width: int) -> str:

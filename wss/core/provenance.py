@@ -1,30 +1,48 @@
-"""Which code and which library versions made a result: the code half of a fingerprint.
+"""Fingerprints: what made a result, hashed.
 
-A stage's output depends on its params, its inputs and its code.  :func:`closure` finds the code:
-the project modules a module imports, transitively, read from the source with :mod:`ast` (so
-imports inside functions count too, and nothing is executed).  :func:`digest` hashes that code
-*as parsed*, without docstrings, comments or layout, together with the versions of the packages
-that compute the result.  ``labels`` puts it into every shard, ``train`` into its checkpoints, so
-editing a comment or a docstring reuses them, while changing a constant or an expression, or
-upgrading OpenCV or TensorFlow, rebuilds them.
+A stage's output depends on its params, its inputs and its code.  :func:`digest` is the one hash
+of params and bytes.  :func:`closure` finds the code: the modules of this package that a module
+imports, transitively, read from the source with :mod:`ast` (so imports inside functions count
+too, and nothing is executed).  :func:`code_digest` hashes that code *as parsed*, without
+docstrings, comments or layout, together with the versions of the packages that compute the
+result.  Shards, HED maps and checkpoints carry it (:mod:`wss.core.resumable`), so editing a
+comment or a docstring reuses them, while changing a constant or an expression, or upgrading
+OpenCV or TensorFlow, rebuilds them.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import sys
 from functools import cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
+PACKAGE = __name__.split(".")[0]  # the package whose code is fingerprinted: this one
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = ("wss", "stages")
+
+
+def digest(*parts: Any) -> str:
+    """SHA-256 over JSON-able parts and raw ``bytes``, in order."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _file(module: str) -> Path | None:
-    """The source file of a project module (``wss.net.model`` -> ``wss/net/model.py``), or ``None``."""
-    if module.split(".")[0] not in PROJECT_PACKAGES:
+    """The source file of a module of this package (``wss.net.model`` -> ``wss/net/model.py``), or ``None``."""
+    if module.split(".")[0] != PACKAGE:
         return None
     base = ROOT.joinpath(*module.split("."))
     for path in (base.with_suffix(".py"), base / "__init__.py"):
@@ -55,7 +73,7 @@ def _imports(path: Path, module: str) -> set[str]:
 
 @cache
 def closure(module: str) -> tuple[Path, ...]:
-    """Project source files that ``module`` runs: itself, what it imports, transitively, and the
+    """Source files of this package that ``module`` runs: itself, what it imports, transitively, and the
     ``__init__.py`` of every package on the way; sorted, relative to the repository root."""
     todo, seen = [module], set()
     files: set[Path] = set()
@@ -119,7 +137,7 @@ def normalised_source(path: Path) -> str:
     return ast.dump(_without_docstrings(tree), include_attributes=False)
 
 
-def digest(module: str, packages: tuple[str, ...] = ()) -> str:
+def code_digest(module: str, packages: tuple[str, ...] = ()) -> str:
     """SHA-256 over the paths and :func:`normalised_source` of :func:`closure` of ``module``, the
     Python version (the AST's dialect) and the :func:`versions` of ``packages``."""
     h = hashlib.sha256(f"python {sys.version_info[0]}.{sys.version_info[1]}\x00".encode())

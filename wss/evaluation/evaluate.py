@@ -108,7 +108,7 @@ def evaluate(
         "teacher_method": shards.read_manifest(shard_dir)["method"],
         "threshold": cfg.threshold,
         "flip": cfg.flip,
-        "refine": cfg.refine,
+        "refine": predictor.cut.apply,
         "agreement_with_teacher": _agreement(free),
         "score": _scores(free),
         "cut_ms_per_instance": predictor.refiner.ms_per_instance(),

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from wss import config
-from wss.config import EvaluateConfig
+from wss.config import EvaluateConfig, RefineConfig
 from wss.core.boxes import Box
 from wss.core.image import read as read_image
 from wss.core.masks import crop_instance, paste
@@ -41,7 +41,7 @@ class Prediction:
     """The masks of one image's boxes, in the order of the boxes."""
 
     probs: list[np.ndarray]  # H x W float foreground probability, 0 outside the box
-    masks: list[np.ndarray]  # H x W uint8 0/1: ``probs`` thresholded, or cut (``evaluate.refine``)
+    masks: list[np.ndarray]  # H x W uint8 0/1: ``probs`` thresholded, or cut (``refine.apply``)
 
 
 @dataclass
@@ -54,7 +54,7 @@ class Instance:
     box: Box
     prob: np.ndarray  # the model's foreground probability, pasted back through the crop window
     unrefined: np.ndarray  # ``prob`` thresholded at ``evaluate.threshold``
-    mask: np.ndarray  # the model's mask as ``evaluate.refine`` makes it: ``unrefined`` or the cut of ``prob``
+    mask: np.ndarray  # the model's mask as ``refine.apply`` makes it: ``unrefined`` or the cut of ``prob``
     score: float  # the model's mean foreground probability inside ``mask`` (0 for an empty mask)
     teacher: np.ndarray  # the teacher's label exactly as the labels stage made it
     teacher_via_crops: np.ndarray  # the teacher's crop label, pasted back like ``prob``
@@ -63,10 +63,10 @@ class Instance:
 
 class Predictor:
     """A trained network and everything prediction needs: crop size, context margin, threshold,
-    flip, batch size and the refinement cut (``cfg``, the ``evaluate`` settings).
+    flip, batch size (``cfg``, the ``evaluate`` settings) and the refinement cut (``cut``, the ``refine`` ones).
 
     ``data_root`` and ``boundaries_dir`` (the dataset and its HED maps) are needed only to cut the
-    masks of a dataset's instances (:meth:`instances` with ``evaluate.refine``, :meth:`fused`)."""
+    masks of a dataset's instances (:meth:`instances` with ``refine.apply``, :meth:`fused`)."""
 
     def __init__(
         self,
@@ -74,20 +74,26 @@ class Predictor:
         crop_size: int,
         context_margin: float,
         cfg: EvaluateConfig,
+        cut: RefineConfig,
         meta: dict | None = None,
         data_root: Path | None = None,
         boundaries_dir: Path | None = None,
     ) -> None:
         self.network = network
         self.crop_size, self.context_margin = crop_size, context_margin
-        self.cfg = cfg
+        self.cfg, self.cut = cfg, cut
         self.meta = meta or {}
-        self.refiner = Refiner(cfg, data_root, boundaries_dir) if data_root is not None else None
+        self.refiner = Refiner(cut, data_root, boundaries_dir) if data_root is not None else None
         self._hed = None
 
     @classmethod
     def load(
-        cls, path: Path, cfg: EvaluateConfig, data_root: Path | None = None, boundaries_dir: Path | None = None
+        cls,
+        path: Path,
+        cfg: EvaluateConfig,
+        cut: RefineConfig,
+        data_root: Path | None = None,
+        boundaries_dir: Path | None = None,
     ) -> Predictor:
         """The network at ``path`` (written by the train stage) with its sidecar; a
         :class:`~wss.errors.DataError` naming the file when either is missing or not a wss model."""
@@ -109,7 +115,7 @@ class Predictor:
             raise DataError(f"{path}: not a wss model ({type(exc).__name__}: {str(exc)[:200]})") from exc
         if not isinstance(network.output, dict) or "fused" not in network.output:
             raise DataError(f"{path}: not a wss model (no 'fused' output)")
-        return cls(network, size, margin, cfg, meta, data_root, boundaries_dir)
+        return cls(network, size, margin, cfg, cut, meta, data_root, boundaries_dir)
 
     def crop_probabilities(self, images: np.ndarray, boxes: np.ndarray, flip: bool | None = None) -> np.ndarray:
         """``(n, S, S)`` foreground probabilities of RGB crops ``(n, S, S, 3)`` and their box channels
@@ -129,21 +135,19 @@ class Predictor:
         crops = [crop_instance(rgb, b, self.crop_size, self.context_margin) for b in boxes]
         probs = self.crop_probabilities(np.stack([c[0] for c in crops]), np.stack([c[1] for c in crops]))
         full = [inside_box(paste(p, c[2], h, w), b) for p, c, b in zip(probs, crops, boxes)]
-        if not self.cfg.refine:
+        if not self.cut.apply:
             return Prediction(full, [(p >= self.cfg.threshold).astype(np.uint8) for p in full])
-        edges = boundaries.detect(self._hed_model(), [image])[0] if self.cfg.cut_pairwise == "hed" else None
-        c = self.cfg
-        return Prediction(
-            full, [refine(image, p, b, edges, c.cut_gamma, c.cut_sigma, c.cut_max_side) for p, b in zip(full, boxes)]
-        )
+        edges = boundaries.detect(self._hed_model(), [image])[0] if self.cut.pairwise == "hed" else None
+        c = self.cut
+        return Prediction(full, [refine(image, p, b, edges, c.gamma, c.sigma, c.max_side) for p, b in zip(full, boxes)])
 
     def instances(self, shard_dir: Path, split: str, files: Mapping[str, str] | None = None) -> Iterator[Instance]:
         """Every instance of ``split`` in the shards, in shard order, predicted from its stored crop.
 
         ``files`` maps an instance key to its image (relative to ``data_root``); with
-        ``evaluate.refine`` the masks are cut on those images, and need it."""
-        if self.cfg.refine and (files is None or self.refiner is None):
-            raise ValueError("evaluate.refine cuts the masks on the dataset's images: give data_root and files")
+        ``refine.apply`` the masks are cut on those images, and need it."""
+        if self.cut.apply and (files is None or self.refiner is None):
+            raise ValueError("refine.apply cuts the masks on the dataset's images: give data_root and files")
         for path in shards.files(shard_dir, split):
             data = shards.read(
                 path, ("image", "box", "teacher", "teacher_full", "window", "box_xyxy", "image_size", "key", "category")
@@ -157,7 +161,7 @@ class Predictor:
                 box = Box(*(int(v) for v in data["box_xyxy"][i]))
                 prob = inside_box(paste(probs[i], window, h, w), box)
                 unrefined = (prob >= self.cfg.threshold).astype(np.uint8)
-                mask = self.refiner.cut(file, prob, box) if self.cfg.refine else unrefined
+                mask = self.refiner.cut(file, prob, box) if self.cut.apply else unrefined
                 yield Instance(
                     key=key,
                     file=file,
@@ -195,16 +199,24 @@ class Predictor:
         return self._hed
 
 
-def settings(params: str | Path, **given: float | bool | None) -> EvaluateConfig:
-    """The ``evaluate`` section of ``params``, with the ``threshold``, ``flip`` and ``refine`` of
-    ``given`` in place of its own where they are not None (``predict``'s command line)."""
+def settings(
+    params: str | Path, threshold: float | None = None, flip: bool | None = None, apply: bool | None = None
+) -> tuple[EvaluateConfig, RefineConfig]:
+    """The ``evaluate`` and ``refine`` sections of ``params``, with ``threshold``, ``flip`` and the cut's
+    ``apply`` in place of their own where they are not None (``predict``'s command line)."""
     if not Path(params).is_file():
         raise InputError(
-            f"{params}: no such params file; give --params (its evaluate section holds the threshold, "
+            f"{params}: no such params file; give --params (its evaluate and refine sections hold the threshold, "
             "flip and refinement cut)"
         )
-    cfg = config.typed(EvaluateConfig, config.section(config.load(params), "evaluate"), "evaluate")
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
-    if not 0 < cfg.threshold < 1:
-        raise InputError(f"--threshold {cfg.threshold}: must lie in (0, 1)")
-    return cfg
+    p = config.load(params)
+    cfg, cut = config.read(EvaluateConfig, p), config.read(RefineConfig, p)
+    if threshold is not None:
+        if not 0 < threshold < 1:
+            raise InputError(f"--threshold {threshold}: must lie in (0, 1)")
+        cfg = dataclasses.replace(cfg, threshold=threshold)
+    if flip is not None:
+        cfg = dataclasses.replace(cfg, flip=flip)
+    if apply is not None:
+        cut = dataclasses.replace(cut, apply=apply)
+    return cfg, cut

@@ -18,7 +18,7 @@ network, nothing for a weak one, whose fused masks are the teacher's labels.
 
 :class:`Refiner` cuts a dataset's instances, reading each image and its boundary map once; the
 :class:`~wss.evaluation.predictor.Predictor` holds it and makes with it the model's masks
-(``evaluate.refine``) and the ``fused`` ones (``export.masks: fused``) for ``evaluate`` and
+(``refine.apply``) and the ``fused`` ones (``export.masks: fused``) for ``evaluate`` and
 ``export``; on new images without labels (``predict``) it calls :func:`refine` with the same settings.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from wss.config import EvaluateConfig
+from wss.config import RefineConfig
 from wss.core.boxes import Box, clip
 from wss.core.image import read as read_image
 from wss.errors import StageInputError
@@ -119,22 +119,16 @@ def has_maps(boundaries_dir: Path | None) -> bool:
 
 
 class Refiner:
-    """``evaluate.refine`` applied to many instances, the image and its boundary map read once per
-    image (instances of one image are consecutive in the shards)."""
+    """The refinement cut (the ``refine`` params) applied to many instances, the image and its
+    boundary map read once per image (instances of one image are consecutive in the shards)."""
 
-    def __init__(self, cfg: EvaluateConfig, data_root: Path, boundaries_dir: Path | None = None) -> None:
-        if cfg.cut_pairwise == "hed" and not has_maps(boundaries_dir):
+    def __init__(self, cfg: RefineConfig, data_root: Path, boundaries_dir: Path | None = None) -> None:
+        if cfg.pairwise == "hed" and not has_maps(boundaries_dir):
             raise StageInputError(
-                f"evaluate.cut_pairwise is hed, but {boundaries_dir} holds no boundary maps: they "
-                "are made for labels.method grabcut_plus; use evaluate.cut_pairwise colour"
+                f"refine.pairwise is hed, but {boundaries_dir} holds no boundary maps: they "
+                "are made for labels.method grabcut_plus; use refine.pairwise colour"
             )
         self.cfg = cfg
-        self.pairwise, self.gamma, self.sigma, self.max_side = (
-            cfg.cut_pairwise,
-            cfg.cut_gamma,
-            cfg.cut_sigma,
-            cfg.cut_max_side,
-        )
         self.data_root, self.boundaries_dir = Path(data_root), boundaries_dir
         self._file: str | None = None
         self._image: np.ndarray | None = None
@@ -146,7 +140,7 @@ class Refiner:
             self._image = read_image(self.data_root / file)
             self._edges = (
                 boundaries.decode_map(boundaries.read_map(self.boundaries_dir, file))
-                if self.pairwise == "hed"
+                if self.cfg.pairwise == "hed"
                 else None
             )
             self._file = file
@@ -155,7 +149,7 @@ class Refiner:
         """:func:`refine` of ``prob`` on image ``file`` (relative to ``data_root``)."""
         self._load(file)
         start = time.perf_counter()
-        mask = refine(self._image, prob, box, self._edges, self.gamma, self.sigma, self.max_side)
+        mask = refine(self._image, prob, box, self._edges, self.cfg.gamma, self.cfg.sigma, self.cfg.max_side)
         self.seconds += time.perf_counter() - start
         self.count += 1
         return mask

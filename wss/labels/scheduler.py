@@ -66,7 +66,7 @@ def check_code(module: str, packages: tuple[str, ...], expected: str) -> None:
     """Stop when this process's code for ``module`` is not the code the run was fingerprinted
     with: a worker of a shared cluster started from another checkout would write shards that
     claim to be made by code they were not made by."""
-    got = provenance.digest(module, packages)
+    got = provenance.code_digest(module, packages)
     if got != expected:
         import socket
 

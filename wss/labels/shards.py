@@ -15,7 +15,7 @@ name             shape, dtype        meaning
                                      ``np.packbits`` of ``mask[y1:y2, x1:x2]``; :func:`full_label`
                                      unpacks it (outside the box the label is 0)
 ``teacher_votes`` (n, S, S) uint8   share of jittered GrabCuts calling the pixel foreground,
-                                     times 255 (train split, ``labels.consensus_runs`` > 0;
+                                     times 255 (train split, ``labels.vote_runs`` > 0;
                                      otherwise the teacher label's coverage of each crop pixel
                                      times 255, so ``>= 128`` is exactly ``teacher``)
 ``window``       (n, 4) int32        crop window ``(x1, y1, x2, y2)`` in image pixels (may leave the image)
@@ -29,13 +29,14 @@ name             shape, dtype        meaning
 ``iou_box``      (n,) float32        IoU of the filled box with the ground truth (NaN: no mask)
 ===============  ==================  ==========================================================
 
-The file attribute ``fingerprint`` is the hash of everything that made the shard (params and
-input bytes); a shard whose fingerprint differs from the one expected is stale and rebuilt.
+The file attribute ``fingerprint`` is the hash of everything that made the shard (params, code and
+input bytes); a shard whose fingerprint differs from the one expected is stale and rebuilt.  The
+directory follows :mod:`wss.core.resumable`: stamped with the fingerprint of the params and code,
+the manifest written last.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from wss.core import atomic
+from wss.core import atomic, resumable
 from wss.core.boxes import Box, clip
 from wss.errors import StageInputError
 
@@ -56,20 +57,11 @@ LABEL_SOURCES = {
     "gt": "gt",
     "self": "self_label",
 }
-MANIFEST = "manifest.json"
+MANIFEST = resumable.MANIFEST
 
 
 def shard_name(index: int) -> str:
     return f"shard-{index:05d}.h5"
-
-
-def fingerprint(*parts: Any) -> str:
-    """SHA-256 over JSON-able parts and raw ``bytes``, in order."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True, default=str).encode())
-        h.update(b"\x00")
-    return h.hexdigest()
 
 
 RAGGED = ("teacher_full",)  # one 1-D array per instance, of varying length

@@ -11,9 +11,9 @@ Label sources (``train.labels``), after "Simple Does It":
 
 ============  ===============================================================================
 teacher       the labels stage's mask, made by ``labels.method`` (GrabCut or GrabCut+)
-teacher_i     GrabCut^i (GrabCut+^i): votes of jittered GrabCuts (``labels.consensus_runs``); a pixel is
-              foreground when at least ``consensus_fg`` of the runs say so, background under
-              ``consensus_bg``, ``VOID`` in between
+teacher_i     GrabCut^i (GrabCut+^i): votes of jittered GrabCuts (``labels.vote_runs``); a pixel is
+              foreground when at least ``votes_fg`` of the runs say so, background under
+              ``votes_bg``, ``VOID`` in between
 box           the filled box
 box_i         Box^i: foreground on the central ``train.box_i_core`` of the box's area (the paper:
               20%), ``VOID`` on the rest of the box, background outside
@@ -37,7 +37,7 @@ from wss.labels import grabcut, shards
 from wss.net.model import preprocess
 
 
-def consensus_label(votes: np.ndarray, fg: float, bg: float) -> np.ndarray:
+def votes_label(votes: np.ndarray, fg: float, bg: float) -> np.ndarray:
     """GrabCut^i label from ``votes`` (uint8, 255 = every run said foreground): 1 where the share of
     runs is ``>= fg``, 0 where it is ``< bg``, ``VOID`` in between."""
     share = votes.astype(np.float32) / 255
@@ -61,7 +61,7 @@ def training_label(source: str, stored: np.ndarray, box: np.ndarray, fg: float, 
     """The label (0, 1 or ``VOID`` per pixel) of the source ``source`` from its ``stored`` shard field
     (:data:`wss.labels.shards.LABEL_SOURCES`), for an instance whose box in crop pixels is ``box``."""
     if source == "teacher_i":
-        return consensus_label(stored, fg, bg)
+        return votes_label(stored, fg, bg)
     if source == "box_i":
         return box_core_label(stored, box, core)
     return stored
@@ -223,7 +223,7 @@ def dataset(
     names = tf.data.Dataset.from_tensor_slices(([str(f) for f in files], [str(f) in in_val for f in files]))
     if training:
         names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True).repeat()
-    args = (labels, skip_fb, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core)
+    args = (labels, skip_fb, cfg.votes_fg, cfg.votes_bg, cfg.box_i_core)
     ds = names.interleave(
         lambda f, v: tf.data.Dataset.from_generator(_instances, output_signature=sig, args=(f, v, *args)),
         cycle_length=min(4, len(files)) if training else 1,

@@ -101,11 +101,6 @@ def osvos(trunk: keras.Model, side_channels: int) -> keras.Model:
     return keras.Model(inp, outputs, name="osvos")
 
 
-def balanced_bce(labels: tf.Tensor, logits: tf.Tensor, reduction: str = "mean", balance: bool = True) -> tf.Tensor:
-    """:func:`per_image_bce` averaged over the batch."""
-    return tf.reduce_mean(per_image_bce(labels, logits, reduction, balance))
-
-
 def _labelled(labels: tf.Tensor, logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, list[int], tf.Tensor]:
     """The losses' one reading of a label map: ``(labels, logits, axes, valid)`` in float32, the
     labels shaped like the logits with ``VOID`` pixels zeroed, ``valid`` 1 on every labelled pixel,

@@ -13,12 +13,11 @@ checkpoints; ``train.rounds`` in ``params.yaml`` sets how many rounds the train 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from wss.core import atomic
+from wss.core import atomic, provenance, resumable
 from wss.core.masks import VOID
 from wss.core.metrics import iou
 from wss.labels import shards
@@ -35,10 +34,7 @@ def combine(prob: np.ndarray, label: np.ndarray, box: np.ndarray, threshold: flo
 
 def weights_digest(net) -> str:
     """SHA-256 of a model's weights (a saved ``.keras`` file also holds a date)."""
-    h = hashlib.sha256()
-    for w in net.get_weights():
-        h.update(np.ascontiguousarray(w).tobytes())
-    return h.hexdigest()
+    return provenance.digest(*(np.ascontiguousarray(w).tobytes() for w in net.get_weights()))
 
 
 def relabel(
@@ -56,7 +52,9 @@ def relabel(
     (:func:`wss.net.inputs.training_files`: the train split, and with ``auto`` the val shards with
     instances that have no mask) with the ``self`` label made from the model ``net`` and the label
     source ``source`` (a ``train.labels`` value; ``fg``, ``bg``, ``core`` are its ``train`` params),
-    and a manifest whose fingerprints also name ``net``'s weights.
+    and a manifest whose fingerprints also name ``net``'s weights.  A finished ``out`` made from the
+    same shards, weights and settings is reused (:mod:`wss.core.resumable`), so a resumed
+    self-training run does not relabel again.
 
     Returns the new labels' statistics: the share of box pixels left ``VOID``, and the mean IoU with
     the ground truth (train instances that have one) of the round's label and of the clamped
@@ -67,6 +65,10 @@ def relabel(
     manifest = shards.read_manifest(shard_dir)
     read = {Path(f).name for f in training_files(shard_dir, holdout)[0]}
     model_fp = weights_digest(net)
+    fp = provenance.digest(manifest["params_fingerprint"], model_fp, source, fg, bg, core, holdout)
+    done = resumable.finished(out, fp)
+    if done is not None:
+        return done["self_labels"]
     field = shards.LABEL_SOURCES[source]
     void_px = box_px = 0
     iou_label, iou_pred = [], []
@@ -91,22 +93,25 @@ def relabel(
                     iou_label.append(iou(base == 1, data["gt"][i]))
                     iou_pred.append(iou((probs[i] >= 0.5) & inside, data["gt"][i]))
             data["self_label"] = np.stack(labels)
-            fp = shards.fingerprint(entry["fingerprint"], model_fp, source, fg, bg, core)
-            shards.write(tmp / entry["file"], data, fp)
-            entries.append({**entry, "fingerprint": fp})
-        atomic.write_json(
-            tmp / shards.MANIFEST,
+            shard_fp = provenance.digest(entry["fingerprint"], model_fp, source, fg, bg, core)
+            shards.write(tmp / entry["file"], data, shard_fp)
+            entries.append({**entry, "fingerprint": shard_fp})
+        mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731
+        stats = {
+            "void_share_in_box": round(void_px / max(box_px, 1), 4),
+            "miou_label_crops": mean(iou_label),
+            "miou_prediction_crops": mean(iou_pred),
+            "instances": sum(e["count"] for e in entries),
+        }
+        resumable.mark(tmp, fp)
+        resumable.finish(
+            tmp,
             {
                 **manifest,
                 "shards": entries,
-                "params_fingerprint": shards.fingerprint(manifest["params_fingerprint"], model_fp),
+                "params_fingerprint": provenance.digest(manifest["params_fingerprint"], model_fp),
                 "relabelled_by": model_fp,
+                "self_labels": stats,
             },
         )
-    mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731
-    return {
-        "void_share_in_box": round(void_px / max(box_px, 1), 4),
-        "miou_label_crops": mean(iou_label),
-        "miou_prediction_crops": mean(iou_pred),
-        "instances": sum(e["count"] for e in entries),
-    }
+    return stats

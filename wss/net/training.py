@@ -21,42 +21,18 @@ A NaN or Inf loss stops the run with the step where it happened.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import hashlib
-import json
-import shutil
-import time
-from dataclasses import fields
 from pathlib import Path
 
-from wss.config import TrainConfig
-from wss.core import atomic, provenance
-from wss.errors import SetupError, StageInputError, WssError
+from wss.config import TrainConfig, content_fields
+from wss.core import provenance
+from wss.errors import SetupError, StageInputError
 from wss.labels import shards
-from wss.net import model
+from wss.net import hooks
+from wss.net.loop import Hook, TrainLoop
 
-STAGE = "stages.train"  # its code (see wss.core.provenance) goes into the checkpoint fingerprint
-PACKAGES = ("tensorflow", "keras", "numpy", "h5py")  # ... and the versions of what computes the weights
-HISTORY = "history.tsv"  # the loss log, next to the checkpoints
-# Params that change when or how much is saved or logged, not the weights of a given step.
-# "rounds" too: round 1 of a self-training run is the run without self-training, and resumes from it.
-NOT_WEIGHTS = ("steps", "log_every", "checkpoint_every", "checkpoints_kept", "rounds")
-LOGGED = ("loss", "loss_fused", "lr", "side_weight")
-
-
-def piecewise(step: int, boundaries: tuple[int, ...], values: tuple[float, ...]) -> float:
-    """``values[i]`` for the ``i``-th interval of ``boundaries`` that ``step`` falls in."""
-    return float(values[sum(step >= b for b in boundaries)])
-
-
-def _digest(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-class NonFiniteLoss(WssError):
-    pass
+# The versions of what computes the weights go into the checkpoint fingerprint, with this module's code.
+PACKAGES = ("tensorflow", "keras", "numpy", "h5py")
 
 
 def build(cfg: TrainConfig, init: Path):
@@ -115,9 +91,9 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
         global_batch = tf.shape(x)[1] * n_rep
         grads, loss, fused = grads_of(x[0], y[0], global_batch)
         for k in range(1, cfg.accum_steps):  # unrolled: accum_steps is a small constant
-            g, l, f = grads_of(x[k], y[k], global_batch)  # noqa: E741 (gradients, loss, fused loss)
-            grads = [a + b for a, b in zip(grads, g)]
-            loss, fused = loss + l, fused + f
+            more, loss_k, fused_k = grads_of(x[k], y[k], global_batch)
+            grads = [a + b for a, b in zip(grads, more)]
+            loss, fused = loss + loss_k, fused + fused_k
         if cfg.accum_steps > 1:
             grads = [g / cfg.accum_steps for g in grads]
         opt.apply(grads, net.trainable_variables)  # sums the replicas' gradients
@@ -189,39 +165,15 @@ def fingerprint(
 ) -> str:
     """Hash of everything that shapes the weights at a given step (module docstring): with the
     replica count (the global batch) and the dtype policy that ``devices`` and ``precision`` resolve to."""
-    weights_params = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in NOT_WEIGHTS}
-    weights_params.update(devices=replicas, precision=policy)
-    return shards.fingerprint(
+    weights_params = {**content_fields(cfg), "devices": replicas, "precision": policy}
+    return provenance.digest(
         weights_params,
         seed,
         manifest["params_fingerprint"],
         [s["fingerprint"] for s in manifest["shards"]],
-        _digest(init),
-        provenance.digest(STAGE, PACKAGES),
+        provenance.file_digest(init),
+        provenance.code_digest(__name__, PACKAGES),
     )
-
-
-def read_history(path: Path, upto: int) -> list[dict]:
-    """Rows of the loss log with ``step <= upto`` (a torn last line from a kill is dropped)."""
-    rows = []
-    if path.is_file():
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f, delimiter="\t"):
-                try:
-                    parsed = {"step": int(row["step"]), **{k: float(row[k]) for k in LOGGED}}
-                except (TypeError, ValueError, KeyError):
-                    continue
-                if parsed["step"] <= upto:
-                    rows.append(parsed)
-    return rows
-
-
-def write_history(path: Path, rows: list[dict]) -> None:
-    atomic.write_text(path, "\t".join(("step",) + LOGGED) + "\n" + "".join(_history_line(r) for r in rows))
-
-
-def _history_line(row: dict) -> str:
-    return "\t".join([str(row["step"])] + [repr(row[k]) for k in LOGGED]) + "\n"
 
 
 def train_rounds(
@@ -242,7 +194,7 @@ def train_rounds(
         relabelled = ckpt_dir / f"round-{r}-shards"
         net = model.load(str(ckpt_dir / f"round-{r - 1}.keras"))
         stats = selftrain.relabel(
-            net, shards_in, relabelled, source, cfg.consensus_fg, cfg.consensus_bg, cfg.box_i_core, cfg.holdout
+            net, shards_in, relabelled, source, cfg.votes_fg, cfg.votes_bg, cfg.box_i_core, cfg.holdout
         )
         print(f"train: round {r}: self labels from round {r - 1}'s model, {stats}")
         source, shards_in = "self", relabelled
@@ -272,10 +224,145 @@ def train_rounds(
 def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int) -> dict:
     """Train and save the model to ``out``; return the summary metrics."""
     import keras
-    import numpy as np
     import tensorflow as tf
-    from dvclive import Live
-    from tqdm import tqdm
+
+    from wss.net import inputs
+
+    plan = _plan(cfg, shard_dir)
+    devices, policy, manifest, counted = plan["devices"], plan["policy"], plan["manifest"], plan["counted"]
+    device, replicas, side = devices[0], len(devices), int(manifest["crop_size"])
+    fp = fingerprint(cfg, seed, manifest, init, replicas, policy)
+
+    set_op_determinism(cfg.deterministic)
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(seed)
+    # One device: the default strategy, pinned; several: MirroredStrategy, one replica per device,
+    # each taking batch_size images of the global batch (batch_size * replicas).
+    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else None
+    placed = strategy.scope if strategy else lambda: tf.device(device)
+    try:
+        with placed():
+            net, opt = build(cfg, init)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
+            side_w = tf.Variable(1.0, trainable=False)
+        train_step = make_train_step(net, opt, cfg, side_w, strategy)
+
+        def run_step(x, y) -> dict[str, float]:
+            loss, fused = train_step(x, y)
+            step_var.assign_add(1)
+            return {"loss": float(loss), "loss_fused": float(fused)}
+
+        global_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * replicas)
+        per_update = cfg.accum_steps * global_cfg.batch_size
+        files, val_files = plan["files"]
+
+        def batches(start: int):
+            return inputs.dataset(
+                files, global_cfg, side, training=True, seed=seed, skip=start * per_update, val=val_files
+            ).take(max(cfg.steps - start, 0))
+
+        checkpointer = hooks.Checkpointer(
+            tf.train.Checkpoint(model=net, optimizer=opt, step=step_var),
+            step_var,
+            ckpt_dir,
+            fp,
+            cfg.checkpoint_every,
+            cfg.checkpoints_kept,
+        )
+        run = {"device": device, "devices": devices, "policy": policy, "side": side, "strategy": strategy}
+        loop = TrainLoop(
+            run_step,
+            batches,
+            cfg.steps,
+            [
+                checkpointer,
+                Announce(announcement(cfg, plan, run)),
+                hooks.Schedule(opt.learning_rate, side_w, cfg),
+                hooks.NanGuard(),
+                hooks.History(ckpt_dir / hooks.HISTORY, cfg.log_every),
+                hooks.Live(live_dir, {**live_params(cfg), "device": device, "replicas": replicas, "precision": policy}),
+                hooks.Progress(),
+                hooks.SaveModel(
+                    net,
+                    opt,
+                    out,
+                    sidecar(cfg, manifest, counted),
+                    plain=(lambda n: _plain_copy(n, cfg)) if policy != "float32" or strategy else None,
+                ),
+            ],
+        )
+        with placed():
+            loop.train()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    return summary(cfg, loop, plan, run, checkpointer.resumed, per_update)
+
+
+def summary(cfg: TrainConfig, loop: TrainLoop, plan: dict, run: dict, resumed: bool, per_update: int) -> dict:
+    """``train.json``: what was trained, how fast, and which instances it learnt from."""
+    counted, counts = plan["counted"], plan["manifest"]["counts"]
+    seen = (loop.step - loop.start) * per_update
+    return {
+        "labels": cfg.labels,
+        "steps": loop.step,
+        "lr": float(cfg.lr),
+        "batch_size": cfg.batch_size,
+        "accum_steps": cfg.accum_steps,
+        "final_loss": round(loop.history[-1]["loss"], 6) if loop.history else None,
+        "images_per_s": round(seen / loop.seconds, 3) if seen else None,
+        "resumed_from_step": loop.start if resumed else None,
+        "device": run["device"],
+        "replicas": len(run["devices"]),
+        "precision": run["policy"],
+        "instances_used": counted["used"],
+        "instances_left_out": counts["train"] + counts["val"] - counted["used"],
+        "instances": instance_use(counted, counts, cfg.holdout),
+    }
+
+
+class Announce(Hook):
+    """Prints what the run does, once it knows the update it starts from (``{start}`` in ``text``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def before_train(self, loop: TrainLoop) -> None:
+        print(self.text.format(start=loop.start))
+
+
+def announcement(cfg: TrainConfig, plan: dict, run: dict) -> str:
+    """The lines that say what a run learns from and how (``{start}``: the update it starts from)."""
+    devices, replicas = run["devices"], len(run["devices"])
+    on = f"{replicas} replicas ({', '.join(devices)})" if replicas > 1 else f"device {run['device']}"
+    return (
+        f"train: {used_line(plan['counted'], plan['manifest']['counts'], cfg.holdout)}\n"
+        f"train: {cfg.labels} labels, crop {run['side']}, updates {{start}}..{cfg.steps} of batch "
+        f"{cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, {cfg.optimizer} lr "
+        f"{cfg.lr:g}, {on}, precision {run['policy']}, XLA {cfg.jit_compile}"
+    )
+
+
+def sidecar(cfg: TrainConfig, manifest: dict, counted: dict) -> dict:
+    """What predict needs to crop a new image exactly as the training crops were made, and how many
+    instances the network learnt from, which says how far to trust it (:mod:`wss.core.trust`)."""
+    return {
+        "crop_size": int(manifest["crop_size"]),
+        "context_margin": float(manifest["context_margin"]),
+        "labels": cfg.labels,
+        "instances_used": counted["used"],
+    }
+
+
+def live_params(cfg: TrainConfig) -> dict:
+    """The params DVCLive records with the curves."""
+    keys = ("lr", "labels", "steps", "batch_size", "accum_steps", "optimizer")
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def _plan(cfg: TrainConfig, shard_dir: Path) -> dict:
+    """What a run trains on and where, checked before anything is built: the devices, the dtype
+    policy, the shards' manifest, the files training reads and the instances it learns from."""
+    import tensorflow as tf
 
     from wss.net import inputs
 
@@ -283,19 +370,17 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
     if cfg.device == "gpu" and not gpus:
         raise SetupError("train.device is gpu, but TensorFlow sees no GPU (install tensorflow[and-cuda])")
     devices = replica_devices(cfg, len(gpus))
-    device, replicas = devices[0], len(devices)
-    policy = resolve_precision(cfg.precision, device.startswith("/GPU"))
+    policy = resolve_precision(cfg.precision, devices[0].startswith("/GPU"))
     manifest = shards.read_manifest(shard_dir)
-    side = int(manifest["crop_size"])
     files, val_files = inputs.training_files(shard_dir, cfg.holdout)
     if not files:
         raise StageInputError(
             f"{shard_dir} has no train shards, and no val instance without a ground-truth mask "
             f"(train.holdout: {cfg.holdout})"
         )
-    if cfg.labels == "teacher_i" and not manifest.get("consensus_runs"):
+    if cfg.labels == "teacher_i" and not manifest.get("vote_runs"):
         raise StageInputError(
-            "train.labels=teacher_i needs the jittered GrabCut votes; set labels.consensus_runs > 0 "
+            "train.labels=teacher_i needs the votes of jittered GrabCuts; set labels.vote_runs > 0 "
             "in params.yaml and run the labels stage"
         )
     if cfg.labels == "gt" and not manifest["with_masks"]["train"]:
@@ -312,147 +397,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
             f"instances held out for scoring; set train.skip_fallbacks: false or train on other "
             f"labels"
         )
-    fp = fingerprint(cfg, seed, manifest, init, replicas, policy)
-
-    set_op_determinism(cfg.deterministic)
-    keras.mixed_precision.set_global_policy(policy)
-    keras.utils.set_random_seed(seed)
-    # One device: the default strategy, pinned; several: MirroredStrategy, one replica per device,
-    # each taking batch_size images of the global batch (batch_size * replicas).
-    strategy = tf.distribute.MirroredStrategy(devices) if replicas > 1 else None
-    placed = strategy.scope if strategy else lambda: tf.device(device)
-    try:
-        with placed():
-            net, opt = build(cfg, init)
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-            side_w = tf.Variable(1.0, trainable=False)
-
-        ckpt = tf.train.Checkpoint(model=net, optimizer=opt, step=step_var)
-        manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=cfg.checkpoints_kept)
-        stamp = ckpt_dir / "fingerprint.json"
-        usable = [c for c in manager.checkpoints if int(c.rsplit("-", 1)[1]) <= cfg.steps]
-        resumed = bool(usable) and stamp.is_file() and json.loads(stamp.read_text()).get("fingerprint") == fp
-        if resumed:
-            ckpt.restore(usable[-1]).assert_existing_objects_matched()
-            print(f"train: resuming from {usable[-1]} at step {int(step_var.numpy())}")
-        else:
-            if ckpt_dir.exists():
-                shutil.rmtree(ckpt_dir)
-            ckpt_dir.mkdir(parents=True)
-            atomic.write_json(stamp, {"fingerprint": fp})
-        start = int(step_var.numpy())
-        history = read_history(ckpt_dir / HISTORY, start)
-        write_history(ckpt_dir / HISTORY, history)
-
-        train_step = make_train_step(net, opt, cfg, side_w, strategy)
-        global_cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size * replicas)
-        per_update = cfg.accum_steps * global_cfg.batch_size
-        ds = inputs.dataset(files, global_cfg, side, training=True, seed=seed, skip=start * per_update, val=val_files)
-        if live_dir.exists():
-            shutil.rmtree(live_dir)
-        live = Live(str(live_dir), dvcyaml=False, resume=False, save_dvc_exp=False, report=None)
-        live.log_params(
-            {
-                "lr": cfg.lr,
-                "labels": cfg.labels,
-                "steps": cfg.steps,
-                "batch_size": cfg.batch_size,
-                "accum_steps": cfg.accum_steps,
-                "optimizer": cfg.optimizer,
-                "device": device,
-                "replicas": replicas,
-                "precision": policy,
-            }
-        )
-        for row in history:  # the curve so far, from the log kept with the checkpoints
-            _log(live, row)
-        print(f"train: {used_line(counted, manifest['counts'], cfg.holdout)}")
-        on = f"{replicas} replicas ({', '.join(devices)})" if replicas > 1 else f"device {device}"
-        print(
-            f"train: {cfg.labels} labels, crop {side}, updates "
-            f"{start}..{cfg.steps} of batch {cfg.batch_size} x {replicas} replicas x accum {cfg.accum_steps}, "
-            f"{cfg.optimizer} lr {cfg.lr:g}, {on}, precision {policy}, XLA {cfg.jit_compile}"
-        )
-
-        t0, seen, window = time.perf_counter(), 0, []
-        with (
-            placed(),
-            tqdm(total=cfg.steps, initial=start, desc="train", unit="step") as bar,
-            open(ckpt_dir / HISTORY, "a") as log,
-        ):
-            for x, y in ds.take(max(cfg.steps - start, 0)):
-                step = int(step_var.numpy())
-                opt.learning_rate.assign(cfg.lr * piecewise(step, cfg.lr_boundaries, cfg.lr_factors))
-                side_w.assign(piecewise(step, cfg.side_boundaries, cfg.side_weights))
-                loss, fused = train_step(x, y)
-                loss_v, fused_v = float(loss), float(fused)
-                if not (np.isfinite(loss_v) and np.isfinite(fused_v)):
-                    raise NonFiniteLoss(
-                        f"train: loss is {loss_v} at step {step} (lr {float(opt.learning_rate.numpy()):g}); the "
-                        f"last good checkpoint is kept. Lower train.lr or check the inputs."
-                    )
-                step_var.assign_add(1)
-                seen += per_update
-                window.append(loss_v)
-                bar.update(1)
-                done = step + 1
-                if done % cfg.log_every == 0 or done == cfg.steps:
-                    row = {
-                        "step": done,
-                        "loss": float(np.mean(window)),
-                        "loss_fused": fused_v,
-                        "lr": float(opt.learning_rate.numpy()),
-                        "side_weight": float(side_w.numpy()),
-                    }
-                    log.write(_history_line(row))
-                    log.flush()
-                    history.append(row)
-                    _log(live, row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}")
-                    window = []
-                if done % cfg.checkpoint_every == 0:
-                    manager.save(checkpoint_number=done)
-        seconds = time.perf_counter() - t0
-        live.end()
-        # The checkpoint keeps the raw weights, so that raising train.steps resumes the same trajectory.
-        # (Not again when the loop just saved this step, or there was nothing left to train.)
-        last = int(step_var.numpy())
-        if not (manager.latest_checkpoint or "").endswith(f"-{last}"):
-            manager.save(checkpoint_number=last)
-        opt.finalize_variable_values(net.trainable_variables)  # the weight average, when train.ema > 0
-        if policy != "float32" or strategy:
-            net = _plain_copy(net, cfg)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    with atomic.target(out) as tmp:
-        net.save(str(tmp))
-    # What predict needs to crop a new image exactly as the training crops were made.
-    # ... and how many instances it learnt from, which says how far to trust it (wss.evaluation.trust).
-    atomic.write_json(
-        model.sidecar(out),
-        {
-            "crop_size": side,
-            "context_margin": float(manifest["context_margin"]),
-            "labels": cfg.labels,
-            "instances_used": counted["used"],
-        },
-    )
-    return {
-        "labels": cfg.labels,
-        "steps": last,
-        "lr": float(cfg.lr),
-        "batch_size": cfg.batch_size,
-        "accum_steps": cfg.accum_steps,
-        "final_loss": round(history[-1]["loss"], 6) if history else None,
-        "images_per_s": round(seen / seconds, 3) if seen else None,
-        "resumed_from_step": start if resumed else None,
-        "device": device,
-        "replicas": replicas,
-        "precision": policy,
-        "instances_used": counted["used"],
-        "instances_left_out": manifest["counts"]["train"] + manifest["counts"]["val"] - counted["used"],
-        "instances": instance_use(counted, manifest["counts"], cfg.holdout),
-    }
+    return {"devices": devices, "policy": policy, "manifest": manifest, "files": (files, val_files), "counted": counted}
 
 
 def instance_use(counted: dict, totals: dict, holdout: str) -> dict:
@@ -499,13 +444,6 @@ def set_op_determinism(on: bool) -> None:
     from tensorflow.python.framework import config as tf_config
 
     tf_config.enable_op_determinism() if on else tf_config.disable_op_determinism()
-
-
-def _log(live, row: dict) -> None:
-    live.step = row["step"]
-    for k in LOGGED:
-        live.log_metric(k, row[k])
-    live.next_step()
 
 
 def _plain_copy(net, cfg: TrainConfig):
