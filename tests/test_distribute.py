@@ -12,9 +12,8 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import ROOT, TINY_TRAIN
+from tests.conftest import ROOT, TINY_TRAIN, write_params
 
 pytestmark = pytest.mark.slow
 
@@ -72,10 +71,10 @@ def test_one_step_on_two_replicas_is_one_step_on_the_global_batch(tmp_path, rand
 
 
 def _stage(tmp_path, tiny_shards, init, tag: str, steps: int, ckpt: str = "ckpt") -> dict:
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["train"].update(TINY_TRAIN, steps=steps, devices=2, checkpoint_every=2, precision="float32")
-    params = tmp_path / f"params-{tag}.yaml"
-    params.write_text(yaml.safe_dump(p))
+    params = write_params(
+        tmp_path / f"params-{tag}.yaml",
+        train={**TINY_TRAIN, "steps": steps, "devices": "2", "checkpoint_every": 2, "precision": "float32"},
+    )
     d = tmp_path / tag
     res = subprocess.run(
         [

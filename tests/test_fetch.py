@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stages import download
 from tests.conftest import DATA
+from tests.conftest import write_params as params_file
 from wss.data import convert, fetch
 from wss.data.readers import sbd
 
@@ -88,21 +88,8 @@ def write_params(tmp_path, **data):
     holder = tmp_path / "datasets"  # as the project's datasets/: only a README
     holder.mkdir(exist_ok=True)
     (holder / "README.md").write_text("put a dataset here")
-    p = {
-        "base": {"seed": 1},
-        "data": {
-            "source": "sbd",
-            "url": "",
-            "md5": "",
-            "archive": str(holder),
-            "annotations": "",
-            "val_fraction": 0.2,
-            **data,
-        },
-    }
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(p))
-    return str(path)
+    over = {"source": "sbd", "url": "", "md5": "", "archive": str(holder), "annotations": "", **data}
+    return str(params_file(tmp_path / "params.yaml", data=over))
 
 
 def test_interrupted_download_resumes(archive, tmp_path):

@@ -8,10 +8,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import yaml
 
 from stages import labels as stage
-from tests.conftest import PARAMS, ROOT, edit, labels_cfg
+from tests.conftest import PARAMS, ROOT, edit, labels_cfg, write_params
 from wss import config
 from wss.core import masks, metrics, provenance
 from wss.data.instances import gt_mask, read_table
@@ -161,10 +160,9 @@ def test_fewer_instances_remove_extra_shards(tiny_sbd, tiny_instances, tmp_path)
 
 
 def _cli(tmp_path, sbd_dir, inst_dir, out, shard_size):
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["labels"].update(crop_size=48, shard_size=shard_size, n_jobs=1)
-    params = tmp_path / f"params-{out.name}.yaml"
-    params.write_text(yaml.safe_dump(p))
+    params = write_params(
+        tmp_path / f"params-{out.name}.yaml", labels={"crop_size": 48, "shard_size": shard_size, "n_jobs": 1}
+    )
     return [
         sys.executable,
         "-m",
@@ -255,8 +253,7 @@ def test_out_of_range_params_stop_before_any_work(key, value, match):
 
 
 def test_bad_crop_size_stops_the_stage_before_it_labels_anything(tiny_sbd, tiny_instances, tmp_path):
-    p = {**PARAMS, "labels": {**PARAMS["labels"], "crop_size": 50}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    write_params(tmp_path / "params.yaml", labels={"crop_size": 50})
     out = tmp_path / "shards"
     with pytest.raises(ConfigError, match="multiple of 16"):
         stage.main(

@@ -12,9 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, write_params
 from tests.test_labels import assert_same, shard_contents
 from wss import config
 from wss.errors import ConfigError, SetupError
@@ -47,15 +46,12 @@ def test_unreachable_scheduler_says_what_to_do(tmp_path):
 
 
 def test_a_worker_with_other_code_refuses_to_write():
-    with pytest.raises(SetupError, match="other code or library versions for stages.labels"):
-        scheduler.check_code("stages.labels", (), "0" * 64)
+    with pytest.raises(SetupError, match="other code or library versions for wss.labels.build"):
+        scheduler.check_code("wss.labels.build", (), "0" * 64)
 
 
 def _cli(tmp_path: Path, data: Path, inst: Path, out: Path, **labels) -> list[str]:
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["labels"].update(labels)
-    params = tmp_path / f"params-{out.name}.yaml"
-    params.write_text(yaml.safe_dump(p))
+    params = write_params(tmp_path / f"params-{out.name}.yaml", labels=labels)
     return [
         sys.executable,
         "-m",

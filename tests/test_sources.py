@@ -12,11 +12,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from stages import download
-from tests.conftest import DATA, ROOT, TINY_LABELS, data_cfg, labels_cfg
+from tests.conftest import DATA, ROOT, TINY_LABELS, data_cfg, labels_cfg, write_params
 from tests.test_voc import devkit
 from wss.data import convert, dataset
 from wss.data.instances import gt_mask, read_categories, read_table
@@ -105,8 +104,7 @@ def polygons(mask: np.ndarray) -> list[list[float]]:
 
 def run_download(tmp_path: Path, **data) -> Path:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    p = {"base": {"seed": 1}, "data": {**yaml.safe_load((ROOT / "params.yaml").read_text())["data"], **data}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    write_params(tmp_path / "params.yaml", base={"seed": 1}, data=data)
     out = tmp_path / "raw"
     download.main(["--params", str(tmp_path / "params.yaml"), "--out", str(out), "--cache", str(tmp_path / "dl")])
     return out

@@ -7,9 +7,8 @@ import time
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.conftest import PARAMS, ROOT, edit, train_cfg
+from tests.conftest import ROOT, edit, train_cfg, write_params
 from wss import config
 from wss.core import provenance
 from wss.errors import ConfigError, StageInputError
@@ -62,8 +61,7 @@ def test_bad_params_are_named(over, match):
 
 
 def test_a_bad_value_stops_the_stage_before_any_work(tmp_path):
-    p = {**PARAMS, "train": {**PARAMS["train"], "steps": -5}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    write_params(tmp_path / "params.yaml", train={"steps": -5})
     from stages import train as stage
 
     # The shards do not exist: had the stage started, it would fail on them instead.
@@ -264,9 +262,7 @@ def test_xla_trains_on_cpu(tmp_path, tiny_shards, random_init):
 
 @pytest.mark.slow
 def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_shards, random_init):
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["train"].update(TINY, steps=30, checkpoint_every=3)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(p))
+    write_params(tmp_path / "params.yaml", train={**TINY, "steps": 30, "checkpoint_every": 3})
 
     def cmd(d):
         return [
