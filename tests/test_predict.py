@@ -161,6 +161,8 @@ def _bad_image(tmp_path):
         ("wrong model", "not a wss model"),
         ("no boxes", "give boxes"),
         ("bad boxes file", "cannot read boxes"),
+        ("broken boxes json", "b.json: not readable JSON"),
+        ("empty image", "empty.jpg: empty file, not an image"),
         ("no params file", "no such params file"),
         ("bad threshold", "--threshold 1.5: must lie in (0, 1)"),
     ],
@@ -197,6 +199,14 @@ def test_bad_input_exits_2_with_a_message(tiny_model, image, tmp_path, capsys, c
         f = tmp_path / "b.csv"
         f.write_text("a,b\n1,2\n")
         args["--boxes"] = f
+    elif case == "broken boxes json":
+        del args["--box"]
+        f = tmp_path / "b.json"
+        f.write_text('[{"x1": 1,')
+        args["--boxes"] = f
+    elif case == "empty image":
+        args["--image"] = tmp_path / "empty.jpg"
+        args["--image"].write_bytes(b"")
     elif case == "no params file":
         args["--params"] = tmp_path / "missing.yaml"
     elif case == "bad threshold":
@@ -205,6 +215,7 @@ def test_bad_input_exits_2_with_a_message(tiny_model, image, tmp_path, capsys, c
     assert code == 2
     err = capsys.readouterr().err
     assert match in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "(DataError" not in err  # one line, no message wrapping another
     assert not (tmp_path / "o").exists()
 
 

@@ -277,3 +277,25 @@ def test_coco_as_released_train_and_val_files_with_overlapping_ids_stay_apart(tm
         assert set(part.file) == {f"{split}2017/{split}2017_{n}.jpg" for n in (1, 2, 3)}
         assert set(part.source_file) == {f"annotations/instances_{split}2017.json"}
         assert sorted(part.source_id) == ["10", "20", "30"]
+
+
+def test_coco_train_and_val_folders_with_the_same_file_names_are_told_apart_by_their_paths(tmp_path):
+    """train2017/x.jpg and val2017/x.jpg, each file_name bare "x.jpg": each JSON gets its own folder's
+    picture, and the two images keep apart ids (their paths), with nothing rejected."""
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    for split, colour in (("train2017", 60), ("val2017", 200)):
+        (root / split).mkdir()
+        cv2.imwrite(str(root / split / "x.jpg"), np.full((20, 30, 3), colour, np.uint8))
+        data = {
+            "images": [{"id": 1, "file_name": "x.jpg", "height": 20, "width": 30}],
+            "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "bbox": [2, 3, 10, 8], "iscrowd": 0}],
+            "categories": [{"id": 1, "name": "thing"}],
+        }
+        (root / f"annotations/instances_{split}.json").write_text(json.dumps(data))
+    table = convert.convert(root, tmp_path / "inst", data_cfg(source="coco", archive=str(root)), 0.0)
+    assert dict(zip(table.split, table.file)) == {"train": "train2017/x.jpg", "val": "val2017/x.jpg"}
+    assert set(table.image_id) == {"train2017/x", "val2017/x"}
+    for split, colour in (("train", 60), ("val", 200)):
+        picture = cv2.imread(str(root / table[table.split == split].file.iloc[0]))
+        assert abs(int(picture.mean()) - colour) <= 2

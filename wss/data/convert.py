@@ -13,6 +13,7 @@ yaml at the top) stops the stage with a message naming it.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 import json
 from pathlib import Path
 
@@ -95,11 +96,25 @@ def read_coco(root: Path, given: str) -> tuple[dataset.Dataset, list[Path]]:
             name = Path(im["file_name"])
             here = root / name
             hits = [here] if here.is_file() and files.inside(here, root) else by_name.get(name.name, [])
+            if len(hits) > 1 and im["split"]:  # train2017/x.jpg and val2017/x.jpg: the folder tells
+                hits = [h for h in hits if _says_split(h.relative_to(root).parent, im["split"])] or hits
             rel = (
                 hits[0].relative_to(root) if len(hits) == 1 else name
             )  # missing or ambiguous: wss.core.image.problem says so
             images[(k, iid)] = {**im, "file_name": str(rel), "name": name.stem}
+    # Images of two files that share a name are told apart by their paths (the image id is the stem).
+    counts = Counter(im["name"] for im in images.values())
+    for im in images.values():
+        if counts[im["name"]] > 1:
+            im["name"] = Path(im["file_name"]).with_suffix("").as_posix()
     return dataset.Dataset(images, categories, annotations, rejects), paths
+
+
+def _says_split(folder: Path, split: str) -> bool:
+    """Whether a folder's path names ``split`` (``train``/``val``) and not the other one."""
+    other = "val" if split == "train" else "train"
+    words = folder.as_posix().lower()
+    return split in words and other not in words
 
 
 def read(source: str, root: Path, annotations: str) -> tuple[dataset.Dataset, bool, list[str]]:

@@ -54,7 +54,7 @@ def evaluate(
     plots_dir: Path,
     verdict: dict | None = None,
 ) -> tuple[dict, dict]:
-    """Score the network of ``predictor`` (its masks as ``evaluate.refine`` makes them), its teacher
+    """Score the network of ``predictor`` (its masks as ``refine.apply`` makes them), its teacher
     labels, the fused masks (the model weighted as ``verdict``, :func:`wss.evaluation.trust.judge`,
     says; the plain average without one) and the filled box on the val instances that have a mask;
     write the plots; return (summary, per-class), the summary carrying the ``verdict`` as ``trust``.
@@ -116,25 +116,34 @@ def evaluate(
     if verdict:
         result["trust"] = verdict
     categories = read_categories(instances_dir)
-    files = {r.image_id: r.file for r in val.values()}
-    per_class = {}
+    per, per_class = None, {}
+    if rows:
+        per = pd.DataFrame(rows)
+        images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
+        result |= _with_masks(per, images, categories, gts, dts, teacher, fused_dts)
+        per_class = _per_class(per, categories)
+    pictures = {image_id: data_root / r.file for r in val.values() for image_id in [r.image_id] if image_id in keep}
+    _write_plots(plots_dir, free, keep, pictures, per, per_class)
+    return result, per_class
+
+
+def _write_plots(
+    plots_dir: Path, free: pd.DataFrame, keep: dict, pictures: dict, per: pd.DataFrame | None, per_class: dict
+) -> None:
+    """``plots_dir``, made whole: every val instance's mask-free numbers, the overlays of the images
+    in ``keep`` (read from ``pictures``) and, with masks, the per-instance and per-class tables."""
     with atomic.target(plots_dir, directory=True) as tmp:
         free.round(4).to_csv(tmp / "instances_all.tsv", sep="\t", index=False)  # every val instance, masks or not
         (tmp / "overlays").mkdir()
         for image_id, items in sorted(keep.items()):
-            picture = read_image(data_root / files[image_id])
+            picture = read_image(pictures[image_id])
             cv2.imwrite(str(tmp / "overlays" / f"{image_id.replace('/', '_')}.png"), overlay(picture, items))
-        if rows:
-            per = pd.DataFrame(rows)
-            images = {int(r.coco_image_id): (int(r.height), int(r.width)) for r in val.values()}
-            result |= _with_masks(per, images, categories, gts, dts, teacher, fused_dts)
-            per_class = _per_class(per, categories)
+        if per is not None:
             _write_tables(tmp, per, per_class)
-    return result, per_class
 
 
 def _scored(inst: Instance, fused: np.ndarray, gt: np.ndarray, tol: float) -> dict:
-    """IoU and boundary F against ``gt`` of the instance's masks: the model's (as ``evaluate.refine``
+    """IoU and boundary F against ``gt`` of the instance's masks: the model's (as ``refine.apply``
     makes it, and ``unrefined``), the ``fused`` one, the teacher's (and via the crops) and the filled box."""
     masks = {
         "": inst.mask,
@@ -185,7 +194,7 @@ def _with_masks(
     per: pd.DataFrame, images: dict, categories: dict, gts: list, dts: list, teacher: list, fused: list
 ) -> dict:
     """The scores against the ground truth, each with mIoU per COCO size: the model's (as
-    ``evaluate.refine`` makes its masks, and ``unrefined``), the ``fused`` masks', the teacher's
+    ``refine.apply`` makes its masks, and ``unrefined``), the ``fused`` masks', the teacher's
     and the filled box's."""
     sizes = metrics.size_buckets(per.area.to_numpy())
 

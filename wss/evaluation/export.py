@@ -7,7 +7,7 @@ For each split it writes two COCO instances files, loadable as they are by pycoc
   ``labels.method`` (``fallback`` names the fallback shape used where GrabCut failed, "" otherwise;
   the file's ``info`` records the method);
 * ``model_<split>.json``: the trained model's mask for every instance (through the refinement cut
-  when ``evaluate.refine`` is on), with ``score``, the model's mean foreground probability inside
+  when ``refine.apply`` is on), with ``score``, the model's mean foreground probability inside
   the mask;
 * ``fused_<split>.json`` (with ``export.masks: fused``): the refinement cut of the model's
   probability averaged with the teacher's label (:mod:`wss.evaluation.refine`).
@@ -87,7 +87,7 @@ def teacher_annotations(shard_dir: Path, split: str, rows: dict[str, object]) ->
 def model_annotations(
     predictor: Predictor, shard_dir: Path, split: str, rows: dict[str, object], fused: bool, weight: float = 0.5
 ) -> tuple[list[dict], list[dict]]:
-    """The model's full-resolution mask of every instance of ``split`` (as ``evaluate.refine`` makes
+    """The model's full-resolution mask of every instance of ``split`` (as ``refine.apply`` makes
     it), as scored COCO annotations, and with ``fused`` the fused masks likewise, the model counting
     ``weight`` in them (else ``[]``)."""
     total = shards.count(shard_dir, split)
@@ -123,6 +123,25 @@ def model_annotations(
                 )
             )
     return out, both
+
+
+def review_row(ann: dict, r, split: str) -> dict:
+    """One model mask's row of ``review.csv``: the instance, joined to the user's own file and id, and
+    the signs of its quality."""
+    return {
+        "key": ann["instance"],
+        "file": r.file,
+        "category_name": r.category_name,
+        "source_file": r.source_file,
+        "source_id": r.source_id,
+        "split": split,
+        "x1": r.x1,
+        "y1": r.y1,
+        "x2": r.x2,
+        "y2": r.y2,
+        "score": ann["score"],
+        **{k: ann[k] for k in ("quality", "agreement", "certainty")},
+    }
 
 
 def export(
@@ -169,24 +188,7 @@ def export(
                 name = f"{what}_{split}.json"
                 atomic.write_json(tmp / name, coco_file(part, categories, anns, what_is[what]))
                 counts[name] = len(anns)
-            for ann in made["model"]:
-                r = rows[ann["instance"]]
-                rated.append(
-                    {
-                        "key": ann["instance"],
-                        "file": r.file,
-                        "category_name": r.category_name,
-                        "source_file": r.source_file,
-                        "source_id": r.source_id,
-                        "split": split,
-                        "x1": r.x1,
-                        "y1": r.y1,
-                        "x2": r.x2,
-                        "y2": r.y2,
-                        "score": ann["score"],
-                        **{k: ann[k] for k in ("quality", "agreement", "certainty")},
-                    }
-                )
+            rated += [review_row(ann, rows[ann["instance"]], split) for ann in made["model"]]
             quality = {ann["instance"]: ann["quality"] for ann in made["model"]}
             for ann in made[masks]:
                 chosen[ann["instance"]] = {

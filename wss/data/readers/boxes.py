@@ -54,7 +54,9 @@ def read_boxes(path: Path) -> list[Box]:
             table = pd.read_csv(path)
             rows = table[["x1", "y1", "x2", "y2"]].to_numpy().tolist()
         boxes = [Box(*(int(round(float(v))) for v in row)) for row in rows]
-    except (ValueError, KeyError, TypeError, DataError, pd.errors.ParserError) as exc:
+    except DataError as exc:  # the file's own problem, already named: said once
+        raise InputError(f"{exc}; expected x1,y1,x2,y2 per box") from exc
+    except (ValueError, KeyError, TypeError, OverflowError, pd.errors.ParserError) as exc:
         raise InputError(
             f"{path}: cannot read boxes ({type(exc).__name__}: {exc}); expected x1,y1,x2,y2 per box"
         ) from exc
