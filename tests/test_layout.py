@@ -240,3 +240,14 @@ def test_a_door_turns_a_library_error_into_one_line_and_exit_code_2(tmp_path):
         f"convert: {tmp_path / 'nowhere'} does not exist; run the download stage first (dvc repro download)"
     ]
     assert "Traceback" not in res.stderr and not (tmp_path / "out").exists()
+
+
+def test_no_function_in_the_library_or_the_stages_is_over_80_lines():
+    import ast
+
+    long = []
+    for path in sorted((ROOT / "wss").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long, long
