@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     p = config.load(args.params)
     data = config.read(DataConfig, p)
-    max_reject = config.read(ConvertConfig, p).max_reject_fraction
+    ccfg = config.read(ConvertConfig, p)
     if not args.data.is_dir():
         raise StageInputError(f"{args.data} does not exist; run the download stage first (dvc repro download)")
-    convert(args.data, args.out, data, max_reject)
+    convert(args.data, args.out, data, ccfg.max_reject_fraction, ccfg.max_image_pixels)
     return 0
 
 

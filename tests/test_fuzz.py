@@ -2,7 +2,8 @@
 clear error that names the file, never in a traceback.
 
 Seeded mutations of a tiny valid COCO, YOLO and VOC dataset: deleted keys, wrong types, NaN and
-infinities, negative and huge boxes, unknown ids, bad UTF-8, truncation.
+infinities, negative and huge boxes, unknown ids, bad UTF-8, truncation, paths and links out of
+the dataset, and broken images (malformed EXIF orientation tags, empty files, decompression bombs).
 """
 
 from __future__ import annotations
@@ -182,13 +183,33 @@ def voc_xml(rng: random.Random) -> str:
     )
 
 
-def kept_within_images(out: Path) -> None:
+def broken_image(rng: random.Random, path: Path) -> None:
+    """Replace the image at ``path`` by a broken one of the kinds an outside fuzzer found."""
+    from PIL import Image
+
+    from tests.test_image import raw_exif
+
+    kind = rng.choice(["exif", "exif", "empty", "bomb"])
+    if kind == "exif":  # a tag of any type, count and value: the size and the pixels must still agree
+        tag = raw_exif(rng.choice([0, 1, 3, 4, 9]), rng.choice([0, 1, 2]), rng.choice([0, 1, 3, 6, 8, 9, 70000]))
+        Image.fromarray(np.full((16, 24, 3), 120, np.uint8)).save(path.with_suffix(".png"), exif=tag)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        Image.new("1", (14000, 13000)).save(path)
+
+
+def kept_within_images(out: Path, root: Path | None = None) -> None:
     """What convert kept is right, not only there: every box inside its upright image, and every
-    mask's area its pixel count, inside the box."""
+    mask's area its pixel count, inside the box.  With ``root``, every kept image reads at the size
+    the table records."""
+    from wss.core import image
     from wss.data.instances import gt_mask, read_table
 
     for r in read_table(out).itertuples():
         assert 0 <= r.x1 < r.x2 <= r.width and 0 <= r.y1 < r.y2 <= r.height, r
+        if root is not None:
+            assert image.read(root / r.file).shape[:2] == (r.height, r.width), r
         mask = gt_mask(r)
         if mask is not None:
             assert mask.shape == (r.height, r.width) and int(mask.sum()) == r.area, r
@@ -230,6 +251,8 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
                     (root / "b.png").symlink_to(target)
                 else:
                     base["images"][1]["file_name"] = str(target) if how == "absolute" else "../outside.png"
+            if 0.3 <= roll < 0.4:
+                broken_image(rng, root / "c.png")
             text = json.dumps(mutate_json(rng, base), allow_nan=True, default=str)
             if 0.1 <= roll < 0.3:
                 text = big_json_values(rng, text)
@@ -280,7 +303,7 @@ def test_mutated_annotation_files_end_in_rejects_or_one_named_error(tmp_path, so
         leaked = SECRET in said.out + said.err + (rejects.read_text() if rejects.is_file() else "")
         assert not leaked, f"{source}: a file outside the dataset was read into the output"
         if (tmp_path / "out").is_dir():
-            kept_within_images(tmp_path / "out")
+            kept_within_images(tmp_path / "out", root)
         if (tmp_path / "out").exists():
             shutil.rmtree(tmp_path / "out")
     # Both kinds of outcome occur: the mutations are neither all harmless nor all fatal.

@@ -172,3 +172,19 @@ def test_rotated_phone_photos_go_through_convert_labels_and_export_upright(tmp_p
         for ann in f.loadAnns(f.getAnnIds()):
             assert iou(f.annToMask(ann), truth) > 0.85
     assert read_table(tmp_path / "instances").height.tolist() == [40, 40, 40]
+
+
+def test_an_image_over_the_pixel_limit_is_a_reject_read_from_its_header(tmp_path):
+    path = tmp_path / "big.png"
+    Image.new("L", (400, 300)).save(path)
+    assert image.problem(path, 300, 400, max_pixels=120_000) == ""
+    reason = image.problem(path, 300, 400, max_pixels=119_999)
+    assert "400x300 is 120,000 pixels, more than convert.max_image_pixels (119,999)" in reason
+
+
+def test_a_decompression_bomb_is_a_reject_not_an_error(tmp_path):
+    """A 22 KB mode "1" PNG of 14000 x 13000: PIL refuses to open it, and the reason says why."""
+    path = tmp_path / "bomb.png"
+    Image.new("1", (14000, 13000)).save(path)
+    assert path.stat().st_size < 100_000
+    assert "decompression bomb" in image.problem(path, 13000, 14000)

@@ -24,7 +24,7 @@ def test_eval_pipeline_reproduces_shard_content(tiny_shards):
         x, y = np.concatenate(xs), np.concatenate(ys)
         n = sum(len(d["key"]) for d in data)
         assert x.shape == (n, 32, 32, 4) and y.shape == (n, 32, 32)
-        np.testing.assert_array_equal(y, np.concatenate([d[shards.LABEL_SOURCES[source]] for d in data]))
+        np.testing.assert_array_equal(y, np.concatenate([d[shards.LABEL_FIELDS[source]] for d in data]))
     rgb = np.concatenate([d["image"] for d in data]).astype(np.float32)
     np.testing.assert_allclose(x[..., :3], rgb[..., ::-1] - VGG_MEAN_BGR, atol=1e-3)
     # The box channel rebuilt from the box coordinates matches the one the labels stage drew.

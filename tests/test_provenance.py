@@ -53,3 +53,15 @@ def test_versions_reads_metadata_and_names_what_is_missing():
     assert got["numpy"] == numpy.__version__
     assert got["opencv"].split(".")[:2] == cv2.__version__.split(".")[:2]
     assert got["no-such-package-xyz"] == "absent"
+
+
+def test_the_params_reader_and_the_messages_count_as_data_not_code(project_copy):
+    """A new parameter or a reworded message reuses the shards and checkpoints: the values the
+    params reader makes are in each fingerprint, not its code."""
+    before = provenance.code_digest("wss.labels.build", ())
+    edit(project_copy / "wss/config.py", "import re\n", "import re\nimport json\n")
+    edit(project_copy / "wss/errors.py", "class WssError(Exception):", "class WssError(Exception):\n    x = 1\n")
+    assert provenance.code_digest("wss.labels.build", ()) == before
+    assert "wss/config.py" in {str(p) for p in provenance.closure("wss.labels.build")}  # still a dep
+    edit(project_copy / "wss/labels/grabcut.py", "import zlib", "import zlib\nimport json")
+    assert provenance.code_digest("wss.labels.build", ()) != before

@@ -81,13 +81,11 @@ def test_coco_export_is_the_users_file_with_masks_filled_in(tmp_path):
             assert after == before  # crowd, unknown category, rejected image: untouched
             continue
         assert {
-            k: v
-            for k, v in after.items()
-            if k not in ("segmentation", "area", "wss_score", "wss_quality", "wss_source")
+            k: v for k, v in after.items() if k not in ("segmentation", "area", "wss_score", "wss_quality", "wss_masks")
         } == {k: v for k, v in before.items() if k not in ("segmentation", "area")}
         mask = from_segmentation(after["segmentation"], *heights[after["image_id"]])
         np.testing.assert_array_equal(mask, teacher[keys[str(after["id"])]])
-        assert after["area"] == int(mask.sum()) and after["wss_source"] == "teacher" and after["wss_score"] == 1.0
+        assert after["area"] == int(mask.sum()) and after["wss_masks"] == "teacher" and after["wss_score"] == 1.0
     # pycocotools loads it, and the project's reader reads back the same boxes and ids.
     with contextlib.redirect_stdout(io.StringIO()):
         COCO(str(out / "coco/annotations/instances_default.json"))
@@ -265,7 +263,7 @@ def test_the_fused_masks_go_out_when_export_masks_is_fused(tmp_path):
         mask = from_segmentation(a["segmentation"], *heights[a["image_id"]])
         mine = fused[str(a["id"])]
         np.testing.assert_array_equal(mask, from_segmentation(mine["segmentation"], *heights[a["image_id"]]))
-        assert a["wss_source"] == "fused" and a["wss_score"] == mine["score"]
+        assert a["wss_masks"] == "fused" and a["wss_score"] == mine["score"]
         x, y, w, h = a["bbox"]
         assert not mask[:, : int(x)].any() and not mask[: int(y)].any()  # nothing left of or above the box
         differ += not np.array_equal(mask, teacher[keys[str(a["id"])]])

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import yaml
 
+from wss.core import image
 from wss.errors import ConfigError
 
 # PyYAML follows YAML 1.1, where a float needs a dot: ``1e-06`` (what ``dvc exp run -S lr=1e-6``
@@ -324,6 +325,9 @@ class ConvertConfig:
 
     SECTION: ClassVar[str] = "convert"
     max_reject_fraction: float = param(within="[0, 1]")  # share of images with a reject tolerated
+    max_image_pixels: int = param(  # a larger image is a reject, read from its header before any decoding
+        check=lambda v: 1 <= v <= image.CEILING, must=f"lie in [1, {image.CEILING}] (PIL's decompression-bomb limit)"
+    )
 
 
 @dataclass(frozen=True)
@@ -331,7 +335,7 @@ class BoundariesConfig:
     """The ``boundaries`` params section."""
 
     SECTION: ClassVar[str] = "boundaries"
-    batch_size: int = param(at_least=1, content=False)  # images per HED forward pass (padded to the batch's largest)
+    batch_size: int = param(at_least=1)  # images per HED forward pass; batch-mates move a map a little, so it counts
 
 
 @dataclass(frozen=True)

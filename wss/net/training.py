@@ -10,7 +10,7 @@ all count updates (OSVOS: 50,000 updates of 10 accumulated batches of 1).
 
 **Checkpoints** (``--checkpoints``, ``persist``-ed by DVC) carry a fingerprint of everything that
 shapes the weights: the params (but ``steps`` and the cadences), the seed, the shards, the init
-weights and the source of every project module the train stage runs (:mod:`wss.core.provenance`).  A
+weights and the code of every module the train stage runs (:mod:`wss.core.provenance`).  A
 different fingerprint starts over from step 0; the same one resumes from the last checkpoint and
 skips exactly the data already consumed, so a killed run ends with the weights of an
 uninterrupted one.  Raising ``steps`` continues; lowering it resumes from the newest kept
@@ -189,15 +189,15 @@ def train_rounds(
         cfg, shard_dir, init, out if cfg.rounds == 1 else ckpt_dir / "round-1.keras", ckpt_dir, live_dir, seed
     )
     rounds = [summary]
-    source, shards_in = cfg.labels, shard_dir
+    labels, shards_in = cfg.labels, shard_dir
     for r in range(2, cfg.rounds + 1):
         relabelled = ckpt_dir / f"round-{r}-shards"
         net = model.load(str(ckpt_dir / f"round-{r - 1}.keras"))
         stats = selftrain.relabel(
-            net, shards_in, relabelled, source, cfg.votes_fg, cfg.votes_bg, cfg.box_i_core, cfg.holdout
+            net, shards_in, relabelled, labels, cfg.votes_fg, cfg.votes_bg, cfg.box_i_core, cfg.holdout
         )
         print(f"train: round {r}: self labels from round {r - 1}'s model, {stats}")
-        source, shards_in = "self", relabelled
+        labels, shards_in = "self", relabelled
         last = r == cfg.rounds
         summary = train(
             dataclasses.replace(cfg, labels="self"),

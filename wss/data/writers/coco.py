@@ -4,9 +4,9 @@ For every instances file the dataset was read from, a copy at the same path unde
 directory, in which each annotation the pipeline used (joined by its annotation ``id``) gets
 ``segmentation`` (compressed RLE) and ``area`` (mask pixels) from its exported mask, plus
 ``wss_score`` (the model's mean probability inside its mask), ``wss_quality`` (the review's
-quality, :mod:`wss.evaluation.review`) and ``wss_source`` (``model`` or ``teacher``).  Everything
-else (images, categories, licences, other annotations, every other field, the order of keys) is
-exactly as in the user's file.
+quality, :mod:`wss.evaluation.review`) and ``wss_masks`` (which masks: ``model``, ``teacher`` or
+``fused``, as ``export.masks``).  Everything else (images, categories, licences, other
+annotations, every other field, the order of keys) is exactly as in the user's file.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from wss.errors import DataError
 
 def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Path) -> dict[str, int]:
     """Write the filled copies under ``out``; ``masks`` maps an instance key to ``{"segmentation",
-    "area", "score", "source"}``.  Returns the number of annotations filled per file."""
+    "area", "score", "masks"}`` (``masks``: which masks, as ``export.masks``).  Returns the number of
+    annotations filled per file."""
     counts = {}
     for source_file, rows in table.groupby("source_file", sort=True):
         path = data_root / source_file
@@ -43,7 +44,7 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
                 area=m["area"],
                 wss_score=m["score"],
                 wss_quality=m["quality"],
-                wss_source=m["source"],
+                wss_masks=m["masks"],
             )
             filled += 1
         atomic.write_text(out / source_file, json.dumps(data))

@@ -37,7 +37,7 @@ def write(kind: str, boxes: Path, results: list[tuple[Job, list[np.ndarray]]], o
                     "area": int(m.sum()),
                     "score": None,
                     "quality": None,
-                    "source": "model",
+                    "masks": "model",
                 }
         coco_writer.write(pd.DataFrame(rows), masks, boxes.parent, out)
     elif kind == "yolo":
