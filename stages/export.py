@@ -29,12 +29,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="data/raw", type=Path, help="the dataset, whose own files are written back")
     ap.add_argument("--boundaries", default="data/boundaries", type=Path, help="HED maps, for refine.pairwise: hed")
     ap.add_argument("--out", default="data/export", type=Path)
+    ap.add_argument(
+        "--verdict",
+        type=Path,
+        help="evaluate's metrics (metrics/eval.json): its verdict on this model is reused, not measured again",
+    )
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
     p = config.load(args.params)
     cfg, cut, ecfg = (config.read(c, p) for c in (EvaluateConfig, RefineConfig, ExportConfig))
     predictor = Predictor.load(args.model, cfg, cut, args.data, args.boundaries)
-    verdict = trust.judge(predictor, args.shards)
+    verdict = trust.recorded(args.verdict) if args.verdict else trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"export: {verdict['line']}")
     counts = export(predictor, args.shards, args.instances, args.data, args.out, ecfg.masks, ecfg.review, verdict)

@@ -74,6 +74,54 @@ def test_piecewise_schedule():
     assert [hooks.piecewise(s, b, v) for s in (0, 9, 10, 14, 15, 30)] == [1.0, 1.0, 0.1, 0.1, 1.0, 0.1]
 
 
+def test_warm_up_then_cosine_decay_to_zero_at_the_last_step():
+    cfg = tiny(steps=110, lr_warmup=10, lr_decay="cosine", lr_boundaries=(), lr_factors=(1.0,))
+    f = [hooks.lr_factor(s, cfg) for s in range(110)]
+    assert f[:3] == pytest.approx([0.1, 0.2, 0.3]) and f[9] == pytest.approx(1.0)  # linear ramp
+    assert f[10] == pytest.approx(1.0) and f[60] == pytest.approx(0.5)  # half way down the cosine
+    assert f[109] == pytest.approx(0.5 * (1 + np.cos(np.pi * 99 / 100)))
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))  # falls all the way
+    # The piecewise factors multiply in; without decay the lr stays after the warm-up.
+    flat = tiny(steps=110, lr_warmup=10, lr_decay="none", lr_boundaries=(50,), lr_factors=(1.0, 0.1))
+    assert [hooks.lr_factor(s, flat) for s in (4, 20, 60, 109)] == pytest.approx([0.5, 1.0, 0.1, 0.1])
+
+
+def test_with_a_decay_the_steps_shape_the_weights_and_enter_the_fingerprint(tiny_shards, random_init):
+    from wss.labels import shards
+
+    manifest = shards.read_manifest(tiny_shards)
+
+    def fp(**over):
+        return training.fingerprint(tiny(**over), 1, manifest, random_init)
+
+    assert fp(steps=3, lr_decay="none") == fp(steps=30, lr_decay="none")  # a constant lr: more steps continue
+    assert fp(steps=3, lr_decay="cosine") != fp(steps=30, lr_decay="cosine")
+
+
+@pytest.mark.parametrize(
+    ("isa", "auto", "bf16"),
+    [("", "mixed_bfloat16", True), ("AVX512_CORE", "float32", True), ("avx2", "float32", False)],
+)
+def test_an_isa_cap_makes_the_cpu_one_without_bfloat16(monkeypatch, tmp_path, isa, auto, bf16):
+    """``ONEDNN_MAX_CPU_ISA`` measures a CPU without AMX/BF16 on one that has it: ``auto`` follows the
+    cap, and forcing bfloat16 where oneDNN has no bfloat16 convolution says what to set."""
+    from wss.errors import SetupError
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16\n")
+    real = training.Path
+
+    monkeypatch.setattr(training, "Path", lambda p: real(cpuinfo) if p == "/proc/cpuinfo" else real(p))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert training.resolve_precision("auto", gpu=False) == auto
+    assert training.resolve_precision("float32", gpu=False) == "float32"
+    if bf16:
+        assert training.resolve_precision("mixed_bfloat16", gpu=False) == "mixed_bfloat16"
+    else:
+        with pytest.raises(SetupError, match="needs AVX-512 .* set train.precision: auto or float32"):
+            training.resolve_precision("mixed_bfloat16", gpu=False)
+
+
 def run(tmp_path, shards_dir, init, cfg, tag="run"):
     d = tmp_path / tag
     summary = training.train(cfg, shards_dir, init, d / "model.keras", d / "ckpt", d / "live", seed=1)
@@ -154,9 +202,11 @@ def test_resume_with_no_steps_left_gives_the_same_model_and_finite_metrics(tmp_p
 
 @pytest.mark.slow
 def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, tiny_shards, random_init):
-    straight, s1 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, checkpoint_every=10), tag="straight")
-    run(tmp_path, tiny_shards, random_init, tiny(steps=2, checkpoint_every=10), tag="resumed")
-    resumed, s2 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, checkpoint_every=10), tag="resumed")
+    # A constant lr, so that a run of 2 steps is the start of one of 5 (a cosine decay depends on the end).
+    flat = {"checkpoint_every": 10, "lr_decay": "none"}
+    straight, s1 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, **flat), tag="straight")
+    run(tmp_path, tiny_shards, random_init, tiny(steps=2, **flat), tag="resumed")
+    resumed, s2 = run(tmp_path, tiny_shards, random_init, tiny(steps=5, **flat), tag="resumed")
     assert s2["resumed_from_step"] == 2
     assert_identical(weights(resumed), weights(straight))
     assert s2["final_loss"] == s1["final_loss"]
@@ -164,13 +214,17 @@ def test_resumed_training_is_bit_identical_to_an_uninterrupted_run(tmp_path, tin
 
 @pytest.mark.slow
 def test_lowering_steps_resumes_from_a_kept_checkpoint_or_starts_over(tmp_path, tiny_shards, random_init):
-    run(tmp_path, tiny_shards, random_init, tiny(steps=4))
+    run(tmp_path, tiny_shards, random_init, tiny(steps=4, lr_decay="none"))
     # The newest checkpoint that is not beyond the new total (ckpt-2) ...
-    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=3))
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=3, lr_decay="none"))
     assert summary["resumed_from_step"] == 2 and summary["steps"] == 3
     # ... or from scratch when every kept checkpoint is beyond it.
-    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=1))
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=1, lr_decay="none"))
     assert summary["resumed_from_step"] is None and summary["steps"] == 1
+    # With a cosine decay, other steps are another run: it starts over.
+    run(tmp_path, tiny_shards, random_init, tiny(steps=2, lr_decay="cosine"), tag="cosine")
+    _, summary = run(tmp_path, tiny_shards, random_init, tiny(steps=3, lr_decay="cosine"), tag="cosine")
+    assert summary["resumed_from_step"] is None and summary["steps"] == 3
 
 
 @pytest.mark.slow

@@ -71,3 +71,17 @@ def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
             ]
     got = measured.agreement(stub, tiny_shards)
     assert got["instances"] == len(want) > 0 and got["miou"] == pytest.approx(np.mean(want), abs=1e-4)
+
+
+def test_export_reads_the_verdict_evaluate_wrote_and_names_a_file_without_one(tmp_path):
+    import json
+
+    from wss.errors import DataError
+
+    verdict = trust.assess(120, 0.8, 50, (0.5, 0.65)) | {"agreement_instances": 300}
+    (tmp_path / "eval.json").write_text(json.dumps({"miou": 0.7, "trust": verdict}))
+    assert measured.recorded(tmp_path / "eval.json") == verdict
+    (tmp_path / "old.json").write_text(json.dumps({"miou": 0.7}))
+    for name in ("old.json", "missing.json"):
+        with pytest.raises(DataError, match=f"{name}: no verdict on the model in it.*run evaluate first"):
+            measured.recorded(tmp_path / name)

@@ -412,6 +412,8 @@ class TrainConfig:
     ema: float = param(within="[0, 1)", note="(0 = off)")  # > 0: the saved model is the weights' moving average
     lr_boundaries: tuple[int, ...] = param(above=0)  # updates
     lr_factors: tuple[float, ...] = param(above=0)
+    lr_warmup: int = param(at_least=0)  # updates of linear warm-up from 0 to the lr
+    lr_decay: str = param(one_of=("none", "cosine"))  # cosine: the lr falls to 0 at train.steps
     side_boundaries: tuple[int, ...] = param(above=0)  # updates
     side_weights: tuple[float, ...] = param(at_least=0)
     side_channels: int = param(at_least=1)

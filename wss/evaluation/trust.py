@@ -9,12 +9,14 @@ instance, no paste-back, so ``evaluate`` and ``export`` judge the network by the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from wss.core import trust
 from wss.core.metrics import iou
+from wss.errors import DataError
 from wss.evaluation.predictor import Predictor
 from wss.labels import grabcut, shards
 
@@ -44,3 +46,16 @@ def judge(predictor: Predictor, shard_dir: Path) -> dict:
         predictor.meta.get("instances_used"), agree["miou"], cfg.trust_min_instances, cfg.trust_agreement
     )
     return {**verdict, "agreement_instances": agree["instances"]}
+
+
+def recorded(metrics: Path) -> dict:
+    """The verdict ``evaluate`` measured and wrote into its metrics file (``trust`` in
+    ``metrics/eval.json``), so that ``export`` judges the same network by the same numbers without a
+    second pass over every instance; a :class:`~wss.errors.DataError` naming the file when it has none."""
+    try:
+        verdict = json.loads(Path(metrics).read_text())["trust"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(
+            f"{metrics}: no verdict on the model in it ({type(exc).__name__}: {exc}); run evaluate first"
+        ) from exc
+    return verdict

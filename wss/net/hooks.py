@@ -9,6 +9,7 @@ Called in the order ``train`` lists them: :class:`Checkpointer` (resume, then sa
 from __future__ import annotations
 
 import csv
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,20 @@ class NonFiniteLoss(WssError):
 def piecewise(step: int, boundaries: tuple[int, ...], values: tuple[float, ...]) -> float:
     """``values[i]`` for the ``i``-th interval of ``boundaries`` that ``step`` falls in."""
     return float(values[sum(step >= b for b in boundaries)])
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """The factor of ``train.lr`` at update ``step`` (0-based): the piecewise factor
+    (``lr_boundaries``/``lr_factors``), times a linear ramp over the first ``lr_warmup`` updates,
+    times, with ``lr_decay: cosine``, a half cosine from 1 after the warm-up to 0 at ``steps``
+    (one cycle: fewer updates reach the loss that a constant lr needs many more for)."""
+    factor = piecewise(step, cfg.lr_boundaries, cfg.lr_factors)
+    if step < cfg.lr_warmup:
+        factor *= (step + 1) / cfg.lr_warmup
+    elif cfg.lr_decay == "cosine":
+        span = max(cfg.steps - cfg.lr_warmup, 1)
+        factor *= 0.5 * (1 + math.cos(math.pi * min(step - cfg.lr_warmup, span) / span))
+    return factor
 
 
 class Checkpointer(Hook):
@@ -74,7 +89,7 @@ class Checkpointer(Hook):
 
 
 class Schedule(Hook):
-    """Sets the lr (``train.lr`` times the factor of ``lr_boundaries``/``lr_factors``) and the
+    """Sets the lr (``train.lr`` times :func:`lr_factor`) and the
     side-output loss weight (``side_boundaries``/``side_weights``) of each update."""
 
     def __init__(self, lr_var, side_var, cfg: TrainConfig) -> None:
@@ -82,7 +97,7 @@ class Schedule(Hook):
 
     def before_step(self, loop: TrainLoop) -> None:
         c = self.cfg
-        self.lr_var.assign(c.lr * piecewise(loop.step, c.lr_boundaries, c.lr_factors))
+        self.lr_var.assign(c.lr * lr_factor(loop.step, c))
         self.side_var.assign(piecewise(loop.step, c.side_boundaries, c.side_weights))
         loop.lr, loop.side_weight = float(self.lr_var.numpy()), float(self.side_var.numpy())
 

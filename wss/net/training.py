@@ -9,19 +9,22 @@ and averages their gradients, so it is the update of one batch of ``accum_steps 
 all count updates (OSVOS: 50,000 updates of 10 accumulated batches of 1).
 
 **Checkpoints** (``--checkpoints``, ``persist``-ed by DVC) carry a fingerprint of everything that
-shapes the weights: the params (but ``steps`` and the cadences), the seed, the shards, the init
-weights and the code of every module the train stage runs (:mod:`wss.core.provenance`).  A
-different fingerprint starts over from step 0; the same one resumes from the last checkpoint and
-skips exactly the data already consumed, so a killed run ends with the weights of an
-uninterrupted one.  Raising ``steps`` continues; lowering it resumes from the newest kept
-checkpoint at or below the new total, or starts over.  The loss log lives next to the
-checkpoints, so the curves and ``final_loss`` survive a resume (even one with no steps left).
-A NaN or Inf loss stops the run with the step where it happened.
+shapes the weights: the params (but the cadences, and ``steps`` under a constant lr), the seed,
+the shards, the init weights and the code of every module the train stage runs
+(:mod:`wss.core.provenance`).  A different fingerprint starts over from step 0; the same one
+resumes from the last checkpoint and skips exactly the data already consumed, so a killed run ends
+with the weights of an uninterrupted one.  With a constant lr (``lr_decay: none``) raising
+``steps`` continues and lowering it resumes from the newest kept checkpoint at or below the new
+total, or starts over; with the default cosine decay the lr of every update depends on ``steps``,
+so other steps are another run.  The loss log lives next to the checkpoints, so the curves and
+``final_loss`` survive a resume (even one with no steps left).  A NaN or Inf loss stops the run
+with the step where it happened.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 from wss.config import TrainConfig, content_fields
@@ -120,6 +123,11 @@ def resolve_precision(precision: str, gpu: bool) -> str:
     hardware computes natively: ``mixed_float16`` on a GPU with tensor cores (compute capability
     >= 7.0), ``mixed_bfloat16`` on a CPU with AMX or AVX-512 BF16 (oneDNN runs bf16 convolutions
     there at about twice the float32 rate), ``float32`` elsewhere."""
+    if precision == "mixed_bfloat16" and not gpu and not cpu_runs_bf16():
+        raise SetupError(
+            "train.precision: mixed_bfloat16 needs AVX-512 on a CPU (oneDNN has no bfloat16 convolutions "
+            "without it): set train.precision: auto or float32"
+        )
     if precision != "auto":
         return precision
     if gpu:
@@ -130,13 +138,32 @@ def resolve_precision(precision: str, gpu: bool) -> str:
     return "mixed_bfloat16" if cpu_has_bf16() else "float32"
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this (Linux) CPU computes bfloat16 natively: AMX or AVX-512 BF16."""
+# oneDNN's instruction-set caps (ONEDNN_MAX_CPU_ISA) without AVX-512 (no bfloat16 convolutions at
+# all) and those with AVX-512 but no bfloat16 instructions (bfloat16 emulated, slower than float32).
+ISA_WITHOUT_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+ISA_WITHOUT_BF16 = (*ISA_WITHOUT_AVX512, "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
+def _cpu(flags: tuple[str, ...], below: tuple[str, ...]) -> bool:
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in below:
+        return False
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return " amx_bf16" in flags or " avx512_bf16" in flags
+    return any(f" {flag}" in cpuinfo for flag in flags)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this (Linux) CPU computes bfloat16 natively (AMX or AVX-512 BF16) and oneDNN may use
+    it: an ``ONEDNN_MAX_CPU_ISA`` cap below ``AVX512_CORE_BF16`` makes it a CPU without (so that
+    ``train.precision: auto`` picks float32, as it would on such a CPU)."""
+    return _cpu(("amx_bf16", "avx512_bf16"), ISA_WITHOUT_BF16)
+
+
+def cpu_runs_bf16() -> bool:
+    """Whether oneDNN has bfloat16 convolutions on this CPU at all (natively or emulated on AVX-512)."""
+    return _cpu(("avx512f",), ISA_WITHOUT_AVX512)
 
 
 def replica_devices(cfg: TrainConfig, gpus: int) -> list[str]:
@@ -166,6 +193,8 @@ def fingerprint(
     """Hash of everything that shapes the weights at a given step (module docstring): with the
     replica count (the global batch) and the dtype policy that ``devices`` and ``precision`` resolve to."""
     weights_params = {**content_fields(cfg), "devices": replicas, "precision": policy}
+    if cfg.lr_decay != "none":  # the lr of every update depends on where the run ends
+        weights_params["steps"] = cfg.steps
     return provenance.digest(
         weights_params,
         seed,
