@@ -36,11 +36,14 @@ def stage_commands(project: Path) -> dict[str, str]:
     return {name: " ".join(s["cmd"].split()) for name, s in stages.items()}
 
 
-def run_stage(cmd: str, project: Path, env: dict) -> float:
+def run_stage(cmd: str, project: Path, env: dict, log: Path | None) -> float:
     t0 = time.perf_counter()
     res = subprocess.run(cmd, shell=True, cwd=project, env=env, capture_output=True, text=True)
     if res.returncode:
         raise SystemExit(f"{cmd} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
+    if log:
+        with open(log, "a") as f:
+            f.write(f"# {env.get('ONEDNN_MAX_CPU_ISA', 'native')}: {cmd}\n{res.stdout}")
     return time.perf_counter() - t0
 
 
@@ -56,6 +59,7 @@ def main() -> None:
     ap.add_argument("--isa", nargs="*", default=["native", "AVX512_CORE_BF16", "AVX512_CORE", "AVX2"])
     ap.add_argument("--params", default=ROOT / "params.yaml", type=Path)
     ap.add_argument("--keep", type=Path, help="run in this directory and keep it (default: a temporary one)")
+    ap.add_argument("--log", type=Path, help="append what each stage printed to this file")
     args = ap.parse_args()
     project = args.keep or Path(tempfile.mkdtemp(prefix="wss-bench-"))
     project.mkdir(parents=True, exist_ok=True)
@@ -69,12 +73,12 @@ def main() -> None:
     base = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(project)}
     base.pop("ONEDNN_MAX_CPU_ISA", None)
     commands = stage_commands(project)
-    shared = {name: run_stage(cmd, project, base) for name, cmd in commands.items() if name not in ONEDNN}
+    shared = {name: run_stage(cmd, project, base, args.log) for name, cmd in commands.items() if name not in ONEDNN}
     columns = {}
     for isa in args.isa:
         env = dict(base) if isa == "native" else {**base, "ONEDNN_MAX_CPU_ISA": isa}
         shutil.rmtree(project / "models", ignore_errors=True)
-        times = {name: run_stage(commands[name], project, env) for name in ONEDNN}
+        times = {name: run_stage(commands[name], project, env, args.log) for name in ONEDNN}
         train = json.loads((project / "metrics/train.json").read_text())
         ev = json.loads((project / "metrics/eval.json").read_text())
         columns[isa] = {**shared, **times, "precision": train["precision"], "images_per_s": train["images_per_s"]}
