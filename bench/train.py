@@ -75,11 +75,11 @@ def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
 
 VARIANTS = {  # name -> train params changed from params.yaml
     "float32, batch 8": {"precision": "float32", "batch_size": 8},
-    "float32, batch 16": {"precision": "float32"},
+    "float32, batch 16": {"precision": "float32", "batch_size": 16},
     "float32, batch 32": {"precision": "float32", "batch_size": 32},
-    "float32, batch 16, deterministic off": {"precision": "float32", "deterministic": False},
-    "float32, batch 16, XLA": {"precision": "float32", "deterministic": False, "jit_compile": True},
-    "bfloat16, batch 16": {"precision": "mixed_bfloat16"},
+    "float32, batch 16, deterministic off": {"precision": "float32", "batch_size": 16, "deterministic": False},
+    "float32, batch 16, XLA": {"precision": "float32", "batch_size": 16, "deterministic": False, "jit_compile": True},
+    "bfloat16, batch 16": {"precision": "mixed_bfloat16", "batch_size": 16},
     "bfloat16, batch 32": {"precision": "mixed_bfloat16", "batch_size": 32},
     "params.yaml": {},
 }
