@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wss.config import TrainConfig, content_fields
 from wss.core import provenance
@@ -33,6 +34,9 @@ from wss.errors import SetupError, StageInputError
 from wss.labels import shards
 from wss.net import hooks
 from wss.net.loop import Hook, TrainLoop
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # The versions of what computes the weights go into the checkpoint fingerprint, with this module's code.
 PACKAGES = ("tensorflow", "keras", "numpy", "h5py")
@@ -206,12 +210,40 @@ def fingerprint(
 
 
 def train_rounds(
-    cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int
+    cfg: TrainConfig,
+    shard_dir: Path,
+    init: Path,
+    out: Path,
+    ckpt_dir: Path,
+    live_dir: Path,
+    seed: int,
+    decided: pd.DataFrame | None = None,
 ) -> dict:
     """:func:`train`, then ``cfg.rounds - 1`` rounds of self-training (:mod:`wss.net.selftrain`), each
     from ``init`` again on the previous round's model's relabelling; the last round's model is saved
     to ``out``.  Round 1 keeps its checkpoints in ``ckpt_dir`` (a run with ``rounds: 1`` resumes
-    into it), round ``r`` in ``ckpt_dir/round-r`` with its model and relabelled shards beside."""
+    into it), round ``r`` in ``ckpt_dir/round-r`` with its model and relabelled shards beside.
+
+    ``decided``, a reviewer's decisions (:func:`wss.data.decisions.read`), are applied to the
+    shards first (:mod:`wss.net.reviewed`, in ``ckpt_dir/reviewed-shards``): an accepted mask is its
+    instance's label in every round, a rejected instance is not trained on."""
+    from wss.net import reviewed
+
+    review = None
+    if decided is not None and len(decided):
+        review = reviewed.apply(shard_dir, decided, ckpt_dir / "reviewed-shards")
+        print(
+            f"train: your decisions: {review['accepted']} accepted masks are labels, "
+            f"{review['rejected']} rejected instances left out"
+        )
+        shard_dir = ckpt_dir / "reviewed-shards"
+    summary = _rounds(cfg, shard_dir, init, out, ckpt_dir, live_dir, seed)
+    return {**summary, "review": review} if review else summary
+
+
+def _rounds(
+    cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int
+) -> dict:
     from wss.net import model, selftrain
 
     summary = train(
