@@ -38,6 +38,8 @@ from wss.net.loop import Hook, TrainLoop
 if TYPE_CHECKING:
     import pandas as pd
 
+REVIEWED_SHARDS = "reviewed-shards"  # in the checkpoint directory: the shards with the decisions applied
+
 # The versions of what computes the weights go into the checkpoint fingerprint, with this module's code.
 PACKAGES = ("tensorflow", "keras", "numpy", "h5py")
 
@@ -231,12 +233,12 @@ def train_rounds(
 
     review = None
     if decided is not None and len(decided):
-        review = reviewed.apply(shard_dir, decided, ckpt_dir / "reviewed-shards")
+        review = reviewed.apply(shard_dir, decided, ckpt_dir / REVIEWED_SHARDS)
         print(
             f"train: your decisions: {review['accepted']} accepted masks are labels, "
             f"{review['rejected']} rejected instances left out"
         )
-        shard_dir = ckpt_dir / "reviewed-shards"
+        shard_dir = ckpt_dir / REVIEWED_SHARDS
     summary = _rounds(cfg, shard_dir, init, out, ckpt_dir, live_dir, seed)
     return {**summary, "review": review} if review else summary
 
@@ -329,6 +331,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
             fp,
             cfg.checkpoint_every,
             cfg.checkpoints_kept,
+            keep=(REVIEWED_SHARDS,),
         )
         run = {"device": device, "devices": devices, "policy": policy, "side": side, "strategy": strategy}
         loop = TrainLoop(
