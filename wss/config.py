@@ -429,6 +429,9 @@ class TrainConfig:
     flip: bool = param()
     scale_jitter: float = param(within="[0, 1)")
     box_jitter: float = param(within="[0, 0.5)")
+    input_side: int = param(  # side of the training input; 0 = the labels' crop (labels.crop_size)
+        check=lambda v: v >= 0 and v % 16 == 0, must="be 0 or a multiple of 16"
+    )
     shuffle_buffer: int = param(at_least=1)
     checkpoint_every: int = param(at_least=1, content=False)  # updates
     checkpoints_kept: int = param(at_least=1, content=False)

@@ -4,7 +4,7 @@ Each element is ``(x, y)``: ``x`` the network input of :func:`wss.net.model.prep
 (``S x S x 4``) and ``y`` the training label (``S x S``, float 0/1, or ``VOID`` where the loss
 ignores the pixel).  Everything is set by the ``train`` params section (:class:`wss.config.TrainConfig`,
 passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about
-the crop centre), and box jitter (each side of the box channel moved by up to ``box_jitter``
+the crop centre, resampled to ``train.input_side`` pixels when set), and box jitter (each side of the box channel moved by up to ``box_jitter``
 times the box size, as a person's loose box).
 
 The labels (``train.labels``), after "Simple Does It":
@@ -198,11 +198,14 @@ def _augment(rgb, box, label, side: int, cfg: TrainConfig | None, seed=None):
     stack = tf.concat([rgb, _box_mask(box, side)[..., None], label[..., None], void[..., None]], axis=-1)
     if training and cfg.flip:
         stack = tf.cond(tf.random.stateless_uniform([], seeds[1]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
-    if training and cfg.scale_jitter > 0:
-        z = tf.random.stateless_uniform([], seeds[2], 1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+    out = cfg.input_side or side if training else side
+    if training and (cfg.scale_jitter > 0 or out != side):
+        z = 1.0
+        if cfg.scale_jitter > 0:
+            z = tf.random.stateless_uniform([], seeds[2], 1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
         half = 0.5 / z  # a zoom by z shows the central 1/z of the crop
         crop_box = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half])[None]
-        stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [side, side], extrapolation_value=0.0)[0]
+        stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [out, out], extrapolation_value=0.0)[0]
     box_ch = tf.cast(stack[..., 3] >= 0.5, tf.float32)
     y = tf.where(stack[..., 5] >= 0.5, float(VOID), tf.cast(stack[..., 4] >= 0.5, tf.float32))
     return preprocess(stack[..., :3], box_ch), y
