@@ -3,9 +3,9 @@
 Each element is ``(x, y)``: ``x`` the network input of :func:`wss.net.model.preprocess`
 (``S x S x 4``) and ``y`` the training label (``S x S``, float 0/1, or ``VOID`` where the loss
 ignores the pixel).  Everything is set by the ``train`` params section (:class:`wss.config.TrainConfig`,
-passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about
-the crop centre, resampled to ``train.input_side`` pixels when set), and box jitter (each side of the box channel moved by up to ``box_jitter``
-times the box size, as a person's loose box).
+passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about the crop centre,
+resampled to ``train.input_side`` pixels when set), and box jitter (each side of the box channel
+moved by up to ``box_jitter`` times the box size, as a person's loose box).
 
 The labels (``train.labels``), after "Simple Does It":
 
