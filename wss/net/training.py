@@ -150,26 +150,32 @@ ISA_WITHOUT_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
 ISA_WITHOUT_BF16 = (*ISA_WITHOUT_AVX512, "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
-def _cpu(flags: tuple[str, ...], below: tuple[str, ...]) -> bool:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flag_allowed(flags: tuple[str, ...], below: tuple[str, ...]) -> bool:
+    """Whether this (Linux) CPU lists one of ``flags`` in ``/proc/cpuinfo`` (whole flags, so that
+    ``avx512f`` is not found in ``avx512fp16``) and no ``ONEDNN_MAX_CPU_ISA`` cap of ``below`` hides it."""
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in below:
         return False
     try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
+        cpuinfo = CPUINFO.read_text()
     except OSError:
         return False
-    return any(f" {flag}" in cpuinfo for flag in flags)
+    listed = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in listed for flag in flags)
 
 
 def cpu_has_bf16() -> bool:
     """Whether this (Linux) CPU computes bfloat16 natively (AMX or AVX-512 BF16) and oneDNN may use
     it: an ``ONEDNN_MAX_CPU_ISA`` cap below ``AVX512_CORE_BF16`` makes it a CPU without (so that
     ``train.precision: auto`` picks float32, as it would on such a CPU)."""
-    return _cpu(("amx_bf16", "avx512_bf16"), ISA_WITHOUT_BF16)
+    return cpu_flag_allowed(("amx_bf16", "avx512_bf16"), ISA_WITHOUT_BF16)
 
 
 def cpu_runs_bf16() -> bool:
     """Whether oneDNN has bfloat16 convolutions on this CPU at all (natively or emulated on AVX-512)."""
-    return _cpu(("avx512f",), ISA_WITHOUT_AVX512)
+    return cpu_flag_allowed(("avx512f",), ISA_WITHOUT_AVX512)
 
 
 def replica_devices(cfg: TrainConfig, gpus: int) -> list[str]:
