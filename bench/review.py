@@ -39,7 +39,7 @@ from wss.data import decisions
 from wss.data.instances import by_key, gt_mask, read_table
 from wss.evaluation import review
 
-sys.path.insert(0, str(Path(__file__).parent))
+
 from roundtrip import auroc
 
 
@@ -94,21 +94,22 @@ def retrain(run: Path, rows: pd.DataFrame, good: pd.Series, masks: dict, k: floa
     work.mkdir(parents=True, exist_ok=True)
     seen = picked(rows, k, order, seed)
     verdicts = {key: "accept" if good[key] else "reject" for key in seen.key}
-    decisions.write(work / "decisions.csv", rows, verdicts, masks, "2026-12-07T00:00:00Z")
+    (work / "reviews").mkdir(exist_ok=True)  # as a user saves them: review.decisions' default, beside params.yaml
+    decisions.write(work / "reviews/decisions.csv", rows, verdicts, masks, "2026-12-07T00:00:00Z")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(run)}
     d = run / "data"
     t0 = time.perf_counter()
     for cmd in (
         ["stages.train", "--shards", d / "shards", "--init", run / "models/vgg16_4ch.weights.h5",
          "--out", work / "model.keras", "--checkpoints", work / "checkpoints", "--live", work / "live",
-         "--metrics", work / "train.json", "--instances", d / "instances", "--decisions", work / "decisions.csv"],
+         "--metrics", work / "train.json", "--instances", d / "instances", "--decisions", "reviews"],
         ["stages.export", "--model", work / "model.keras", "--shards", d / "shards", "--instances", d / "instances",
-         "--data", d / "raw", "--boundaries", d / "boundaries", "--decisions", work / "decisions.csv",
-         "--out", work / "export"],
+         "--data", d / "raw", "--boundaries", d / "boundaries", "--decisions", "reviews",
+         "--out", "export"],
     ):  # fmt: skip
         res = subprocess.run(
             [sys.executable, "-m", *map(str, cmd), "--params", str(run / "params.yaml")],
-            cwd=run, env=env, check=True, capture_output=True, text=True,
+            cwd=work, env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         with open(work / "log.txt", "a") as log:  # what the stages printed
             log.write(res.stdout)
