@@ -129,8 +129,8 @@ def gallery(tmp_path):
                 "y2": box.y2,
                 "height": 60,
                 "width": 80,
-                "quality": [0.9, 0.2, 0.5, 0.05, 0.7, 0.3, 0.6][k],
                 **dict.fromkeys(review.SIGNS, 0.5),
+                "quality": [0.9, 0.2, 0.5, 0.05, 0.7, 0.3, 0.6][k],
             }
         )
     frame = pd.DataFrame(rows)

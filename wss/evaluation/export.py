@@ -144,7 +144,6 @@ def review_row(ann: dict, r, split: str) -> dict:
         "y2": r.y2,
         "height": r.height,
         "width": r.width,
-        "quality": ann["quality"],
         **{k: ann[k] for k in review.SIGNS},
     }
 

@@ -37,7 +37,7 @@ from wss.core.boxes import Box, clip
 from wss.core.metrics import iou
 
 # The signs the refitted score weighs (columns of the review rows, see export.review_row), besides the class.
-SIGNS = ("agreement", "certainty", "score", "fill", "cut_change", "box_share", "aspect")
+SIGNS = ("quality", "agreement", "certainty", "score", "fill", "cut_change", "box_share", "aspect")
 
 
 def certainty(prob: np.ndarray, box: Box) -> float:
@@ -74,8 +74,11 @@ def refit(rows: pd.DataFrame, decided: pd.DataFrame, min_decisions: int, seed: i
     """The probability that the reviewer accepts each mask of ``rows`` (review rows with
     :data:`SIGNS` and ``category_name``), fitted on the ``decided`` ones (``key``, ``decision``).
 
-    A logistic regression on the standardised signs and the class (one-hot), L2-regularised, with
-    classes weighted to balance accepts and rejects.  With fewer than ``min_decisions`` of either
+    A logistic regression on the standardised signs (the quality among them) and the class
+    (one-hot), with classes weighted to balance accepts and rejects.  Its L2 penalty is strong
+    (``C = 0.1``): a reviewer decides on tens of masks, and mostly on the lowest-ranked ones, so a
+    loose fit learns that narrow slice and ranks the rest worse than the quality did
+    (``bench/review.py``, docs/results.md).  With fewer than ``min_decisions`` of either
     kind there is nothing to fit: the quality score is returned as it is.  The report says which:
     ``{"refitted", "accepted", "rejected", "weights"}``, ``weights`` the change in log-odds per
     standard deviation of each sign (per class: against the other classes), largest first."""
@@ -94,7 +97,7 @@ def refit(rows: pd.DataFrame, decided: pd.DataFrame, min_decisions: int, seed: i
     features = ColumnTransformer(
         [("signs", StandardScaler(), list(SIGNS)), ("class", OneHotEncoder(handle_unknown="ignore"), ["category_name"])]
     )
-    fit = make_pipeline(features, LogisticRegression(C=1.0, class_weight="balanced", random_state=seed))
+    fit = make_pipeline(features, LogisticRegression(C=0.1, class_weight="balanced", random_state=seed))
     x = lambda df: df[[*SIGNS, "category_name"]].astype({"category_name": str})  # noqa: E731
     fit.fit(x(seen), y)
     names = [n.split("__", 1)[1] for n in fit[0].get_feature_names_out()]
