@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"export: {args.out / 'review/index.html'}: {n['masks']} masks to review, worst first by {order}; {n}"
             )
         elif name == "decisions":
+            if not n["accepted"] + n["rejected"]:
+                continue
             print(
                 f"export: your decisions ({args.decisions}): {n['accepted']} masks accepted (written as accepted), "
                 f"{n['rejected']} rejected ({'left out' if n['rejected_as'] == 'drop' else 'flagged'}), "
