@@ -109,8 +109,10 @@ def retrain(run: Path, rows: pd.DataFrame, good: pd.Series, masks: dict, k: floa
     ):  # fmt: skip
         res = subprocess.run(
             [sys.executable, "-m", *map(str, cmd), "--params", str(run / "params.yaml")],
-            cwd=work, env=env, check=True, capture_output=True, text=True,
+            cwd=work, env=env, capture_output=True, text=True,
         )  # fmt: skip
+        if res.returncode:
+            raise SystemExit(f"{cmd[0]} failed:\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}")
         with open(work / "log.txt", "a") as log:  # what the stages printed
             log.write(res.stdout)
     print(f"retrained ({order}, {k:g}%) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
