@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,14 +27,23 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-COPIED = ("stages", "wss", "datasets", "dvc.yaml", "params.yaml")
+COPIED = ("stages", "wss", "datasets", "reviews", "dvc.yaml", "params.yaml")
 ONEDNN = ("surgery", "train", "evaluate", "export")  # the stages whose time depends on the cap
 
 
 def stage_commands(project: Path) -> dict[str, str]:
-    """``dvc.yaml``'s stages, in order, and their commands."""
+    """``dvc.yaml``'s stages, in order, and their commands, with ``${section.key}`` filled in from
+    ``params.yaml`` as DVC does."""
     stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
-    return {name: " ".join(s["cmd"].split()) for name, s in stages.items()}
+    params = yaml.safe_load((project / "params.yaml").read_text())
+
+    def value(found: re.Match) -> str:
+        v = params
+        for part in found.group(1).split("."):
+            v = v[part]
+        return str(v)
+
+    return {name: re.sub(r"\$\{([\w.]+)\}", value, " ".join(s["cmd"].split())) for name, s in stages.items()}
 
 
 def run_stage(cmd: str, project: Path, env: dict, log: Path | None) -> float:

@@ -38,6 +38,10 @@ VARIANTS = {  # name -> train params changed from params.yaml
     "one cycle, 500 x 32, lr 1e-3": {**ONE_CYCLE, "steps": 500, "batch_size": 32, "lr": 1e-3, "lr_warmup": 25},
     "one cycle, 500 x 32, lr 2e-3": {**ONE_CYCLE, "steps": 500, "batch_size": 32, "lr": 2e-3, "lr_warmup": 25},
     "one cycle, 400 x 32, lr 2e-3": {**ONE_CYCLE, "steps": 400, "batch_size": 32, "lr": 2e-3, "lr_warmup": 20},
+    "500 x 32, trained at 48 px": {**ONE_CYCLE, "steps": 500, "batch_size": 32, "lr": 2e-3, "lr_warmup": 25,
+                                   "input_side": 48},
+    "600 x 32, trained at 48 px": {**ONE_CYCLE, "steps": 600, "batch_size": 32, "lr": 2e-3, "lr_warmup": 30,
+                                   "input_side": 48},
 }  # fmt: skip
 
 

@@ -14,7 +14,9 @@ from stages import import_tensorflow_quietly, run
 import_tensorflow_quietly()  # before wss imports TensorFlow
 
 from wss import config
-from wss.config import EvaluateConfig, ExportConfig, RefineConfig
+from wss.config import EvaluateConfig, ExportConfig, RefineConfig, ReviewConfig
+from wss.data.instances import read_table
+from wss.data import decisions
 from wss.evaluation import trust
 from wss.evaluation.predictor import Predictor
 from wss.evaluation.export import export
@@ -34,20 +36,34 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="evaluate's metrics (metrics/eval.json): its verdict on this model is reused, not measured again",
     )
+    ap.add_argument(
+        "--decisions", type=Path, help="the reviewer's decisions (review.decisions: a CSV or a directory of them)"
+    )
     args = ap.parse_args(argv)
     # The model's masks are made exactly as evaluate scores them: its threshold, flip and batch size.
     p = config.load(args.params)
-    cfg, cut, ecfg = (config.read(c, p) for c in (EvaluateConfig, RefineConfig, ExportConfig))
+    cfg, cut, ecfg, rcfg = (config.read(c, p) for c in (EvaluateConfig, RefineConfig, ExportConfig, ReviewConfig))
+    decided = decisions.empty()
+    if args.decisions:
+        decided = decisions.join(decisions.read(args.decisions), read_table(args.instances))
     predictor = Predictor.load(args.model, cfg, cut, args.data, args.boundaries)
     verdict = trust.recorded(args.verdict) if args.verdict else trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"export: {verdict['line']}")
-    counts = export(predictor, args.shards, args.instances, args.data, args.out, ecfg.masks, ecfg.review, verdict)
+    counts = export(predictor, args.shards, args.instances, args.data, args.out, ecfg.masks, rcfg, verdict, decided)
     for name, n in counts.items():
         if name == "review":
+            order = "the score refitted on your decisions" if n["refitted"] else "quality"
             print(
-                f"export: {args.out / 'review/index.html'}: the {min(ecfg.review, n['masks'])} masks to check "
-                f"first, of {n['masks']} in review.csv; {n}"
+                f"export: {args.out / 'review/index.html'}: {n['masks']} masks to review, worst first by {order}; {n}"
+            )
+        elif name == "decisions":
+            if not n["accepted"] + n["rejected"]:
+                continue
+            print(
+                f"export: your decisions ({args.decisions}): {n['accepted']} masks accepted (written as accepted), "
+                f"{n['rejected']} rejected ({'left out' if n['rejected_as'] == 'drop' else 'flagged'}), "
+                f"{n['not_reviewed']} not reviewed"
             )
         elif isinstance(n, dict):
             print(f"export: {args.out / name}/: {ecfg.masks} masks in the dataset's own format, {n}")

@@ -17,6 +17,8 @@ import_tensorflow_quietly()  # before wss imports TensorFlow
 from wss import config
 from wss.core import atomic
 from wss.core import trust
+from wss.data.instances import read_table
+from wss.data import decisions
 from wss.net import training
 
 
@@ -29,13 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoints", default="models/checkpoints", type=Path)
     ap.add_argument("--live", default="metrics/train", type=Path)
     ap.add_argument("--metrics", default="metrics/train.json", type=Path)
+    ap.add_argument("--instances", default="data/instances", type=Path, help="the instance table the decisions name")
+    ap.add_argument(
+        "--decisions", type=Path, help="the reviewer's decisions (review.decisions: a CSV or a directory of them)"
+    )
     args = ap.parse_args(argv)
     p = config.load(args.params)
     cfg = config.read(config.TrainConfig, p)
     seed = config.seed(p)
     # The verdict's threshold is evaluate's, which decides how far the fused masks trust the network.
     ecfg = config.read(config.EvaluateConfig, p)
-    summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed)
+    decided = None
+    if args.decisions:
+        decided = decisions.join(decisions.read(args.decisions), read_table(args.instances))
+    summary = training.train_rounds(cfg, args.shards, args.init, args.out, args.checkpoints, args.live, seed, decided)
     atomic.write_json(args.metrics, summary)
     print(f"train: done, {summary}")
     weak = trust.few_instances_line(summary["instances_used"], ecfg.trust_min_instances)

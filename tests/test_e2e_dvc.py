@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.test_review import CHROMIUM
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def sh(cwd: Path, *cmd: str) -> str:
 def make_repo(repo: Path) -> Path:
     """The project's pipeline in a new git repo at ``repo``, with the tiny params, committed."""
     repo.mkdir(parents=True)
-    for name in ("stages", "wss", "datasets", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
+    for name in ("stages", "wss", "datasets", "reviews", ".dvc", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(
@@ -432,3 +433,41 @@ def test_grabcut_plus_and_self_training_are_one_switch_each(built: Path, baselin
     assert summary["rounds"] == 2 and summary["per_round"][1]["self_labels"]["instances"] > 0
     assert (repo / "models/checkpoints/round-2-shards/manifest.json").is_file()
     assert "Data and pipelines are up to date" in sh(repo, "dvc", "status")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_the_review_loop_through_the_real_page_and_dvc_repro(built: Path, tmp_path: Path):
+    """The review issue's acceptance: the gallery a `dvc repro` wrote, opened in headless Chromium;
+    two masks accepted and two rejected from the keyboard; the decisions saved into reviews/ and
+    committed; `dvc repro` retrains on them and writes them into the export."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    repo = built
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(accept_downloads=True)
+        page.goto((repo / "data/export/review/index.html").as_uri())
+        page.wait_for_function("[...document.querySelectorAll('.card canvas')].every(c => c.dataset.drawn === '1')")
+        first = page.eval_on_selector_all(".card", "cs => cs.slice(0, 4).map(c => c.dataset.key)")
+        for key in "aarr":
+            page.keyboard.press(key)
+        page.screenshot(path=str(tmp_path / "reviewed.png"))
+        with page.expect_download() as download:
+            page.click("#save")
+        download.value.save_as(repo / "reviews/decisions.csv")
+        browser.close()
+    saved = pd.read_csv(repo / "reviews/decisions.csv", keep_default_na=False)
+    assert saved.key.tolist() == sorted(first) and len(saved) == 4
+    assert dict(zip(saved.key, saved.decision)) == dict(zip(first, ["accept", "accept", "reject", "reject"]))
+    sh(repo, "git", "add", "reviews")
+    sh(repo, "git", "commit", "-qm", "review")
+    status = sh(repo, "dvc", "status")
+    assert "train:" in status and "export:" in status and "labels:" not in status
+    out = sh(repo, "dvc", "repro")
+    assert "Running stage 'train'" in out and "Running stage 'labels'" not in out
+    assert "train: your decisions: 2 accepted masks are labels, 2 rejected instances left out" in out
+    assert "export: your decisions (reviews): 2 masks accepted (written as accepted), 2 rejected (flagged)" in out
+    assert json.loads((repo / "metrics/train.json").read_text())["review"] == {"accepted": 2, "rejected": 2}
+    listed = pd.read_csv(repo / "data/export/review/review.csv", keep_default_na=False)
+    assert sorted(listed[listed.decision != ""].key) == sorted(first)
+    # Nothing changed: nothing runs again.
+    assert "Stage 'train' didn't change" in sh(repo, "dvc", "repro")

@@ -26,14 +26,17 @@ def run_export(
     data: Path,
     out: Path,
     masks: str = "model",
-    review: int = 20,
+    review: dict | None = None,
     trust: tuple = (0.0, 0.0),
+    decisions: Path | None = None,
 ) -> int:
-    """The export stage on a dataset with ``model``; every network trusted unless ``trust`` says otherwise."""
+    """The export stage on a dataset with ``model``; every network trusted unless ``trust`` says
+    otherwise; ``review`` params as given, and the reviewer's ``decisions`` when given."""
     write_params(
         tmp_path / "params.yaml",
         evaluate={"batch_size": 4, "trust_min_instances": 0, "trust_agreement": list(trust), "n_overlays": 0},
-        export={"masks": masks, "review": review},
+        export={"masks": masks},
+        review=review or {},
     )
     args = {
         "--params": tmp_path / "params.yaml",
@@ -42,6 +45,7 @@ def run_export(
         "--instances": instances,
         "--data": data,
         "--out": out,
+        **({"--decisions": decisions} if decisions else {}),
     }
     return stage.main([str(x) for kv in args.items() for x in kv])
 

@@ -192,3 +192,25 @@ def test_trained_on_holds_back_val_instances_with_a_mask_for_every_source():
     assert inputs.trained_on("teacher", False, "", False, val=True)  # a boxes-only val instance teaches
     assert not inputs.trained_on("gt", False, "", False, val=True)  # ... but not with the true masks
     assert not inputs.trained_on("teacher", True, "empty_grabcut", False, val=True)  # a fallback stays out
+
+
+def test_input_side_resamples_the_training_crops_and_nothing_else(tiny_shards):
+    """``train.input_side``: training sees the crops resampled to that side (the box channel and the
+    label with them); evaluation still reads the labels' crops as they are."""
+    from wss import config
+    from wss.errors import ConfigError
+
+    files = shards.files(tiny_shards, "train")
+    small = inputs.dataset(files, train_cfg(batch_size=2, input_side=16, **NO_AUG), 32, training=True, seed=1)
+    full = inputs.dataset(files, train_cfg(batch_size=2, **NO_AUG), 32, training=True, seed=1)
+    (xs, ys), (xf, yf) = next(iter(small)), next(iter(full))
+    assert tuple(xs.shape) == (1, 2, 16, 16, 4) and tuple(ys.shape) == (1, 2, 16, 16)
+    # The same instances, halved: the label's foreground share stays, the box channel is 0 or the box.
+    np.testing.assert_allclose(ys.numpy().mean(), yf.numpy().mean(), atol=0.05)
+    assert set(np.unique(xs.numpy()[..., 3])) <= {0.0, BOX_SCALE}
+    np.testing.assert_allclose((xs.numpy()[..., 3] > 0).mean(), (xf.numpy()[..., 3] > 0).mean(), atol=0.1)
+    ev = inputs.dataset(files, train_cfg(batch_size=2, input_side=16, **NO_AUG), 32, training=False)
+    assert tuple(next(iter(ev))[0].shape) == (2, 32, 32, 4)
+    with pytest.raises(ConfigError, match="input_side"):
+        train_cfg(input_side=24)
+    assert config.read(config.TrainConfig, {"train": {**train_cfg().__dict__, "input_side": 48}}).input_side == 48

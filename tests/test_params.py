@@ -119,6 +119,7 @@ CONFIGS = (
     config.RefineConfig,
     config.EvaluateConfig,
     config.ExportConfig,
+    config.ReviewConfig,
 )
 
 

@@ -109,9 +109,7 @@ def test_an_isa_cap_makes_the_cpu_one_without_bfloat16(monkeypatch, tmp_path, is
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16\n")
-    real = training.Path
-
-    monkeypatch.setattr(training, "Path", lambda p: real(cpuinfo) if p == "/proc/cpuinfo" else real(p))
+    monkeypatch.setattr(training, "CPUINFO", cpuinfo)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
     assert training.resolve_precision("auto", gpu=False) == auto
     assert training.resolve_precision("float32", gpu=False) == "float32"
@@ -120,6 +118,17 @@ def test_an_isa_cap_makes_the_cpu_one_without_bfloat16(monkeypatch, tmp_path, is
     else:
         with pytest.raises(SetupError, match="needs AVX-512 .* set train.precision: auto or float32"):
             training.resolve_precision("mixed_bfloat16", gpu=False)
+
+
+def test_cpu_flags_are_whole_words(monkeypatch, tmp_path):
+    """``avx512fp16`` is not ``avx512f``, and a flag in another line (a model name) is no flag."""
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.setattr(training, "CPUINFO", cpuinfo)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpuinfo.write_text("model name\t: avx512f marketing\nflags\t\t: fpu avx2 avx512fp16 avx512_bf16x\n")
+    assert not training.cpu_runs_bf16() and not training.cpu_has_bf16()
+    cpuinfo.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert training.cpu_runs_bf16() and training.cpu_has_bf16()
 
 
 def run(tmp_path, shards_dir, init, cfg, tag="run"):

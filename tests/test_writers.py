@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 from pycocotools.coco import COCO
 
 from tests.conftest import DATA, ROOT, TINY, labels_cfg
@@ -23,6 +24,7 @@ from wss.data import convert, sample
 from wss.data.instances import read_table
 from wss.data.readers import coco, sbd, voc, yolo
 from wss.labels import build, shards
+from tests.test_review import gallery_data
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -32,9 +34,10 @@ def export(
     raw: Path,
     source: str,
     masks: str,
-    review: int = 20,
+    review: dict | None = None,
     nothing: bool = False,
     trust: tuple = (0.0, 0.0),
+    decisions: Path | None = None,
 ) -> tuple[Path, Path]:
     """convert -> labels -> export (a stub network that answers with its box, or with ``nothing``
     an empty mask) on the dataset at ``raw``."""
@@ -45,7 +48,16 @@ def export(
     )
     stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing)
     run_export(
-        tmp_path, stub, tmp_path / "shards", tmp_path / "instances", raw, tmp_path / "export", masks, review, trust
+        tmp_path,
+        stub,
+        tmp_path / "shards",
+        tmp_path / "instances",
+        raw,
+        tmp_path / "export",
+        masks,
+        review,
+        trust,
+        decisions,
     )
     return tmp_path / "instances", tmp_path / "export"
 
@@ -337,11 +349,12 @@ def test_a_network_that_learnt_nothing_still_exports(tmp_path):
     export finishes, the gallery holds the cards, and YOLO keeps each object (as its box)."""
     sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
     raw = tiny_yolo(tmp_path / "sbd", tmp_path / "raw")
-    instances, out = export(tmp_path, raw, "yolo", "model", review=3, nothing=True)
+    instances, out = export(tmp_path, raw, "yolo", "model", review={"page_size": 3}, nothing=True)
     table = read_table(instances)
     listed = pd.read_csv(out / "review/review.csv")
     assert len(listed) == len(table) and (listed.quality == 0).all()
-    assert len(list((out / "review/thumbs").glob("*.jpg"))) == 3
+    page = gallery_data(out / "review/index.html")
+    assert [it["k"] for it in page["items"]] == listed.key.tolist() and page["pageSize"] == 3
     lines = [ln for f in (out / "yolo/labels").rglob("*.txt") for ln in f.read_text().splitlines()]
     assert len(lines) == len(table)
 
@@ -367,8 +380,7 @@ def test_a_weak_network_hands_back_the_teachers_masks_and_says_so(tmp_path, caps
     assert fused.keys() == teacher.keys()
     for k, m in fused.items():
         np.testing.assert_array_equal(m, teacher[k])
-    page = (out / "review/index.html").read_text()
-    assert page.index('class="warning"') < page.index('class="grid"') and "weak network" in page
+    assert "weak network" in gallery_data(out / "review/index.html")["banner"]
 
 
 def test_a_yolo_split_given_as_an_image_list_is_read_and_exported_as_one(tmp_path):
@@ -388,3 +400,78 @@ def test_a_yolo_split_given_as_an_image_list_is_read_and_exported_as_one(tmp_pat
     assert (out / "yolo/train.txt").read_text().splitlines() == [f"./{p}" for p in listed]
     back = yolo.read(out / "yolo/data.yaml")
     assert len(back.annotations) == len(table) and not back.rejects
+
+
+def reviewed_export(tmp_path: Path, raw: Path, source: str, rejected: str, capsys) -> tuple[dict, pd.DataFrame, str]:
+    """Export with a decisions file that accepts one instance (with a mask of its own: the left half
+    of its box) and rejects another; returns the accepted mask by key, the decided rows, the log."""
+    from wss.data import decisions
+
+    data = DATA.__class__(**{**DATA.__dict__, "source": source, "archive": str(raw)})
+    table = convert.convert(raw, tmp_path / "pre", data, 0.5)
+    rows = table.assign(key=table.image_id + "/" + table.instance_id.astype(str)).reset_index(drop=True)
+    a, r = rows.iloc[0], rows.iloc[1]
+    mask = np.zeros((int(a.height), int(a.width)), np.uint8)
+    mask[a.y1 : a.y2, a.x1 : (a.x1 + a.x2) // 2] = 1
+    (tmp_path / "reviews").mkdir()
+    decisions.write(
+        tmp_path / "reviews/mine.csv", rows, {a.key: "accept", r.key: "reject"}, {a.key: mask}, "2026-12-01T10:00:00Z"
+    )
+    capsys.readouterr()
+    export(tmp_path, raw, source, "teacher", review={"rejected": rejected}, decisions=tmp_path / "reviews")
+    return {a.key: mask}, rows.iloc[:2], capsys.readouterr().out
+
+
+@pytest.mark.parametrize("rejected", ["flag", "drop"])
+def test_decisions_reach_the_users_coco_file(tmp_path, rejected, capsys):
+    from tests.test_sources import tiny_coco
+
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_coco(tmp_path / "sbd", tmp_path / "raw")
+    original = {a["id"]: a for a in json.loads((raw / "annotations/instances_default.json").read_text())["annotations"]}
+    accepted, decided, said = reviewed_export(tmp_path, raw, "coco", rejected, capsys)
+    n = len(read_table(tmp_path / "instances"))
+    word = "left out" if rejected == "drop" else "flagged"
+    assert f"1 masks accepted (written as accepted), 1 rejected ({word}), {n - 2} not reviewed" in said
+    out = tmp_path / "export"
+    written = {
+        a["id"]: a for a in json.loads((out / "coco/annotations/instances_default.json").read_text())["annotations"]
+    }
+    a, r = (written[int(x.source_id)] for x in decided.itertuples())
+    h, w = int(decided.iloc[0].height), int(decided.iloc[0].width)
+    np.testing.assert_array_equal(from_segmentation(a["segmentation"], h, w), accepted[decided.iloc[0].key])
+    assert a["wss_review"] == "accepted" and r["wss_review"] == "rejected"
+    if rejected == "drop":  # the user's annotation as it was, but for the mark
+        assert {k: v for k, v in r.items() if k != "wss_review"} == original[r["id"]]
+    else:
+        assert "wss_masks" in r and r["segmentation"] != original[r["id"]].get("segmentation")
+    assert sum("wss_review" in x for x in written.values()) == 2
+    # The gallery shows the decisions, ordered after the rest; review.csv says them.
+    listed = pd.read_csv(out / "review/review.csv", keep_default_na=False)
+    assert listed.decision.tolist()[-2:] == ["reject", "accept"] and set(listed.decision[:-2]) == {""}
+    assert [it["d"] for it in gallery_data(out / "review/index.html")["items"]][-2:] == ["reject", "accept"]
+
+
+def test_a_dropped_mask_leaves_yolo_as_its_box_and_voc_without_it(tmp_path, capsys):
+    sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
+    raw = tiny_voc(tmp_path / "sbd", tmp_path / "raw")
+    _, decided, said = reviewed_export(tmp_path, raw, "voc", "drop", capsys)
+    assert "'dropped': 1" in said
+    r = decided.iloc[1]
+    kit = tmp_path / "export/voc/VOCdevkit/VOC2012"
+
+    def drawn(row) -> set[int]:  # the object indices of its image's map
+        return set(np.unique(np.array(Image.open(kit / "SegmentationObject" / f"{row.image_id}.png"))).tolist())
+
+    assert int(r.source_id) not in drawn(r) and int(decided.iloc[0].source_id) in drawn(decided.iloc[0])
+    # YOLO: the object stays, as its box.
+    sample.generate(tmp_path / "y/sbd", seed=3, cfg=TINY)
+    raw = tiny_yolo(tmp_path / "y/sbd", tmp_path / "y/raw")
+    _, decided, said = reviewed_export(tmp_path / "y", raw, "yolo", "drop", capsys)
+    assert "'dropped': 1" in said
+    r = decided.iloc[1]
+    boxes = []
+    for line in (tmp_path / "y/export/yolo" / r.source_file).read_text().splitlines():
+        xy = np.array(line.split()[1:], float).reshape(-1, 2) * [int(r.width), int(r.height)]
+        boxes.append((len(xy), *np.round(xy.min(0)), *np.round(xy.max(0))))
+    assert (4, r.x1, r.y1, r.x2, r.y2) in boxes

@@ -238,10 +238,12 @@ RENAMED_KEYS = {
     "evaluate.cut_gamma": "refine.gamma",
     "evaluate.cut_sigma": "refine.sigma",
     "evaluate.cut_max_side": "refine.max_side",
+    "export.review": "review.page_size",
 }
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")  # train.precision
 CUT_PAIRWISE = ("colour", "hed")  # refine.pairwise
 EXPORT_MASKS = ("model", "teacher", "fused")  # export.masks (see wss.evaluation.refine)
+REVIEW_REJECTED = ("flag", "drop")  # review.rejected
 LOCAL_SCHEDULER = re.compile(r"local:(\d+)")
 # Schemes of dask.distributed's comms; a bare host:port is taken as tcp, as Dask does.
 SCHEDULER_ADDRESS = re.compile(r"(tcp|tls|ws|wss|inproc|ucx)://\S+|[\w.\-]+:\d+")
@@ -427,6 +429,9 @@ class TrainConfig:
     flip: bool = param()
     scale_jitter: float = param(within="[0, 1)")
     box_jitter: float = param(within="[0, 0.5)")
+    input_side: int = param(  # side of the training input; 0 = the labels' crop (labels.crop_size)
+        check=lambda v: v >= 0 and v % 16 == 0, must="be 0 or a multiple of 16"
+    )
     shuffle_buffer: int = param(at_least=1)
     checkpoint_every: int = param(at_least=1, content=False)  # updates
     checkpoints_kept: int = param(at_least=1, content=False)
@@ -507,4 +512,15 @@ class ExportConfig:
 
     SECTION: ClassVar[str] = "export"
     masks: str = param(one_of=EXPORT_MASKS)  # which masks fill the user's own files
-    review: int = param(at_least=0)  # cards in the review gallery, lowest quality first (0 = none)
+
+
+@dataclass(frozen=True)
+class ReviewConfig:
+    """The ``review`` params section: the gallery ``export`` writes, and the reviewer's decisions
+    that ``train`` and ``export`` read (:mod:`wss.data.decisions`)."""
+
+    SECTION: ClassVar[str] = "review"
+    decisions: str = param(check=bool, must="name a decisions file or directory")
+    rejected: str = param(one_of=REVIEW_REJECTED)  # export: what a rejected mask becomes in the user's files
+    page_size: int = param(at_least=1)  # gallery cards per page
+    min_decisions: int = param(at_least=2)  # of each kind, to refit the quality score on them

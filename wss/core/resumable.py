@@ -36,16 +36,17 @@ def stamp(directory: Path) -> str | None:
         return None
 
 
-def start(directory: Path, fingerprint: str, manifest: str = MANIFEST) -> bool:
+def start(directory: Path, fingerprint: str, manifest: str = MANIFEST, keep: tuple[str, ...] = ()) -> bool:
     """Open ``directory`` to be filled for ``fingerprint`` (module docstring, step 1); return whether
-    what an earlier run made there can be reused (its stamp matched)."""
+    what an earlier run made there can be reused (its stamp matched).  The entries named in ``keep``
+    are never cleared (outputs with fingerprints of their own)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic.clean_leftovers(directory)
     (directory / manifest).unlink(missing_ok=True)
     reusable = stamp(directory) == fingerprint
     if not reusable:
-        clear(directory)
+        clear(directory, keep)
         mark(directory, fingerprint)
     return reusable
 
@@ -56,10 +57,10 @@ def mark(directory: Path, fingerprint: str) -> None:
     atomic.write_json(Path(directory) / STAMP, {"fingerprint": fingerprint})
 
 
-def clear(directory: Path) -> None:
-    """Remove everything in ``directory`` but its stamp."""
+def clear(directory: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove everything in ``directory`` but its stamp and the entries named in ``keep``."""
     for p in Path(directory).iterdir():
-        if p.name != STAMP:
+        if p.name != STAMP and p.name not in keep:
             atomic.remove(p)
 
 

@@ -34,12 +34,14 @@ from tqdm import tqdm
 
 from wss.core import atomic
 from wss.core.boxes import Box
-from wss.core.masks import from_rle
 from wss.data.instances import SPLITS, by_key, read_categories, read_source, read_table
 from wss.data.readers import coco
+from wss.data.readers.coco import encode
 from wss.data.writers import coco as coco_writer
 from wss.data.writers import voc as voc_writer
 from wss.data.writers import yolo as yolo_writer
+from wss.config import ReviewConfig
+from wss.data import decisions
 from wss.evaluation import review
 from wss.evaluation.predictor import Predictor
 from wss.evaluation.refine import score
@@ -97,6 +99,7 @@ def model_annotations(
     for inst in tqdm(predictor.instances(shard_dir, split, files), total=total, desc=f"export {split}", unit="inst"):
         r = rows[inst.key]
         common = {"instance": inst.key, "source_file": r.source_file, "source_id": r.source_id}
+        mask = predictor.fused(inst, weight) if fused else None
         out.append(
             coco.annotation(
                 len(out) + 1,
@@ -107,10 +110,10 @@ def model_annotations(
                 score=round(inst.score, 4),
                 **common,
                 **review.quality(inst.mask, inst.teacher, inst.certainty),
+                **review.shape_signs(inst.mask, inst.box, mask),
             )
         )
         if fused:
-            mask = predictor.fused(inst, weight)
             both.append(
                 coco.annotation(
                     len(both) + 1,
@@ -139,8 +142,9 @@ def review_row(ann: dict, r, split: str) -> dict:
         "y1": r.y1,
         "x2": r.x2,
         "y2": r.y2,
-        "score": ann["score"],
-        **{k: ann[k] for k in ("quality", "agreement", "certainty")},
+        "height": r.height,
+        "width": r.width,
+        **{k: ann[k] for k in review.SIGNS},
     }
 
 
@@ -151,22 +155,32 @@ def export(
     data_root: Path,
     out: Path,
     masks: str,
-    cards: int,
+    review_cfg: ReviewConfig,
     verdict: dict | None = None,
+    decided: pd.DataFrame | None = None,
 ) -> dict[str, object]:
     """Write ``teacher_<split>.json`` and ``model_<split>.json`` (and ``fused_<split>.json`` when
-    ``masks`` is ``fused``) under ``out`` and the user's own files with the ``masks`` (``model``,
-    ``teacher`` or ``fused``) filled in (atomically, as one directory); return what was written.
+    ``masks`` is ``fused``) under ``out``, the review gallery under ``out/review``, and the user's
+    own files with the ``masks`` (``model``, ``teacher`` or ``fused``) filled in (atomically, as one
+    directory); return what was written.
 
     ``verdict`` (:func:`wss.evaluation.trust.judge`) sets the model's weight in the fused masks (the
-    plain average without one), and a weak network's line stands at the top of the review page."""
+    plain average without one), and a weak network's line stands at the top of the review page.
+    ``decided`` (:func:`wss.data.decisions.read`, joined to the instance table) are the
+    reviewer's decisions: an accepted mask is written as it was accepted, marked ``accepted``; a
+    rejected one is marked ``rejected`` or left out (``review_cfg.rejected``: ``flag`` or ``drop``);
+    the quality score is refitted on them (:func:`wss.evaluation.review.refit`) to order the rest."""
     weight = verdict["model_weight"] if verdict else 0.5
     banner = verdict["line"] if verdict else ""
+    decided = decided if decided is not None else decisions.empty()
+    accepted = decisions.masks(decided)
+    verdicts = dict(zip(decided.key, decided.decision))
     table = read_table(instances_dir)
     categories = read_categories(instances_dir)
     source = read_source(instances_dir)
     counts: dict[str, object] = {}
     chosen: dict[str, dict] = {}
+    shown: dict[str, str] = {}
     rated: list[dict] = []
     with atomic.target(out, directory=True) as tmp:
         for split in SPLITS:
@@ -191,19 +205,21 @@ def export(
             rated += [review_row(ann, rows[ann["instance"]], split) for ann in made["model"]]
             quality = {ann["instance"]: ann["quality"] for ann in made["model"]}
             for ann in made[masks]:
-                chosen[ann["instance"]] = {
-                    "segmentation": ann["segmentation"],
-                    "area": ann["area"],
-                    "score": ann.get("score", 1.0),
-                    "quality": quality[ann["instance"]],
-                    "masks": masks,
-                }
-        ranked = pd.DataFrame(rated)
-        shown = {
-            k: from_rle(chosen[k]["segmentation"]["counts"], *chosen[k]["segmentation"]["size"])
-            for k in review.worst(ranked, cards).key
+                k = ann["instance"]
+                mask = {"segmentation": ann["segmentation"], "area": ann["area"], "score": ann.get("score", 1.0)}
+                mask.update(quality=quality[k], masks=masks, review="")
+                chosen[k] = reviewed(mask, verdicts.get(k, ""), accepted.get(k), review_cfg.rejected)
+                # The gallery shows the mask the reviewer decides on, even a dropped one.
+                shown[k] = (chosen[k]["segmentation"] or ann["segmentation"])["counts"]
+        counts["review"] = write_review(
+            pd.DataFrame(rated), shown, decided, review_cfg, review.images_dir(data_root, out / "review"), tmp, banner
+        )
+        counts["decisions"] = {
+            "accepted": sum(m["review"] == "accepted" for m in chosen.values()),
+            "rejected": sum(m["review"] == "rejected" for m in chosen.values()),
+            "rejected_as": review_cfg.rejected,
+            "not_reviewed": sum(m["review"] == "" for m in chosen.values()),
         }
-        counts["review"] = review.summary(review.write(ranked, shown, data_root, tmp / "review", cards, banner))
         fmt = source["source"]  # data.source: the dataset's own format
         if fmt == "coco":
             counts["coco"] = coco_writer.write(table, chosen, data_root, tmp / "coco")
@@ -212,3 +228,35 @@ def export(
         elif fmt == "voc":
             counts["voc"] = voc_writer.write(table, chosen, data_root, tmp / "voc", source["files"][0])
     return counts
+
+
+def write_review(
+    rated: pd.DataFrame,
+    shown: dict[str, str],
+    decided: pd.DataFrame,
+    cfg: ReviewConfig,
+    images: str,
+    tmp: Path,
+    banner: str,
+) -> dict:
+    """The review under ``tmp/review``: the gallery of ``rated`` (review rows) with the ``shown`` masks,
+    ordered by the quality score refitted on the ``decided`` masks when there are enough
+    (``score.json`` says how it was fitted).  Returns its summary."""
+    rated["p_accept"], refitted = review.refit(rated, decided, cfg.min_decisions)
+    if not refitted["refitted"]:
+        rated = rated.drop(columns="p_accept")
+    ranked = review.write(rated, shown, images, tmp / "review", cfg.page_size, banner, decided)
+    atomic.write_json(tmp / "review/score.json", refitted)
+    return {**review.summary(ranked), "refitted": refitted["refitted"]}
+
+
+def reviewed(mask: dict, decision: str, accepted, rejected: str) -> dict:
+    """The exported ``mask`` (``{"segmentation", "area", ..., "review"}``) after the reviewer's
+    ``decision`` on it: ``accept`` writes the ``accepted`` mask (the one the reviewer saw);
+    ``reject`` marks it, and with ``rejected: drop`` leaves its segmentation out (``None``)."""
+    if decision == "accept":
+        return {**mask, "segmentation": encode(accepted), "area": int(accepted.sum()), "review": "accepted"}
+    if decision == "reject":
+        gone = rejected == "drop"
+        return {**mask, "segmentation": None if gone else mask["segmentation"], "review": "rejected"}
+    return mask

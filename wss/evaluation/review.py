@@ -1,4 +1,5 @@
-"""The masks to check first: a quality score for every exported mask, a review list and a gallery.
+"""The masks to check first: a quality score for every exported mask, a review list, a gallery to
+review them in, and the score refitted on the reviewer's decisions.
 
 Nothing here needs ground truth, so it works on a boxes-only dataset.  The quality of an
 instance's mask is the product of two signs that a mask is right:
@@ -8,27 +9,35 @@ instance's mask is the product of two signs that a mask is right:
 * ``certainty``: how far the model's probabilities inside the box are from 0.5, on average
   (``mean |2p - 1|``): 1 where the model is sure of every pixel, 0 where it is guessing.
 
-``review.csv`` lists every exported mask, lowest quality first, with the instance's ids in the
-user's own files; ``index.html`` is a static gallery of the lowest ``export.review`` of them
-(thumbnail with the box and the mask drawn, quality, class), filterable by class, that opens from
-disk with no server (``index.html#class=dog`` opens filtered).
+Once a reviewer has accepted and rejected enough masks (``review.min_decisions`` of each), the
+score is refitted on their decisions (:func:`refit`): a logistic regression over the signs the
+review has (:data:`SIGNS`, and the class), whose ``p_accept`` then orders the masks not yet
+reviewed.  That brings in the one thing the product cannot know: what goes wrong in the user's
+own photos.
+
+``review.csv`` lists every exported mask in review order, with the instance's ids in the user's own
+files; ``index.html`` is a static gallery of all of them (:file:`gallery.html`), paged, worst
+first, that opens from disk with no server.  It draws each mask over its image, filters by class,
+quality and decision, and records accept / reject from the keyboard; its decisions file is what
+:mod:`wss.data.decisions` reads.
 """
 
 from __future__ import annotations
 
-import html
+import json
+import os
+from importlib import resources
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from wss.core import atomic
-from wss.core.boxes import Box, clip, square_window
-from wss.core.image import read as read_image
+from wss.core import atomic, provenance
+from wss.core.boxes import Box, clip
 from wss.core.metrics import iou
 
-THUMB = 160  # pixels, the side of a gallery thumbnail
+# The signs the refitted score weighs (columns of the review rows, see export.review_row), besides the class.
+SIGNS = ("quality", "agreement", "certainty", "score", "fill", "cut_change", "box_share", "aspect")
 
 
 def certainty(prob: np.ndarray, box: Box) -> float:
@@ -45,117 +54,143 @@ def quality(model_mask: np.ndarray, teacher_mask: np.ndarray, sure: float) -> di
     return {"quality": round(agreement * sure, 4), "agreement": round(agreement, 4), "certainty": round(sure, 4)}
 
 
-def thumbnail(image_bgr: np.ndarray, box: Box, mask: np.ndarray) -> np.ndarray:
-    """A ``THUMB``-pixel view around ``box``: the mask tinted, its outline and the box drawn one
-    thumbnail pixel wide after scaling, so a small object's box does not hide it."""
+def shape_signs(mask: np.ndarray, box: Box, exported: np.ndarray | None = None) -> dict[str, float]:
+    """The signs of one mask that describe its shape rather than the model's belief: ``fill``, the
+    share of its box the mask covers; ``box_share``, ``log10`` of the box's share of the image;
+    ``aspect``, ``log2`` of the box's width over height; ``cut_change``, ``1 -`` IoU of the
+    ``mask`` with the ``exported`` one (the refinement cut's change; 0 when there is none)."""
     h, w = mask.shape
-    win = clip(square_window(box, 0.25), h, w)
-    scale = THUMB / max(win.width, win.height)
-    size = (max(1, round(win.width * scale)), max(1, round(win.height * scale)))
-    grow = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    crop = cv2.resize(image_bgr[win.y1 : win.y2, win.x1 : win.x2], size, interpolation=grow)
-    m = cv2.resize(mask[win.y1 : win.y2, win.x1 : win.x2].astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-    crop[m == 1] = (0.5 * crop[m == 1] + 0.5 * np.array([40, 200, 255])).astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(crop, contours, -1, (0, 140, 255), 1)
-    corner = lambda x, y: (round((x - win.x1) * scale), round((y - win.y1) * scale))  # noqa: E731
-    cv2.rectangle(crop, corner(box.x1, box.y1), corner(box.x2, box.y2), (60, 230, 60), 1)
-    return crop
+    b = clip(box, h, w)
+    area = max(b.area, 1)
+    return {
+        "fill": round(float(mask[b.y1 : b.y2, b.x1 : b.x2].sum()) / area, 4),
+        "box_share": round(float(np.log10(area / (h * w))), 4),
+        "aspect": round(float(np.log2(max(b.width, 1) / max(b.height, 1))), 4),
+        "cut_change": round(1 - iou(mask, exported), 4) if exported is not None else 0.0,
+    }
+
+
+def refit(rows: pd.DataFrame, decided: pd.DataFrame, min_decisions: int, seed: int = 0) -> tuple[pd.Series, dict]:
+    """The probability that the reviewer accepts each mask of ``rows`` (review rows with
+    :data:`SIGNS` and ``category_name``), fitted on the ``decided`` ones (``key``, ``decision``).
+
+    A logistic regression on the standardised signs (the quality among them) and the class
+    (one-hot), with classes weighted to balance accepts and rejects.  Its L2 penalty is strong
+    (``C = 0.1``): a reviewer decides on tens of masks, and mostly on the lowest-ranked ones, so a
+    loose fit learns that narrow slice and ranks the rest worse than the quality did
+    (``bench/review.py``, docs/results.md).  With fewer than ``min_decisions`` of either
+    kind there is nothing to fit: the quality score is returned as it is.  The report says which:
+    ``{"refitted", "accepted", "rejected", "weights"}``, ``weights`` the change in log-odds per
+    standard deviation of each sign (per class: against the other classes), largest first."""
+    import sklearn
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    labels = dict(zip(decided.key, decided.decision == "accept"))
+    seen = rows[rows.key.isin(labels)]
+    y = seen.key.map(labels).astype(int).to_numpy()
+    report = {"refitted": False, "accepted": int(y.sum()), "rejected": int(len(y) - y.sum())}
+    if min(report["accepted"], report["rejected"]) < min_decisions:
+        return rows.quality.astype(float), report
+    features = ColumnTransformer(
+        [("signs", StandardScaler(), list(SIGNS)), ("class", OneHotEncoder(handle_unknown="ignore"), ["category_name"])]
+    )
+    fit = make_pipeline(features, LogisticRegression(C=0.1, class_weight="balanced", random_state=seed))
+    x = lambda df: df[[*SIGNS, "category_name"]].astype({"category_name": str})  # noqa: E731
+    fit.fit(x(seen), y)
+    names = [n.split("__", 1)[1] for n in fit[0].get_feature_names_out()]
+    coef = fit[-1].coef_[0]
+    order = np.argsort(-np.abs(coef))
+    report.update(
+        refitted=True,
+        weights={names[i]: round(float(coef[i]), 3) for i in order},
+        sklearn=sklearn.__version__,
+    )
+    return pd.Series(fit.predict_proba(x(rows))[:, 1], index=rows.index), report
 
 
 def rank(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` lowest quality first, ties broken by ``key``: the one order of the review list, so
-    that the masks picked for the gallery (:func:`worst`) are always the ones it shows."""
-    return rows.sort_values(["quality", "key"], kind="stable").reset_index(drop=True)
-
-
-def worst(rows: pd.DataFrame, cards: int) -> pd.DataFrame:
-    """The ``cards`` rows of lowest quality, in :func:`rank`'s order."""
-    return rank(rows).head(max(cards, 0))
+    """``rows`` in review order: the masks not yet decided first, lowest ``order`` first (the
+    refitted ``p_accept``, else the quality), then the rejected, then the accepted; ties broken
+    by ``key``, so that the order is one whatever the input's."""
+    decision = rows["decision"] if "decision" in rows else pd.Series("", index=rows.index)
+    done = decision.map({"": 0, "reject": 1, "accept": 2}).fillna(0)
+    order = rows["p_accept"] if "p_accept" in rows else rows["quality"]
+    return (
+        rows.assign(_done=done, _order=order)
+        .sort_values(["_done", "_order", "key"], kind="stable")
+        .drop(columns=["_done", "_order"])
+        .reset_index(drop=True)
+    )
 
 
 def write(
-    rows: pd.DataFrame, masks: dict[str, np.ndarray], data_root: Path, out: Path, cards: int, banner: str = ""
+    rows: pd.DataFrame,
+    masks: dict[str, str],
+    images: str,
+    out: Path,
+    page_size: int,
+    banner: str = "",
+    decided: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Write ``review.csv`` (every row, lowest quality first), thumbnails and ``index.html`` for the
-    lowest ``cards`` under ``out``.  ``rows`` has ``key, file, category_name, quality, agreement,
-    certainty, score, x1, y1, x2, y2`` and the source ids; ``masks`` holds the masks of at least the
-    keys of :func:`worst` ``(rows, cards)``.  ``banner``, when given, stands at the top of the page
-    (the verdict on a weak network).  Returns the sorted table."""
+    """Write ``review.csv`` (every row, in :func:`rank`'s order) and ``index.html`` under ``out``.
+
+    ``rows`` has ``key, file, category_name, source_file, source_id, split, x1, y1, x2, y2, height,
+    width, quality`` and the :data:`SIGNS` (``p_accept`` when refitted); ``masks`` holds every key's
+    exported mask as compressed RLE text; ``images`` is the dataset directory relative to ``out``
+    (where the page finds the images).  ``decided`` (:func:`wss.data.decisions.read`) is shown
+    as the decisions already made.  ``banner``, when given, stands at the top of the page (the
+    verdict on a weak network).  Returns the ranked table."""
+    rows = rows.copy()
+    decided = decided if decided is not None else pd.DataFrame(columns=["key", "decision", "time"])
+    made = decided.set_index("key")
+    rows["decision"] = rows.key.map(made.decision).fillna("") if len(made) else ""
     ranked = rank(rows)
     out.mkdir(parents=True, exist_ok=True)
     ranked.round(4).to_csv(out / "review.csv", index=False)
-    (out / "thumbs").mkdir(exist_ok=True)
-    items = []
-    for file, group in worst(ranked, cards).groupby("file", sort=False):
-        picture = read_image(data_root / file)
-        for r in group.itertuples():
-            name = f"thumbs/{r.Index:05d}.jpg"
-            ok, jpg = cv2.imencode(".jpg", thumbnail(picture, Box(r.x1, r.y1, r.x2, r.y2), masks[r.key]))
-            atomic.write_bytes(out / name, jpg.tobytes())
-            items.append((r.Index, name, r))
-    items.sort(key=lambda t: t[0])
-    atomic.write_text(out / "index.html", _page([(name, r) for _, name, r in items], len(ranked), banner))
+    items = [
+        {
+            "k": str(r.key),
+            "f": f"{images}/{r.file}" if images else str(r.file),
+            "c": str(r.category_name),
+            "q": round(float(r.quality), 4),
+            "p": round(float(r.p_accept), 4) if "p_accept" in ranked else None,
+            "a": round(float(r.agreement), 4),
+            "e": round(float(r.certainty), 4),
+            "b": [int(r.x1), int(r.y1), int(r.x2), int(r.y2)],
+            "h": int(r.height),
+            "w": int(r.width),
+            "m": masks[r.key],
+            "sf": str(r.source_file),
+            "si": str(r.source_id),
+            "d": str(r.decision),
+            "t": str(made.time[r.key]) if r.decision else "",
+        }
+        for r in ranked.itertuples()
+    ]
+    page_id = provenance.digest([(i["k"], i["m"]) for i in items])[:16]
+    data = {"id": page_id, "banner": banner, "pageSize": page_size, "items": items}
+    text = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # safe inside <script>
+    template = resources.files("wss.evaluation").joinpath("gallery.html").read_text()
+    atomic.write_text(out / "index.html", template.replace("/*WSS_DATA*/null", text))
     return ranked
 
 
-def _page(items: list[tuple[str, object]], total: int, banner: str = "") -> str:
-    classes = sorted({str(r.category_name) for _, r in items})
-    options = "".join(f'<option value="{html.escape(c, quote=True)}">{html.escape(c)}</option>' for c in classes)
-    cards = "\n".join(
-        f'<figure class="card" data-class="{html.escape(str(r.category_name), quote=True)}" '
-        f'data-quality="{r.quality:.4f}" data-key="{html.escape(str(r.key), quote=True)}">'
-        f'<img src="{name}" alt="{html.escape(str(r.key))}" loading="lazy">'
-        f"<figcaption><b>{r.quality:.3f}</b> {html.escape(str(r.category_name))}<br>"
-        f"<small>agreement {r.agreement:.2f} · certainty {r.certainty:.2f}<br>{html.escape(str(r.file))}"
-        f"<br>{html.escape(str(r.source_file))} #{html.escape(str(r.source_id))}</small></figcaption></figure>"
-        for name, r in items
-    )
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>wss: masks to check first</title>
-<style>
-body {{ font: 14px system-ui, sans-serif; margin: 1.5em; background: #fafafa; }}
-.grid {{ display: flex; flex-wrap: wrap; gap: 10px; }}
-.card {{ margin: 0; width: {THUMB + 12}px; background: #fff; border: 1px solid #ddd; border-radius: 6px;
-  padding: 6px; }}
-.card img {{ display: block; margin: auto; max-width: {THUMB}px; max-height: {THUMB}px; }}
-.card[hidden] {{ display: none; }}
-figcaption {{ margin-top: 4px; overflow-wrap: anywhere; }}
-.warning {{ background: #fff3cd; border: 1px solid #e0b84c; border-radius: 6px; padding: 8px 12px; }}
-</style></head><body>
-<h1>Masks to check first</h1>
-{f'<p class="warning" role="alert">{html.escape(banner)}</p>' if banner else ""}
-<p>The {len(items)} exported masks of lowest quality of {total}, lowest first (quality = agreement of the model
-with its teacher × the model's certainty; every mask is in <a href="review.csv">review.csv</a>).
-Class: <select id="class"><option value="">all</option>{options}</select> <span id="shown"></span></p>
-<div class="grid">
-{cards}
-</div>
-<script>
-const pick = document.getElementById("class");
-function show() {{
-  let n = 0;
-  for (const c of document.querySelectorAll(".card")) {{
-    c.hidden = pick.value !== "" && c.dataset.class !== pick.value;
-    n += !c.hidden;
-  }}
-  document.getElementById("shown").textContent = n + " shown";
-  history.replaceState(null, "", pick.value ? "#class=" + encodeURIComponent(pick.value) : "#");
-}}
-const wanted = decodeURIComponent((location.hash.match(/class=([^&]*)/) || [])[1] || "");
-if ([...pick.options].some(o => o.value === wanted)) pick.value = wanted;
-pick.addEventListener("change", show);
-show();
-</script>
-</body></html>
-"""
+def images_dir(data_root: Path, page_dir: Path) -> str:
+    """The dataset directory as the gallery in ``page_dir`` reaches it (a relative URL path)."""
+    return Path(os.path.relpath(Path(data_root).resolve(), Path(page_dir).resolve())).as_posix()
 
 
 def summary(ranked: pd.DataFrame) -> dict:
     """What the review found, for the export log."""
     q = ranked.quality
+    decision = ranked["decision"] if "decision" in ranked else pd.Series("", index=ranked.index)
     return {
         "masks": len(ranked),
         "quality_median": round(float(q.median()), 4) if len(q) else None,
         "below_0.5": int((q < 0.5).sum()),
+        "accepted": int((decision == "accept").sum()),
+        "rejected": int((decision == "reject").sum()),
     }

@@ -29,6 +29,9 @@ name             shape, dtype        meaning
 ``iou_box``      (n,) float32        IoU of the filled box with the ground truth (NaN: no mask)
 ===============  ==================  ==========================================================
 
+A copy made from a reviewer's decisions (:mod:`wss.net.reviewed`) adds ``reviewed`` ``(n,) bool``
+and ``reviewed_label`` ``(n, S, S) uint8``, the accepted mask's crop.
+
 The file attribute ``fingerprint`` is the hash of everything that made the shard (params, code and
 input bytes); a shard whose fingerprint differs from the one expected is stale and rebuilt.  The
 directory follows :mod:`wss.core.resumable`: stamped with the fingerprint of the params and code,
@@ -104,11 +107,12 @@ def read_fingerprint(path: Path) -> str | None:
         return None
 
 
-def read(path: Path, fields: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """Load a shard's datasets (all of them, or ``fields``) into memory; strings come back as ``str``."""
+def read(path: Path, fields: tuple[str, ...] | None = None, optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Load a shard's datasets (all of them, or ``fields`` and those of ``optional`` it has) into
+    memory; strings come back as ``str``."""
     out = {}
     with h5py.File(path, "r") as f:
-        for name in fields or tuple(f.keys()):
+        for name in (*fields, *(o for o in optional if o in f)) if fields else tuple(f.keys()):
             ds = f[name]
             out[name] = ds.asstr()[()] if h5py.check_string_dtype(ds.dtype) else ds[()]
     return out

@@ -51,11 +51,14 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 class Checkpointer(Hook):
     """Resumes from the newest checkpoint at or below ``steps`` in ``directory`` when it was made
     for ``fingerprint`` (:mod:`wss.core.resumable`; otherwise the directory starts empty), saves
-    every ``every`` updates, keeping ``kept``, and after the last update."""
+    every ``every`` updates, keeping ``kept``, and after the last update.  The entries of
+    ``directory`` named in ``keep`` are not its to clear (:data:`wss.net.training.REVIEWED_SHARDS`)."""
 
-    def __init__(self, checkpoint, step_var, directory: Path, fingerprint: str, every: int, kept: int) -> None:
+    def __init__(
+        self, checkpoint, step_var, directory: Path, fingerprint: str, every: int, kept: int, keep: tuple[str, ...] = ()
+    ) -> None:
         self.ckpt, self.step_var, self.directory = checkpoint, step_var, Path(directory)
-        self.fingerprint, self.every, self.kept = fingerprint, every, kept
+        self.fingerprint, self.every, self.kept, self.keep = fingerprint, every, kept, keep
         self.resumed = False
 
     def _manager(self):
@@ -64,7 +67,7 @@ class Checkpointer(Hook):
         return tf.train.CheckpointManager(self.ckpt, str(self.directory), max_to_keep=self.kept)
 
     def before_train(self, loop: TrainLoop) -> None:
-        reusable = resumable.start(self.directory, self.fingerprint)
+        reusable = resumable.start(self.directory, self.fingerprint, keep=self.keep)
         self.manager = self._manager()
         usable = [c for c in self.manager.checkpoints if int(c.rsplit("-", 1)[1]) <= loop.total]
         self.resumed = reusable and bool(usable)
@@ -72,7 +75,7 @@ class Checkpointer(Hook):
             self.ckpt.restore(usable[-1]).assert_existing_objects_matched()
             print(f"train: resuming from {usable[-1]} at step {int(self.step_var.numpy())}")
         elif reusable:  # made for these weights, but every checkpoint lies beyond the new total
-            resumable.clear(self.directory)
+            resumable.clear(self.directory, self.keep)
             self.manager = self._manager()
         loop.start = int(self.step_var.numpy())
 

@@ -3,9 +3,9 @@
 Each element is ``(x, y)``: ``x`` the network input of :func:`wss.net.model.preprocess`
 (``S x S x 4``) and ``y`` the training label (``S x S``, float 0/1, or ``VOID`` where the loss
 ignores the pixel).  Everything is set by the ``train`` params section (:class:`wss.config.TrainConfig`,
-passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about
-the crop centre), and box jitter (each side of the box channel moved by up to ``box_jitter``
-times the box size, as a person's loose box).
+passed as ``cfg``).  Augmentations: horizontal flip, scale jitter (zoom about the crop centre,
+resampled to ``train.input_side`` pixels when set), and box jitter (each side of the box channel
+moved by up to ``box_jitter`` times the box size, as a person's loose box).
 
 The labels (``train.labels``), after "Simple Does It":
 
@@ -35,6 +35,8 @@ from wss.config import TrainConfig
 from wss.core.masks import VOID
 from wss.labels import grabcut, shards
 from wss.net.model import preprocess
+
+REVIEWED = ("reviewed", "reviewed_label")  # the fields a copy made from a review adds (wss.net.reviewed)
 
 
 def votes_label(votes: np.ndarray, fg: float, bg: float) -> np.ndarray:
@@ -86,19 +88,37 @@ def _instances(path: bytes, val: bool, labels: bytes, skip_fallbacks: bool, fg: 
     """
     labels = labels.decode()
     field = shards.LABEL_FIELDS[labels]
-    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field))
+    data = shards.read(Path(path.decode()), ("image", "window", "box_xyxy", "fallback", "has_gt", field), REVIEWED)
     box = box_in_crop(data["window"], data["box_xyxy"], data["image"].shape[1])
+    reviewed = data.get("reviewed", np.zeros(len(box), bool))
     for i in range(len(box)):
-        if trained_on(labels, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i]), bool(val)):
-            yield data["image"][i], box[i], training_label(labels, data[field][i], box[i], fg, bg, core)
+        if trained_on(
+            labels, skip_fallbacks, str(data["fallback"][i]), bool(data["has_gt"][i]), bool(val), reviewed[i]
+        ):
+            yield data["image"][i], box[i], instance_label(data, i, labels, field, box[i], fg, bg, core)
 
 
-def trained_on(labels: str, skip_fallbacks: bool, fallback: str, has_gt: bool, val: bool = False) -> bool:
+def instance_label(
+    data: dict[str, np.ndarray], i: int, labels: str, field: str, box: np.ndarray, fg: float, bg: float, core: float
+) -> np.ndarray:
+    """The label of instance ``i`` of a shard's ``data``: the mask a reviewer accepted
+    (:mod:`wss.net.reviewed`), else :func:`training_label` of its ``field``."""
+    if "reviewed" in data and data["reviewed"][i]:
+        return data["reviewed_label"][i]
+    return training_label(labels, data[field][i], box, fg, bg, core)
+
+
+def trained_on(
+    labels: str, skip_fallbacks: bool, fallback: str, has_gt: bool, val: bool = False, reviewed: bool = False
+) -> bool:
     """Whether an instance takes part in training on ``labels`` (see :func:`_instances`).  A val
     instance with a ground-truth mask never does: the scores against that mask must stay honest
-    (which val shards are read at all is :func:`training_files`' choice)."""
+    (which val shards are read at all is :func:`training_files`' choice).  Any other instance whose
+    mask a reviewer accepted (``reviewed``) does."""
     if val and has_gt:
         return False
+    if reviewed:
+        return True
     if skip_fallbacks and fallback in grabcut.FALLBACKS:
         return False
     return has_gt or labels != "gt"
@@ -135,11 +155,12 @@ def count(files: list[Path], cfg: TrainConfig, labels: str | None = None, val: l
     for path in files:
         in_val = str(path) in val
         split = "val" if in_val else "train"
-        data = shards.read(Path(path), ("fallback", "has_gt"))
-        for fallback, has_gt in zip(data["fallback"], data["has_gt"]):
+        data = shards.read(Path(path), ("fallback", "has_gt"), REVIEWED[:1])
+        reviewed = data.get("reviewed", np.zeros(len(data["has_gt"]), bool))
+        for fallback, has_gt, accepted in zip(data["fallback"], data["has_gt"], reviewed):
             out["instances"] += 1
             out[split] += 1
-            if trained_on(labels, skip_fb, str(fallback), bool(has_gt), in_val):
+            if trained_on(labels, skip_fb, str(fallback), bool(has_gt), in_val, bool(accepted)):
                 out["used"] += 1
                 out[f"{split}_used"] += 1
             elif in_val and has_gt:
@@ -177,11 +198,14 @@ def _augment(rgb, box, label, side: int, cfg: TrainConfig | None, seed=None):
     stack = tf.concat([rgb, _box_mask(box, side)[..., None], label[..., None], void[..., None]], axis=-1)
     if training and cfg.flip:
         stack = tf.cond(tf.random.stateless_uniform([], seeds[1]) < 0.5, lambda: stack[:, ::-1], lambda: stack)
-    if training and cfg.scale_jitter > 0:
-        z = tf.random.stateless_uniform([], seeds[2], 1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
+    out = cfg.input_side or side if training else side
+    if training and (cfg.scale_jitter > 0 or out != side):
+        z = 1.0
+        if cfg.scale_jitter > 0:
+            z = tf.random.stateless_uniform([], seeds[2], 1 - cfg.scale_jitter, 1 + cfg.scale_jitter)
         half = 0.5 / z  # a zoom by z shows the central 1/z of the crop
         crop_box = tf.stack([0.5 - half, 0.5 - half, 0.5 + half, 0.5 + half])[None]
-        stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [side, side], extrapolation_value=0.0)[0]
+        stack = tf.image.crop_and_resize(stack[None], crop_box, [0], [out, out], extrapolation_value=0.0)[0]
     box_ch = tf.cast(stack[..., 3] >= 0.5, tf.float32)
     y = tf.where(stack[..., 5] >= 0.5, float(VOID), tf.cast(stack[..., 4] >= 0.5, tf.float32))
     return preprocess(stack[..., :3], box_ch), y

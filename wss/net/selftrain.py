@@ -21,7 +21,7 @@ from wss.core import atomic, provenance, resumable
 from wss.core.masks import VOID
 from wss.core.metrics import iou
 from wss.labels import shards
-from wss.net.inputs import box_in_crop, training_files, training_label
+from wss.net.inputs import box_in_crop, instance_label, training_files
 
 
 def combine(prob: np.ndarray, label: np.ndarray, box: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -81,18 +81,19 @@ def relabel(
             side = data["image"].shape[1]
             boxes = box_in_crop(data["window"], data["box_xyxy"], side)
             probs = predict_proba(net, data["image"], data["box"], batch_size)
-            labels = []
+            relabelled = []
             for i in range(len(probs)):
-                base = training_label(labels, data[field][i], boxes[i], fg, bg, core)
-                new = combine(probs[i], base, data["box"][i])
-                labels.append(new)
+                base = instance_label(data, i, labels, field, boxes[i], fg, bg, core)
+                # A mask a reviewer accepted stays the label: self-training does not second-guess it.
+                new = base if "reviewed" in data and data["reviewed"][i] else combine(probs[i], base, data["box"][i])
+                relabelled.append(new)
                 inside = data["box"][i] > 0
                 box_px += int(inside.sum())
                 void_px += int((new[inside] == VOID).sum())
                 if data["has_gt"][i]:
                     iou_label.append(iou(base == 1, data["gt"][i]))
                     iou_pred.append(iou((probs[i] >= 0.5) & inside, data["gt"][i]))
-            data["self_label"] = np.stack(labels)
+            data["self_label"] = np.stack(relabelled)
             shard_fp = provenance.digest(entry["fingerprint"], model_fp, labels, fg, bg, core)
             shards.write(tmp / entry["file"], data, shard_fp)
             entries.append({**entry, "fingerprint": shard_fp})

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wss.config import TrainConfig, content_fields
 from wss.core import provenance
@@ -33,6 +34,11 @@ from wss.errors import SetupError, StageInputError
 from wss.labels import shards
 from wss.net import hooks
 from wss.net.loop import Hook, TrainLoop
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REVIEWED_SHARDS = "reviewed-shards"  # in the checkpoint directory: the shards with the decisions applied
 
 # The versions of what computes the weights go into the checkpoint fingerprint, with this module's code.
 PACKAGES = ("tensorflow", "keras", "numpy", "h5py")
@@ -144,26 +150,32 @@ ISA_WITHOUT_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
 ISA_WITHOUT_BF16 = (*ISA_WITHOUT_AVX512, "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
-def _cpu(flags: tuple[str, ...], below: tuple[str, ...]) -> bool:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flag_allowed(flags: tuple[str, ...], below: tuple[str, ...]) -> bool:
+    """Whether this (Linux) CPU lists one of ``flags`` in ``/proc/cpuinfo`` (whole flags, so that
+    ``avx512f`` is not found in ``avx512fp16``) and no ``ONEDNN_MAX_CPU_ISA`` cap of ``below`` hides it."""
     if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in below:
         return False
     try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
+        cpuinfo = CPUINFO.read_text()
     except OSError:
         return False
-    return any(f" {flag}" in cpuinfo for flag in flags)
+    listed = {flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split()}
+    return any(flag in listed for flag in flags)
 
 
 def cpu_has_bf16() -> bool:
     """Whether this (Linux) CPU computes bfloat16 natively (AMX or AVX-512 BF16) and oneDNN may use
     it: an ``ONEDNN_MAX_CPU_ISA`` cap below ``AVX512_CORE_BF16`` makes it a CPU without (so that
     ``train.precision: auto`` picks float32, as it would on such a CPU)."""
-    return _cpu(("amx_bf16", "avx512_bf16"), ISA_WITHOUT_BF16)
+    return cpu_flag_allowed(("amx_bf16", "avx512_bf16"), ISA_WITHOUT_BF16)
 
 
 def cpu_runs_bf16() -> bool:
     """Whether oneDNN has bfloat16 convolutions on this CPU at all (natively or emulated on AVX-512)."""
-    return _cpu(("avx512f",), ISA_WITHOUT_AVX512)
+    return cpu_flag_allowed(("avx512f",), ISA_WITHOUT_AVX512)
 
 
 def replica_devices(cfg: TrainConfig, gpus: int) -> list[str]:
@@ -206,12 +218,40 @@ def fingerprint(
 
 
 def train_rounds(
-    cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int
+    cfg: TrainConfig,
+    shard_dir: Path,
+    init: Path,
+    out: Path,
+    ckpt_dir: Path,
+    live_dir: Path,
+    seed: int,
+    decided: pd.DataFrame | None = None,
 ) -> dict:
     """:func:`train`, then ``cfg.rounds - 1`` rounds of self-training (:mod:`wss.net.selftrain`), each
     from ``init`` again on the previous round's model's relabelling; the last round's model is saved
     to ``out``.  Round 1 keeps its checkpoints in ``ckpt_dir`` (a run with ``rounds: 1`` resumes
-    into it), round ``r`` in ``ckpt_dir/round-r`` with its model and relabelled shards beside."""
+    into it), round ``r`` in ``ckpt_dir/round-r`` with its model and relabelled shards beside.
+
+    ``decided``, a reviewer's decisions (:func:`wss.data.decisions.read`), are applied to the
+    shards first (:mod:`wss.net.reviewed`, in ``ckpt_dir/reviewed-shards``): an accepted mask is its
+    instance's label in every round, a rejected instance is not trained on."""
+    from wss.net import reviewed
+
+    review = None
+    if decided is not None and len(decided):
+        review = reviewed.apply(shard_dir, decided, ckpt_dir / REVIEWED_SHARDS)
+        print(
+            f"train: your decisions: {review['accepted']} accepted masks are labels, "
+            f"{review['rejected']} rejected instances left out"
+        )
+        shard_dir = ckpt_dir / REVIEWED_SHARDS
+    summary = _rounds(cfg, shard_dir, init, out, ckpt_dir, live_dir, seed)
+    return {**summary, "review": review} if review else summary
+
+
+def _rounds(
+    cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Path, live_dir: Path, seed: int
+) -> dict:
     from wss.net import model, selftrain
 
     summary = train(
@@ -297,6 +337,7 @@ def train(cfg: TrainConfig, shard_dir: Path, init: Path, out: Path, ckpt_dir: Pa
             fp,
             cfg.checkpoint_every,
             cfg.checkpoints_kept,
+            keep=(REVIEWED_SHARDS,),
         )
         run = {"device": device, "devices": devices, "policy": policy, "side": side, "strategy": strategy}
         loop = TrainLoop(

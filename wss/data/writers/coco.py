@@ -5,7 +5,9 @@ directory, in which each annotation the pipeline used (joined by its annotation 
 ``segmentation`` (compressed RLE) and ``area`` (mask pixels) from its exported mask, plus
 ``wss_score`` (the model's mean probability inside its mask), ``wss_quality`` (the review's
 quality, :mod:`wss.evaluation.review`) and ``wss_masks`` (which masks: ``model``, ``teacher`` or
-``fused``, as ``export.masks``).  Everything else (images, categories, licences, other
+``fused``, as ``export.masks``), and ``wss_review`` (``accepted`` or ``rejected``) on the
+masks a reviewer decided on.  A rejected mask under ``review.rejected: drop`` is not written: its
+annotation keeps what it had.  Everything else (images, categories, licences, other
 annotations, every other field, the order of keys) is exactly as in the user's file.
 """
 
@@ -23,8 +25,9 @@ from wss.errors import DataError
 
 def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Path) -> dict[str, int]:
     """Write the filled copies under ``out``; ``masks`` maps an instance key to ``{"segmentation",
-    "area", "score", "masks"}`` (``masks``: which masks, as ``export.masks``).  Returns the number of
-    annotations filled per file."""
+        "area", "score", "masks", "review"}`` (``masks``: which masks, as ``export.masks``; ``segmentation``
+    ``None``: dropped).  Returns the number of
+        annotations filled per file."""
     counts = {}
     for source_file, rows in table.groupby("source_file", sort=True):
         path = data_root / source_file
@@ -39,6 +42,10 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
             if k is None or k not in masks:
                 continue
             m = masks[k]
+            if m.get("review"):
+                ann["wss_review"] = m["review"]
+            if m["segmentation"] is None:  # a rejected mask, dropped: the annotation stays as it was
+                continue
             ann.update(
                 segmentation=m["segmentation"],
                 area=m["area"],

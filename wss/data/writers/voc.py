@@ -68,7 +68,8 @@ def maps(objects: list[tuple[int, int, np.ndarray]], height: int, width: int) ->
 
 
 def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Path, devkit_rel: str) -> dict[str, int]:
-    """Write the devkit copy under ``out``; ``masks`` maps an instance key to ``{"segmentation", ...}``."""
+    """Write the devkit copy under ``out``; ``masks`` maps an instance key to ``{"segmentation", ...}``
+    (``None``: a rejected mask left out, and its object with it)."""
     kit = out / devkit_rel
     for name in ("Annotations", "ImageSets", "JPEGImages"):
         src = data_root / devkit_rel / name
@@ -77,13 +78,16 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
                 if f.is_file():
                     link_or_copy(f, kit / name / f.relative_to(src))
     voc_ids = {n: i for i, n in enumerate(VOC_CLASSES, start=1)}
-    counts = {"images": 0, "objects": 0}
+    counts = {"images": 0, "objects": 0, "dropped": 0}
     for image_id, rows in table.groupby("image_id", sort=True):
         first = rows.iloc[0]
         h, w = int(first.height), int(first.width)
         objects = []
         for r in rows.itertuples():
             m = masks[key(r)]["segmentation"]
+            if m is None:  # a rejected mask, dropped: the object is left out of the maps
+                counts["dropped"] += 1
+                continue
             cls = voc_ids.get(str(r.category_name), int(r.category))
             objects.append((int(r.source_id), min(cls, 254), from_rle(m["counts"], h, w)))
         obj, cls = maps(objects, h, w)

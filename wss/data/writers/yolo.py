@@ -44,12 +44,13 @@ def polygon_line(category: int, mask: np.ndarray) -> str | None:
 
 def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Path, yaml_rel: str) -> dict[str, int]:
     """Write the YOLO-seg copy of the dataset described by ``data_root / yaml_rel`` under ``out``;
-    ``masks`` maps an instance key to ``{"segmentation", ...}``.  Returns counts."""
+    ``masks`` maps an instance key to ``{"segmentation", ...}`` (``None``: a rejected mask left out;
+    the object is written as its box, as an empty mask is).  Returns counts."""
     spec_path = data_root / yaml_rel
     spec = yaml.safe_load(spec_path.read_text())
     root = images_root(spec_path, spec)
     root_rel = root.resolve().relative_to(data_root.resolve())
-    counts = {"images": 0, "label_files": 0, "polygons": 0, "lines_dropped": 0, "empty_masks": 0}
+    counts = {"images": 0, "label_files": 0, "polygons": 0, "lines_dropped": 0, "empty_masks": 0, "dropped": 0}
     splits = {s: spec[s] for s in ("train", "val", "test") if spec.get(s)}
     copies: dict[str, list[Path]] = {}  # split -> its images' copies under out
     for split, rel in splits.items():
@@ -72,9 +73,13 @@ def write(table: pd.DataFrame, masks: dict[str, dict], data_root: Path, out: Pat
                 counts["lines_dropped"] += bool(line.strip())
                 continue
             m = masks[key(r)]
-            poly = polygon_line(int(r.category), from_rle(m["segmentation"]["counts"], int(r.height), int(r.width)))
-            if poly is None:  # an empty mask: the object stays, as its box
-                counts["empty_masks"] += 1
+            if m["segmentation"] is None:  # a rejected mask, dropped: the object stays, as its box
+                counts["dropped"] += 1
+                poly = None
+            else:
+                poly = polygon_line(int(r.category), from_rle(m["segmentation"]["counts"], int(r.height), int(r.width)))
+                counts["empty_masks"] += poly is None
+            if poly is None:  # an empty or dropped mask: the object stays, as its box
                 box = np.zeros((int(r.height), int(r.width)), np.uint8)
                 box[r.y1 : r.y2, r.x1 : r.x2] = 1
                 poly = polygon_line(int(r.category), box)
