@@ -158,7 +158,8 @@ def main() -> None:
                 f"{f'{refitted:.3f}' if refitted is not None else 'too few decisions'} |"
             )
         lowest = refit_rows(rows, good, k, "lowest quality", 0, min_decisions)["weights"]
-        print(f"|  |  | weights, lowest {k:g}% | {json.dumps(lowest)} |  |  |")
+        top = ", ".join(f"{name} {w:+.2f}" for name, w in list(lowest.items())[:5])
+        print(f"|  |  | the largest weights, lowest {k:g}%: {top} |  |  |  |")
     if not args.retrain:
         return
     print("\n(b, c) the masks in your files after one retrain with the decisions (mIoU against the truth)\n")
