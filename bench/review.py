@@ -78,7 +78,7 @@ def refit_rows(rows: pd.DataFrame, good: pd.Series, k: float, order: str, seed: 
         "rejected": report["rejected"],
         "auroc_quality": auroc(rows.quality[rest].to_numpy(), bad),
         "auroc_refitted": auroc(p[rest].to_numpy(), bad) if report["refitted"] else None,
-        "weights": report.get("weights", {}),
+        "weights": report.get("weights", []),
     }
 
 
@@ -158,7 +158,7 @@ def main() -> None:
                 f"{f'{refitted:.3f}' if refitted is not None else 'too few decisions'} |"
             )
         lowest = refit_rows(rows, good, k, "lowest quality", 0, min_decisions)["weights"]
-        top = ", ".join(f"{name} {w:+.2f}" for name, w in list(lowest.items())[:5])
+        top = ", ".join(f"{name} {w:+.2f}" for name, w in lowest[:5])
         print(f"|  |  | the largest weights, lowest {k:g}%: {top} |  |  |  |")
     if not args.retrain:
         return

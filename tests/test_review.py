@@ -80,7 +80,7 @@ def test_the_refitted_score_learns_the_sign_that_tells_the_reviewers_decisions()
     decided = pd.DataFrame({"key": seen.key, "decision": np.where(seen.good, "accept", "reject")})
     p, report = review.refit(rows, decided, min_decisions=5)
     assert report["refitted"] and report["accepted"] + report["rejected"] == 60
-    assert next(iter(report["weights"])) == "fill" and report["weights"]["fill"] > 0  # the largest weight
+    assert report["weights"][0][0] == "fill" and report["weights"][0][1] > 0  # the largest weight
     rest = rows.iloc[60:]
     bad, good = p[rest.index][~rest.good], p[rest.index][rest.good]
     auroc = (good.to_numpy()[:, None] > bad.to_numpy()[None, :]).mean()

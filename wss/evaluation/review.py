@@ -80,8 +80,9 @@ def refit(rows: pd.DataFrame, decided: pd.DataFrame, min_decisions: int, seed: i
     loose fit learns that narrow slice and ranks the rest worse than the quality did
     (``bench/review.py``, docs/results.md).  With fewer than ``min_decisions`` of either
     kind there is nothing to fit: the quality score is returned as it is.  The report says which:
-    ``{"refitted", "accepted", "rejected", "weights"}``, ``weights`` the change in log-odds per
-    standard deviation of each sign (per class: against the other classes), largest first."""
+    ``{"refitted", "accepted", "rejected", "weights"}``, ``weights`` the ``[sign, weight]`` pairs,
+    largest first, a weight the change in log-odds per standard deviation of the sign (per class:
+    against the other classes)."""
     import sklearn
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
@@ -105,7 +106,7 @@ def refit(rows: pd.DataFrame, decided: pd.DataFrame, min_decisions: int, seed: i
     order = np.argsort(-np.abs(coef))
     report.update(
         refitted=True,
-        weights={names[i]: round(float(coef[i]), 3) for i in order},
+        weights=[[names[i], round(float(coef[i]), 3)] for i in order],
         sklearn=sklearn.__version__,
     )
     return pd.Series(fit.predict_proba(x(rows))[:, 1], index=rows.index), report
