@@ -64,6 +64,26 @@ def build(cfg: TrainConfig, init: Path):
     return net, opt
 
 
+def box_terms(cfg: TrainConfig, x, logits, global_batch):
+    """BoxInst's box-supervised terms on the fused ``logits`` of the network input ``x``, weighted
+    as ``cfg`` says and averaged over the global batch.  Python branches: at weight 0 a term is not
+    in the graph, so the weights are those of a run without it."""
+    import tensorflow as tf
+
+    from wss.net.model import BOX_SCALE, VGG_MEAN_BGR, colour_affinity, per_image_pairwise, per_image_projection
+
+    box = tf.cast(x[..., 3] >= BOX_SCALE / 2, tf.float32)
+    extra = tf.zeros([])
+    if cfg.projection_weight:
+        per = per_image_projection(box, logits)
+        extra += cfg.projection_weight * tf.nn.compute_average_loss(per, global_batch_size=global_batch)
+    if cfg.pairwise_weight:
+        rgb = (x[..., :3] + VGG_MEAN_BGR)[..., ::-1]
+        per = per_image_pairwise(box, logits, colour_affinity(rgb), cfg.pairwise_threshold)
+        extra += cfg.pairwise_weight * tf.nn.compute_average_loss(per, global_batch_size=global_batch)
+    return extra
+
+
 def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
     """One compiled optimizer update on ``(x, y)`` of shape ``(accum_steps, global batch, ...)``:
     the gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is
@@ -80,16 +100,7 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
     import keras
     import tensorflow as tf
 
-    from wss.net.model import (
-        BOX_SCALE,
-        SIDES,
-        VGG_MEAN_BGR,
-        colour_affinity,
-        per_image_bce,
-        per_image_pairwise,
-        per_image_projection,
-        per_image_soft_iou,
-    )
+    from wss.net.model import SIDES, per_image_bce, per_image_soft_iou
 
     strategy = strategy or tf.distribute.get_strategy()
     n_rep = strategy.num_replicas_in_sync
@@ -104,22 +115,10 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
             fused = tf.nn.compute_average_loss(losses["fused"], global_batch_size=global_batch)
             side = tf.nn.compute_average_loss(tf.add_n([losses[k] for k in SIDES]), global_batch_size=global_batch)
             loss = cfg.label_weight * (fused + side_w * side)
-            loss += box_terms(x, out["fused"], global_batch)
+            if cfg.projection_weight or cfg.pairwise_weight:
+                loss += box_terms(cfg, x, out["fused"], global_batch)
             scaled = opt.scale_loss(loss) if scale_loss else loss
         return tape.gradient(scaled, net.trainable_variables), loss, fused
-
-    def box_terms(x, logits, global_batch):
-        """BoxInst's terms on the fused output (Python branches: at weight 0 they are not in the graph)."""
-        box = tf.cast(x[..., 3] >= BOX_SCALE / 2, tf.float32)
-        extra = tf.zeros([])
-        if cfg.projection_weight:
-            per = per_image_projection(box, logits)
-            extra += cfg.projection_weight * tf.nn.compute_average_loss(per, global_batch_size=global_batch)
-        if cfg.pairwise_weight:
-            rgb = (x[..., :3] + VGG_MEAN_BGR)[..., ::-1]
-            per = per_image_pairwise(box, logits, colour_affinity(rgb), cfg.pairwise_threshold)
-            extra += cfg.pairwise_weight * tf.nn.compute_average_loss(per, global_batch_size=global_batch)
-        return extra
 
     @tf.function(jit_compile=cfg.jit_compile, reduce_retracing=True)
     def replica_step(x, y):
