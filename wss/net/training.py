@@ -64,11 +64,34 @@ def build(cfg: TrainConfig, init: Path):
     return net, opt
 
 
+def box_terms(cfg: TrainConfig, x, logits, global_batch):
+    """BoxInst's box-supervised terms on the fused ``logits`` of the network input ``x``, weighted
+    as ``cfg`` says and averaged over the global batch.  Python branches: at weight 0 a term is not
+    in the graph, so the weights are those of a run without it."""
+    import tensorflow as tf
+
+    from wss.net.model import BOX_SCALE, VGG_MEAN_BGR, colour_affinity, per_image_pairwise, per_image_projection
+
+    box = tf.cast(x[..., 3] >= BOX_SCALE / 2, tf.float32)
+    extra = tf.zeros([])
+    if cfg.projection_weight:
+        per = per_image_projection(box, logits)
+        extra += cfg.projection_weight * tf.nn.compute_average_loss(per, global_batch_size=global_batch)
+    if cfg.pairwise_weight:
+        rgb = (x[..., :3] + VGG_MEAN_BGR)[..., ::-1]
+        per = per_image_pairwise(box, logits, colour_affinity(rgb), cfg.pairwise_threshold)
+        extra += cfg.pairwise_weight * tf.nn.compute_average_loss(per, global_batch_size=global_batch)
+    return extra
+
+
 def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
     """One compiled optimizer update on ``(x, y)`` of shape ``(accum_steps, global batch, ...)``:
-    the gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is the
-    fused loss plus ``side_w`` times the side losses; ``cfg.iou_weight`` > 0 adds that times the
-    fused output's soft-IoU loss to the fused loss.  Returns (loss, fused loss), batch means.
+    the gradients of the ``accum_steps`` batches are averaged, then applied once.  The loss is
+    ``cfg.label_weight`` times (the fused loss plus ``side_w`` times the side losses), plus
+    BoxInst's box-supervised terms on the fused output, which need no label: ``cfg.projection_weight``
+    times the projection loss and ``cfg.pairwise_weight`` times the colour-pairwise loss
+    (:mod:`wss.net.model`).  ``cfg.iou_weight`` > 0 adds that times the fused output's soft-IoU
+    loss to the fused loss.  Returns (loss, fused label loss), batch means.
 
     Under a ``tf.distribute`` ``strategy`` each replica takes its own slice of the global batch
     and scales its loss by the global batch (``tf.nn.compute_average_loss``); the optimizer sums
@@ -91,7 +114,9 @@ def make_train_step(net, opt, cfg: TrainConfig, side_w, strategy=None):
                 losses["fused"] = losses["fused"] + cfg.iou_weight * per_image_soft_iou(y, out["fused"])
             fused = tf.nn.compute_average_loss(losses["fused"], global_batch_size=global_batch)
             side = tf.nn.compute_average_loss(tf.add_n([losses[k] for k in SIDES]), global_batch_size=global_batch)
-            loss = fused + side_w * side
+            loss = cfg.label_weight * (fused + side_w * side)
+            if cfg.projection_weight or cfg.pairwise_weight:
+                loss += box_terms(cfg, x, out["fused"], global_batch)
             scaled = opt.scale_loss(loss) if scale_loss else loss
         return tape.gradient(scaled, net.trainable_variables), loss, fused
 
