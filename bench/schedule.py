@@ -46,7 +46,12 @@ VARIANTS = {  # name -> train params changed from params.yaml
 
 
 def run(variant: dict, seed: int, work: Path, env: dict, data: Path) -> dict:
+    """The train and evaluate stages in ``work`` on ``data``'s shards, trunk, photos and boundaries,
+    with ``params.yaml``'s params (its ``data`` section ``data``'s own: the dataset the shards came
+    from), ``base.seed`` = ``seed`` and ``variant``'s train params."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if (data / "params.yaml").exists():
+        params["data"] = yaml.safe_load((data / "params.yaml").read_text())["data"]
     params["base"]["seed"] = seed
     params["train"].update(variant)
     p = work / "params.yaml"

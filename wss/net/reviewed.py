@@ -47,7 +47,7 @@ def apply(shard_dir: Path, decided: pd.DataFrame, out: Path) -> dict:
     with atomic.target(out, directory=True) as tmp:
         for entry in manifest["shards"]:
             src = Path(shard_dir) / entry["file"]
-            keys = shards.read(src, ("key",))["key"]
+            keys = entry["keys"]  # the shard's keys, in its order (the labels stage's manifest)
             touched = [k for k in keys if k in verdicts]
             if not touched:
                 link_or_copy(src, tmp / entry["file"])
