@@ -27,7 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from schedule import ROOT, run  # noqa: E402
+from schedule import ROOT, run
 
 TERMS = {"projection_weight": 1.0, "pairwise_weight": 1.0}
 NO_TERMS = {"projection_weight": 0.0, "pairwise_weight": 0.0}
