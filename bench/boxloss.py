@@ -17,6 +17,7 @@ its ``base.seed``, instead of training.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -25,9 +26,11 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from schedule import ROOT, run
+# bench/ holds scripts, not a package: load the training bench's runner from its file.
+_spec = importlib.util.spec_from_file_location("schedule", Path(__file__).with_name("schedule.py"))
+schedule = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(schedule)
+ROOT, run = schedule.ROOT, schedule.run
 
 TERMS = {"projection_weight": 1.0, "pairwise_weight": 1.0}
 NO_TERMS = {"projection_weight": 0.0, "pairwise_weight": 0.0}

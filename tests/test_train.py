@@ -275,6 +275,9 @@ def test_accumulating_k_batches_is_one_batch_of_k_times_the_size(random_init):
         np.testing.assert_allclose(a - s, b - s, rtol=1e-3, atol=1e-5 * moved)
 
 
+NO_BOX_TERMS = {"projection_weight": 0.0, "pairwise_weight": 0.0}  # the loss is the labels' alone
+
+
 def test_iou_weight_adds_the_soft_iou_of_the_fused_output_to_the_loss(random_init):
     import keras
     import tensorflow as tf
@@ -286,7 +289,7 @@ def test_iou_weight_adds_the_soft_iou_of_the_fused_output_to_the_loss(random_ini
     y = tf.constant((rng.random((1, 2, 32, 32)) < 0.4).astype(np.float32))
     losses = {}
     for w in (0.0, 2.0):
-        cfg = tiny(optimizer="sgd", lr=1e-3, momentum=0.0, ema=0.0, batch_size=2, iou_weight=w)
+        cfg = tiny(optimizer="sgd", lr=1e-3, momentum=0.0, ema=0.0, batch_size=2, iou_weight=w, **NO_BOX_TERMS)
         keras.utils.set_random_seed(0)
         net, opt = training.build(cfg, random_init)
         out = net(x[0], training=True)  # no dropout or batch norm: the step's forward pass is this one
