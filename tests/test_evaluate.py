@@ -17,17 +17,24 @@ from wss.labels import shards
 from wss.net.model import sidecar
 
 
-def box_stub(path, crop_size: int, margin: float, everywhere: bool = False, nothing: bool = False):
+def box_stub(path, crop_size: int, margin: float, everywhere: bool = False, nothing: bool = False, shrink: int = 0):
     """A saved wss model whose mask is its box channel: the network input's channel 3; with
     ``everywhere``, one that calls every pixel of its crop foreground; with ``nothing``, one that
-    calls none (a network that learnt nothing)."""
+    calls none (a network that learnt nothing); with ``shrink``, one whose mask is its box eroded by
+    ``shrink`` crop pixels (closer to most objects than their boxes are: a network the trust check
+    does not take for a box filler)."""
     import keras
 
     from wss.net.model import BOX_SCALE, sidecar
 
     inp = keras.Input((None, None, 4))
+    x = inp
+    if shrink:  # erosion is minus the max of minus
+        x = keras.layers.Rescaling(-1.0)(x)
+        x = keras.layers.MaxPooling2D(2 * shrink + 1, strides=1, padding="same")(x)
+        x = keras.layers.Rescaling(-1.0)(x)
     head = keras.layers.Conv2D(1, 1, name="fused")
-    out = head(inp)
+    out = head(x)
     kernel = np.array([0, 0, 0, 0 if everywhere or nothing else 40 / BOX_SCALE], np.float32).reshape(1, 1, 4, 1)
     head.set_weights([kernel, np.array([20.0 if everywhere else -20.0], np.float32)])
     net = keras.Model(inp, {"fused": out})
@@ -172,11 +179,24 @@ def test_evaluate_stage_scores_model_and_teacher(tmp_path, built):
     assert set(ev["fused"]["by_size"]) == {"small", "medium", "large"} and "AP" in ev["fused"]
     np.testing.assert_allclose(ev["fused"]["miou"], per.iou_fused.mean(), atol=1e-4)
     assert ev["fused"]["miou"] > ev["miou"]  # the box alone is the worst of the three
-    assert ev["cut_ms_per_instance"] > 0
-    # The verdict on the network rides along: the stub's sidecar has no instance count, so its
-    # agreement decides, and with trust_agreement [0, 0] it is trusted in full.
-    assert ev["trust"]["model_weight"] == 0.5 and ev["trust"]["weak"] is False and ev["trust"]["instances"] is None
-    assert ev["trust"]["agreement_instances"] > 0 and 0 < ev["trust"]["agreement"] <= 1
+    # The verdict on the network rides along: the stub's masks are its boxes, so however well they
+    # agree with the teacher (trust_agreement [0, 0] trusts any agreement), it is a box filler: weak,
+    # and the fused masks are the teacher's.
+    assert ev["trust"]["box_agreement"] == 1.0 and ev["trust"]["agreement"] < 1 and ev["trust"]["instances"] is None
+    assert ev["trust"]["weak"] and ev["trust"]["model_weight"] == 0 and ev["trust"]["agreement_instances"] > 0
+    assert ev["fused"]["miou"] == ev["teacher"]["miou"]
+
+
+def test_a_network_that_does_not_fill_its_boxes_is_trusted_and_its_fused_masks_are_its_own(tmp_path, built):
+    """The eroded-box stub agrees with the teacher better than with its boxes: trusted in full (its
+    sidecar has no instance count, so the agreement decides), and the fused masks are not the teacher's."""
+    manifest = shards.read_manifest(built.shards)
+    stub = box_stub(tmp_path / "stub.keras", manifest["crop_size"], manifest["context_margin"], shrink=4)
+    ev = run_stage(tmp_path, built, stub, tmp_path / "m", trust_min_instances=0, n_overlays=0)
+    verdict = ev["trust"]
+    assert verdict["model_weight"] == 0.5 and verdict["weak"] is False and verdict["instances"] is None
+    assert 0 < verdict["box_agreement"] < verdict["agreement"] < 1
+    assert ev["fused"]["miou"] != ev["teacher"]["miou"] and ev["cut_ms_per_instance"] > 0
 
 
 def test_a_weak_network_is_said_and_its_fused_masks_are_the_teachers(tmp_path, built, capsys):

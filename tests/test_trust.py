@@ -41,6 +41,24 @@ def test_a_weak_network_is_said_with_why_and_what_to_do():
     assert trust.few_instances_line(50, 50) == ""
 
 
+def test_a_network_closer_to_its_boxes_than_to_its_teacher_is_weak():
+    """BoxInst's terms pull an undertrained network to fill its boxes; a filled box agrees with
+    GrabCut+ well enough to pass the agreement alone (0.66 on coco128 after 40 updates)."""
+    c = RULE
+    assert trust.weight(500, 0.75, *c, box_agreement=0.70) == 0.5  # a trained network: closer to its teacher
+    assert trust.weight(500, 0.75, *c, box_agreement=0.76) == 0.0  # a box filler
+    assert trust.weight(500, 0.75, *c, box_agreement=0.75) == 0.5  # a tie is not a box filler
+    assert trust.weight(500, 0.0, *c, box_agreement=0.0) == 0.0  # empty masks: the agreement judges them
+    assert trust.weight(500, 0.75, *c, box_agreement=None) == 0.5  # not measured: left out
+    boxy = trust.assess(800, 0.72, *c, box_agreement=0.74)
+    assert boxy["weak"] and boxy["model_weight"] == 0
+    assert "closer to their boxes (0.74 mIoU) than to the teacher's (0.72)" in boxy["line"]
+    assert "teacher's alone" in boxy["line"]
+    # the box reason comes after the others, which say what to change first
+    both = trust.assess(4, 0.6, *c, box_agreement=0.9)
+    assert both["line"].index("4 instances") < both["line"].index("0.60 mIoU") < both["line"].index("boxes (0.90")
+
+
 def test_bad_trust_params_are_named():
     section = dict(config.section(config.load(ROOT / "params.yaml"), "evaluate"))
     for bad in ([0.7, 0.5], [0.5], [0.5, 1.5]):
@@ -71,6 +89,9 @@ def test_agreement_on_the_crops_skips_fallbacks(tiny_shards, tmp_path):
             ]
     got = measured.agreement(stub, tiny_shards)
     assert got["instances"] == len(want) > 0 and got["miou"] == pytest.approx(np.mean(want), abs=1e-4)
+    assert got["box_miou"] == 1.0  # the stub's masks are its boxes
+    verdict = measured.judge(stub, tiny_shards)
+    assert verdict["box_agreement"] == 1.0 and verdict["weak"] and "fill its boxes" in verdict["line"]
 
 
 def test_export_reads_the_verdict_evaluate_wrote_and_names_a_file_without_one(tmp_path):

@@ -38,15 +38,16 @@ def export(
     nothing: bool = False,
     trust: tuple = (0.0, 0.0),
     decisions: Path | None = None,
+    shrink: int = 0,
 ) -> tuple[Path, Path]:
-    """convert -> labels -> export (a stub network that answers with its box, or with ``nothing``
-    an empty mask) on the dataset at ``raw``."""
+    """convert -> labels -> export (a stub network that answers with its box, eroded by ``shrink``
+    pixels, or with ``nothing`` an empty mask) on the dataset at ``raw``."""
     data = DATA.__class__(**{**DATA.__dict__, "source": source, "archive": str(raw)})
     convert.convert(raw, tmp_path / "instances", data, 0.5)
     build.run(
         raw, tmp_path / "instances", tmp_path / "shards", labels_cfg(crop_size=32, shard_size=4, n_jobs=1), seed=1
     )
-    stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing)
+    stub = box_stub(tmp_path / "stub.keras", 32, labels_cfg().context_margin, nothing=nothing, shrink=shrink)
     run_export(
         tmp_path,
         stub,
@@ -252,12 +253,13 @@ def test_voc_boxes_come_back_as_segmentation_pngs_that_the_reader_reads(tmp_path
 
 def test_the_fused_masks_go_out_when_export_masks_is_fused(tmp_path):
     """``export.masks: fused``: the user's file carries exactly the masks of ``fused_<split>.json``
-    (the stub's box probability averaged with the teacher, through the refinement cut)."""
+    (the eroded-box stub's probability averaged with the teacher, through the refinement cut; a stub
+    that answers with the whole box is a box filler, and its fused masks would be the teacher's)."""
     from tests.test_sources import tiny_coco
 
     sample.generate(tmp_path / "sbd", seed=3, cfg=TINY)
     raw = tiny_coco(tmp_path / "sbd", tmp_path / "raw")
-    instances, out = export(tmp_path, raw, "coco", "fused")
+    instances, out = export(tmp_path, raw, "coco", "fused", shrink=4)
     table = read_table(instances)
     fused = {}
     for split in ("train", "val"):

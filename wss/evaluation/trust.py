@@ -5,6 +5,7 @@ own (not a fallback shape), of the model's mask (probability >= 0.5 inside the b
 teacher's.  A network that has learnt its teacher's notion of an object agrees with it on most
 boxes; an untrained or collapsed one does not.  Crops, not full images: one forward pass per
 instance, no paste-back, so ``evaluate`` and ``export`` judge the network by the same number.
+``box_agreement``: the same masks' mean IoU with their filled boxes, from the same pass.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from wss.labels import grabcut, shards
 
 
 def agreement(predictor: Predictor, shard_dir: Path) -> dict:
-    """``{"miou", "instances"}``: the mean IoU of the model's crop masks with the teacher's crop
-    labels over every instance of the shards (both splits) whose label is not a fallback shape."""
-    ious = []
+    """``{"miou", "box_miou", "instances"}``: the mean IoU of the model's crop masks with the
+    teacher's crop labels, and with their filled boxes, over every instance of the shards (both
+    splits) whose label is not a fallback shape."""
+    ious, box_ious = [], []
     for split in ("train", "val"):
         for path in shards.files(shard_dir, split):
             data = shards.read(path, ("image", "box", "teacher", "fallback"))
@@ -33,8 +35,16 @@ def agreement(predictor: Predictor, shard_dir: Path) -> dict:
                 continue
             probs = predictor.crop_probabilities(data["image"][keep], data["box"][keep], flip=False)
             for prob, box, label in zip(probs, data["box"][keep], data["teacher"][keep]):
-                ious.append(iou((prob >= 0.5) & (box > 0), label == 1))
-    return {"miou": round(float(np.mean(ious)), 4) if ious else None, "instances": len(ious)}
+                mask = (prob >= 0.5) & (box > 0)
+                ious.append(iou(mask, label == 1))
+                box_ious.append(iou(mask, box > 0))
+    if not ious:
+        return {"miou": None, "box_miou": None, "instances": 0}
+    return {
+        "miou": round(float(np.mean(ious)), 4),
+        "box_miou": round(float(np.mean(box_ious)), 4),
+        "instances": len(ious),
+    }
 
 
 def judge(predictor: Predictor, shard_dir: Path) -> dict:
@@ -43,9 +53,13 @@ def judge(predictor: Predictor, shard_dir: Path) -> dict:
     cfg = predictor.cfg
     agree = agreement(predictor, shard_dir)
     verdict = trust.assess(
-        predictor.meta.get("instances_used"), agree["miou"], cfg.trust_min_instances, cfg.trust_agreement
+        predictor.meta.get("instances_used"),
+        agree["miou"],
+        cfg.trust_min_instances,
+        cfg.trust_agreement,
+        agree["box_miou"],
     )
-    return {**verdict, "agreement_instances": agree["instances"]}
+    return {**verdict, "box_agreement": agree["box_miou"], "agreement_instances": agree["instances"]}
 
 
 def recorded(metrics: Path) -> dict:
