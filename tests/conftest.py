@@ -22,6 +22,25 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = config.load(ROOT / "params.yaml")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Schedule for two xdist workers (``--dist loadgroup``, which hands out one test at a time):
+    the tests that start from the end-to-end ``baseline`` run go to one worker together, so that
+    run is made once, not once per worker; and the longest tests go first (that group, then the
+    ``slow`` ones), so the workers end together on the quick ones instead of one finishing a
+    minute-long test alone.  The sort is stable: file order within each rank."""
+    for item in items:
+        if "baseline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("dvc-baseline"))
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
+
+
 def write_params(path: Path, **sections: dict) -> Path:
     """The repository's params.yaml written to ``path`` with each named section's keys replaced:
     ``write_params(p, evaluate={"flip": False})``.  Tests that run a stage's ``main`` build its
