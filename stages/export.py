@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.decisions:
         decided = decisions.join(decisions.read(args.decisions), read_table(args.instances))
     predictor = Predictor.load(args.model, cfg, cut, args.data, args.boundaries)
-    verdict = trust.recorded(args.verdict) if args.verdict else trust.judge(predictor, args.shards)
+    verdict = trust.recorded(args.verdict, cfg) if args.verdict else trust.judge(predictor, args.shards)
     if verdict["weak"]:
         print(f"export: {verdict['line']}")
     counts = export(predictor, args.shards, args.instances, args.data, args.out, ecfg.masks, rcfg, verdict, decided)

@@ -99,10 +99,18 @@ def test_export_reads_the_verdict_evaluate_wrote_and_names_a_file_without_one(tm
 
     from wss.errors import DataError
 
-    verdict = trust.assess(120, 0.8, 50, (0.5, 0.65)) | {"agreement_instances": 300}
-    (tmp_path / "eval.json").write_text(json.dumps({"miou": 0.7, "trust": verdict}))
-    assert measured.recorded(tmp_path / "eval.json") == verdict
+    cfg = evaluate_cfg(trust_min_instances=50, trust_agreement=[0.5, 0.65])
+    for verdict in (
+        trust.assess(120, 0.8, 50, (0.5, 0.65), box_agreement=0.6) | {"box_agreement": 0.6},
+        trust.assess(120, 0.6, 50, (0.5, 0.65), box_agreement=0.7) | {"box_agreement": 0.7},
+    ):
+        verdict |= {"agreement_instances": 300}
+        (tmp_path / "eval.json").write_text(json.dumps({"miou": 0.7, "trust": measured.for_metrics(verdict)}))
+        written = json.loads((tmp_path / "eval.json").read_text())["trust"]
+        assert "line" not in written  # a sentence is not a metric: dvc metrics diff would print it whole
+        assert measured.recorded(tmp_path / "eval.json", cfg) == verdict  # said again from the numbers
+    assert "closer to their boxes (0.70 mIoU)" in verdict["line"]
     (tmp_path / "old.json").write_text(json.dumps({"miou": 0.7}))
     for name in ("old.json", "missing.json"):
         with pytest.raises(DataError, match=f"{name}: no verdict on the model in it.*run evaluate first"):
-            measured.recorded(tmp_path / name)
+            measured.recorded(tmp_path / name, cfg)

@@ -41,6 +41,7 @@ from wss.errors import StageInputError
 from wss.evaluation.mask_ap import mask_ap
 from wss.evaluation.predictor import Instance, Predictor
 from wss.evaluation.refine import score
+from wss.evaluation import trust
 from wss.labels import shards
 
 THRESHOLDS = np.round(np.arange(0.05, 1.0, 0.05), 2)
@@ -114,7 +115,7 @@ def evaluate(
         "cut_ms_per_instance": predictor.refiner.ms_per_instance(),
     }
     if verdict:
-        result["trust"] = verdict
+        result["trust"] = trust.for_metrics(verdict)
     categories = read_categories(instances_dir)
     per, per_class = None, {}
     if rows:

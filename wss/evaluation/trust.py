@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wss.config import EvaluateConfig
 from wss.core import trust
 from wss.core.metrics import iou
 from wss.errors import DataError
@@ -62,14 +63,32 @@ def judge(predictor: Predictor, shard_dir: Path) -> dict:
     return {**verdict, "box_agreement": agree["box_miou"], "agreement_instances": agree["instances"]}
 
 
-def recorded(metrics: Path) -> dict:
+NUMBERS = ("instances", "agreement", "box_agreement", "model_weight", "weak", "agreement_instances")
+
+
+def for_metrics(verdict: dict) -> dict:
+    """The verdict's numbers, as ``evaluate`` writes them into its metrics file: not its ``line``,
+    a sentence that ``dvc metrics diff`` would print in full as a changed metric (:func:`recorded`
+    says it again from the numbers)."""
+    return {k: verdict[k] for k in NUMBERS if k in verdict}
+
+
+def recorded(metrics: Path, cfg: EvaluateConfig) -> dict:
     """The verdict ``evaluate`` measured and wrote into its metrics file (``trust`` in
     ``metrics/eval.json``), so that ``export`` judges the same network by the same numbers without a
-    second pass over every instance; a :class:`~wss.errors.DataError` naming the file when it has none."""
+    second pass over every instance, its ``line`` said again by :func:`wss.core.trust.assess`
+    under ``cfg``; a :class:`~wss.errors.DataError` naming the file when it has none."""
     try:
-        verdict = json.loads(Path(metrics).read_text())["trust"]
+        numbers = json.loads(Path(metrics).read_text())["trust"]
+        verdict = trust.assess(
+            numbers["instances"],
+            numbers["agreement"],
+            cfg.trust_min_instances,
+            cfg.trust_agreement,
+            numbers.get("box_agreement"),
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(
             f"{metrics}: no verdict on the model in it ({type(exc).__name__}: {exc}); run evaluate first"
         ) from exc
-    return verdict
+    return {**numbers, **verdict}
