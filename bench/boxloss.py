@@ -37,6 +37,7 @@ NO_TERMS = {"projection_weight": 0.0, "pairwise_weight": 0.0}
 VARIANTS = {  # name -> train params changed from params.yaml (the terms set either way, whatever its defaults)
     "teacher labels": {"labels": "teacher", "label_weight": 1.0, **NO_TERMS},
     "teacher + box terms": {"labels": "teacher", "label_weight": 1.0, **TERMS},
+    "teacher + box terms x2": {"labels": "teacher", "label_weight": 1.0, **{k: 2 * v for k, v in TERMS.items()}},
     "box terms alone": {**TERMS, "labels": "box", "label_weight": 0.0, "rounds": 1},
     "true masks (full supervision)": {"labels": "gt", "label_weight": 1.0, "rounds": 1, **NO_TERMS},
 }
